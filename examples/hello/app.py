@@ -1,0 +1,84 @@
+"""hello: the small, real web service kiln's demo and tests deploy.
+
+Endpoints:
+  /         JSON with the version and the instance id
+  /healthz  200 when ready
+
+Behaviour comes from config (environment variables), so a "bad release" needs
+no code change:
+  PORT               port to listen on (kiln sets it)           default 8000
+  HOST               address to bind                            default 127.0.0.1
+  APP_VERSION        version reported by /                      default 0.0.0
+  ERROR_RATE         fraction of / requests answered with 500   default 0
+  EXTRA_LATENCY_MS   added latency on / in milliseconds         default 0
+  STARTUP_DELAY_MS   time before /healthz turns 200             default 0
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from packaging.version import Version
+
+VERSION = str(Version(os.environ.get("APP_VERSION", "0.0.0")))
+INSTANCE = os.environ.get("KILN_INSTANCE_ID", f"local-{os.getpid()}")
+ERROR_RATE = float(os.environ.get("ERROR_RATE", "0"))
+LATENCY = float(os.environ.get("EXTRA_LATENCY_MS", "0")) / 1000.0
+READY_AT = time.monotonic() + float(os.environ.get("STARTUP_DELAY_MS", "0")) / 1000.0
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "hello"
+
+    def do_GET(self) -> None:
+        if self.path == "/healthz":
+            ready = time.monotonic() >= READY_AT
+            self._send(200 if ready else 503, {"ready": ready})
+            return
+        if LATENCY:
+            time.sleep(LATENCY)
+        if ERROR_RATE and random.random() < ERROR_RATE:
+            self._send(500, {"error": "injected", "version": VERSION})
+            return
+        self._send(200, {"version": VERSION, "instance": INSTANCE, "path": self.path})
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def _send(self, status: int, body: dict[str, object]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        if os.environ.get("ACCESS_LOG"):
+            sys.stderr.write("%s %s\n" % (self.address_string(), format % args))
+
+
+def main() -> None:
+    server = ThreadingHTTPServer((os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8000"))), Handler)
+    server.daemon_threads = True
+
+    def stop(signum: int, frame: object) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    print(f"hello {VERSION} ({INSTANCE}) listening on {server.server_address[0]}:{server.server_address[1]}", flush=True)
+    server.serve_forever()
+    server.server_close()
+
+
+if __name__ == "__main__":
+    main()

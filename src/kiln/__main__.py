@@ -1,0 +1,5 @@
+"""``python -m kiln`` runs the CLI."""
+
+from kiln.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""Adapters for the artifacts port(s). See kiln.adapters."""

@@ -1,0 +1,1 @@
+"""Adapters for the metrics port(s). See kiln.adapters."""

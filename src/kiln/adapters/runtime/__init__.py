@@ -1,0 +1,1 @@
+"""Adapters for the runtime port(s). See kiln.adapters."""

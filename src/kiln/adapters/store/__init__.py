@@ -1,0 +1,1 @@
+"""Adapters for the store port(s). See kiln.adapters."""

@@ -1,0 +1,1 @@
+"""Adapters for the traffic port(s). See kiln.adapters."""
