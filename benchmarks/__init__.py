@@ -1,0 +1,1 @@
+"""kiln's benchmarks: each compares side by side against a named baseline."""
