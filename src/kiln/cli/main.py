@@ -32,6 +32,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # controller
     "serve": ("kiln.cli.serve:serve", "Run the controller (API, rollout workers, supervision)."),
     "controller": ("kiln.cli.serve:controller", "Show the controller's status, or stop it."),
+    # runtime
+    "instances": ("kiln.cli.instances:instances", "List running instances; read their logs."),
+    "secrets": (
+        "kiln.cli.secrets:secrets",
+        "Store secrets (value on stdin); list names and versions.",
+    ),
 }
 
 
