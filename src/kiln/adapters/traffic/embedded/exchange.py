@@ -146,24 +146,25 @@ class Exchange:
         drop: set[bytes] | None = None
         has_length = False
         has_te = False
-        for name, value in headers:
-            lname = name.lower()
-            if lname == b"connection":
-                drop = {t.strip().lower() for t in value.split(b",")}
-            elif lname == b"content-length":
-                has_length = True
-            elif lname == b"transfer-encoding":
-                has_te = True
         out = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
         for name, value in headers:
             lname = name.lower()
-            if lname in HOP_BY_HOP or lname.startswith(b"proxy-"):
+            if lname in HOP_BY_HOP or lname[:6] == b"proxy-":
+                if lname == b"connection":
+                    drop = {t.strip().lower() for t in value.split(b",")}
+                elif lname == b"transfer-encoding":
+                    has_te = True
                 continue
-            if drop is not None and lname in drop:
-                continue
-            if has_te and lname == b"content-length":
-                continue
-            out.append(b"%s: %s\r\n" % (name, value))
+            if lname == b"content-length":
+                has_length = True
+            out.append(name + b": " + value + b"\r\n")
+        if drop is not None or (has_te and has_length):
+            # Rare: headers named in Connection, or a length beside chunking (which wins).
+            unwanted = set(drop or ())
+            if has_te:
+                unwanted.add(b"content-length")
+            out = [out[0]] + [ln for ln in out[1:] if ln.split(b":", 1)[0].lower() not in unwanted]
+            has_length = has_length and not has_te
         client = self.client
         no_body = self.is_head or status == 204 or status == 304
         if not no_body and (has_te or not has_length):
@@ -182,7 +183,7 @@ class Exchange:
         if self.set_cookie:
             out.append(self.set_cookie)
         out.append(b"\r\n")
-        client.write(b"".join(out))
+        client.out.append(b"".join(out))
         if self.is_head and self.upstream is not None:
             # httptools cannot be told a response answers HEAD; finish here and do
             # not reuse the connection, whose parser would wait for a body.
@@ -194,9 +195,13 @@ class Exchange:
 
     def response_body(self, body: bytes) -> None:
         if self.chunked_out:
-            self.client.write(b"%x\r\n%s\r\n" % (len(body), body))
+            self.client.out.append(b"%x\r\n%s\r\n" % (len(body), body))
         else:
-            self.client.write(body)
+            self.client.out.append(body)
+
+    def flush(self) -> None:
+        """Write what the last upstream read produced in one send (head + body)."""
+        self.client.flush()
 
     def response_complete(self, conn: UpstreamConnection) -> None:
         if not self.response_started:
@@ -204,7 +209,7 @@ class Exchange:
         self.upstream = None
         conn.release(conn.parser.should_keep_alive() and self.request_done)
         if self.chunked_out:
-            self.client.write(b"0\r\n\r\n")
+            self.client.out.append(b"0\r\n\r\n")
         self._finish()
 
     def _finish(self) -> None:
@@ -257,7 +262,7 @@ class Exchange:
                 # A close-delimited body (no length, not chunked) ends with the close.
                 self.upstream = None
                 if self.chunked_out:
-                    self.client.write(b"0\r\n\r\n")
+                    self.client.out.append(b"0\r\n\r\n")
                 self._finish()
                 return
             # Cut mid-response: the client must see the truncation, never a silent end.

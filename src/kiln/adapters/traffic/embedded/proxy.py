@@ -173,6 +173,21 @@ class DataPlane:
                 conn.close()
 
 
+_KEEP, _DROP, _CONNECTION, _TRANSFER_ENCODING, _FORWARDED_FOR = range(5)
+# Request headers that need more than forwarding; anything else named proxy-* is dropped.
+_REQUEST_HEADERS = {
+    **dict.fromkeys(HOP_BY_HOP, _DROP),
+    b"connection": _CONNECTION,
+    b"transfer-encoding": _TRANSFER_ENCODING,
+    b"x-forwarded-for": _FORWARDED_FOR,
+    b"x-forwarded-proto": _DROP,
+    b"x-forwarded-host": _DROP,
+    b"host": _KEEP,
+    b"cookie": _KEEP,
+    b"content-length": _KEEP,
+}
+
+
 class ClientConnection(asyncio.Protocol):
     """One downstream connection: parses requests, routes them one at a time (pipelined
     requests wait their turn), and writes the responses back in order."""
@@ -184,13 +199,23 @@ class ClientConnection(asyncio.Protocol):
         self.open = False
         self.http11 = True
         self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.lines: list[bytes] = []
+        self.routes: Routes | None = None
+        self.header_rules: dict[bytes, dict[bytes, Target]] | None = None
+        self.rule_target: Target | None = None
+        self.drop: set[bytes] | None = None
+        self.host = b""
+        self.forwarded_for = b""
+        self.cookie = b""
+        self.has_length = False
+        self.chunked = False
         self.peer = b""
         self.active: Exchange | None = None
         self.parsing: Exchange | None = None
         self.queue: deque[Exchange] = deque()
         self.paused = False
         self.last_activity = 0.0
+        self.out: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # a stream transport
@@ -228,10 +253,19 @@ class ClientConnection(asyncio.Protocol):
             self._reply_and_close(400, b"malformed request\n")
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None:
-            self.transport.write(data)
+        self.out.append(data)
+        self.flush()
+
+    def flush(self) -> None:
+        out = self.out
+        if out:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            if self.transport is not None:
+                self.transport.write(data)
 
     def close(self) -> None:
+        self.flush()
         if self.transport is not None:
             self.transport.close()
 
@@ -271,13 +305,50 @@ class ClientConnection(asyncio.Protocol):
     # httptools callbacks
     def on_message_begin(self) -> None:
         self.url = b""
-        self.headers = []
+        self.lines = []
+        self.routes = routes = self.dp.routes
+        self.header_rules = routes.header_rules if routes is not None else None
+        self.rule_target = None
+        self.drop = None
+        self.host = b""
+        self.forwarded_for = b""
+        self.cookie = b""
+        self.has_length = False
+        self.chunked = False
 
     def on_url(self, url: bytes) -> None:
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        # One pass per header: forward it, or capture it, or drop it (hop-by-hop).
+        lname = name.lower()
+        kind = _REQUEST_HEADERS.get(lname)
+        if kind is None:
+            if lname[:6] != b"proxy-":
+                self.lines.append(name + b": " + value + b"\r\n")
+                rules = self.header_rules
+                if rules and self.rule_target is None:
+                    by_value = rules.get(lname)
+                    if by_value is not None:
+                        self.rule_target = by_value.get(value)
+            return
+        if kind == _KEEP:
+            self.lines.append(name + b": " + value + b"\r\n")
+            if lname == b"host":
+                self.host = value
+            elif lname == b"cookie":
+                self.cookie = value if not self.cookie else self.cookie + b"; " + value
+            else:  # content-length
+                self.has_length = value.strip() != b"0"
+        elif kind == _CONNECTION:
+            tokens = {t.strip().lower() for t in value.split(b",")}
+            self.drop = tokens if self.drop is None else self.drop | tokens
+        elif kind == _TRANSFER_ENCODING:
+            self.chunked = b"chunked" in value.lower()
+        elif kind == _FORWARDED_FOR:
+            self.forwarded_for = (
+                value if not self.forwarded_for else self.forwarded_for + b", " + value
+            )
 
     def on_headers_complete(self) -> None:
         self._on_request()
@@ -297,56 +368,27 @@ class ClientConnection(asyncio.Protocol):
         parser = self.parser
         self.http11 = parser.get_http_version() == "1.1"
         method: bytes = parser.get_method()
-        routes = dp.routes
-        # Rewrite the head once: hop-by-hop out, X-Forwarded-* in.
-        drop: set[bytes] | None = None
-        host = b""
-        forwarded_for = b""
-        cookie = b""
-        has_length = False
-        chunked = False
-        rule_target: Target | None = None
-        header_rules = routes.header_rules if routes is not None else None
-        for name, value in self.headers:
-            lname = name.lower()
-            if lname == b"connection":
-                drop = {t.strip().lower() for t in value.split(b",")}
-            elif lname == b"host":
-                host = value
-            elif lname == b"cookie":
-                cookie = value if not cookie else cookie + b"; " + value
-            elif lname == b"content-length":
-                has_length = value.strip() != b"0"
-            elif lname == b"transfer-encoding":
-                chunked = b"chunked" in value.lower()
-            elif lname == b"x-forwarded-for":
-                forwarded_for = value
-            if header_rules and rule_target is None:
-                by_value = header_rules.get(lname)
-                if by_value is not None:
-                    rule_target = by_value.get(value)
-        out = [method, b" ", self.url, b" HTTP/1.1\r\n"]
-        for name, value in self.headers:
-            lname = name.lower()
-            if (
-                lname in HOP_BY_HOP
-                or lname.startswith(b"proxy-")
-                or lname.startswith(b"x-forwarded-")
-                or (drop is not None and lname in drop)
-            ):
-                continue
-            out.append(b"%s: %s\r\n" % (name, value))
-        if forwarded_for:
-            out.append(b"x-forwarded-for: %s, %s\r\n" % (forwarded_for, self.peer))
+        routes = self.routes
+        chunked = self.chunked
+        lines = self.lines
+        drop = self.drop
+        if drop is not None:
+            # Headers named in Connection are hop-by-hop too (RFC 9110 §7.6.1): rare.
+            lines = [ln for ln in lines if ln.split(b":", 1)[0].lower() not in drop]
+        if self.forwarded_for:
+            lines.append(b"x-forwarded-for: " + self.forwarded_for + b", " + self.peer + b"\r\n")
         else:
-            out.append(b"x-forwarded-for: %s\r\n" % self.peer)
-        out.append(b"x-forwarded-proto: http\r\n")
-        if host:
-            out.append(b"x-forwarded-host: %s\r\n" % host)
+            lines.append(b"x-forwarded-for: " + self.peer + b"\r\n")
+        if self.host:
+            lines.append(b"x-forwarded-proto: http\r\nx-forwarded-host: " + self.host + b"\r\n")
+        else:
+            lines.append(b"x-forwarded-proto: http\r\n")
         if chunked:
-            out.append(b"transfer-encoding: chunked\r\n")
-        out.append(b"\r\n")
-        head = b"".join(out)
+            lines.append(b"transfer-encoding: chunked\r\n")
+        head = b"%s %s HTTP/1.1\r\n%s\r\n" % (method, self.url, b"".join(lines))
+        cookie = self.cookie
+        rule_target = self.rule_target
+        has_length = self.has_length
 
         if routes is None:
             ex = Exchange(self, head, EMPTY_ROUTES)
@@ -412,6 +454,7 @@ class ClientConnection(asyncio.Protocol):
     def exchange_done(self, ex: Exchange) -> None:
         if self.active is not ex:
             return
+        self.flush()
         self.active = None
         dp = self.dp
         dp.in_flight -= 1

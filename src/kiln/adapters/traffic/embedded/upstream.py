@@ -32,6 +32,7 @@ class Attached(Protocol):
     ) -> None: ...
     def upstream_lost(self, conn: UpstreamConnection) -> None: ...
     def upstream_broken(self, conn: UpstreamConnection) -> None: ...
+    def flush(self) -> None: ...
     def pause_client(self) -> None: ...
     def resume_client(self) -> None: ...
 
@@ -89,13 +90,16 @@ class UpstreamConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
+        exchange = self.exchange
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
-            exchange, self.exchange = self.exchange, None
+            broken, self.exchange = self.exchange, None
             self.close()
-            if exchange is not None:
-                exchange.upstream_broken(self)
+            if broken is not None:
+                broken.upstream_broken(self)
+        if exchange is not None:
+            exchange.flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.open = False
@@ -199,6 +203,9 @@ class Mirrored:
         self._done()
 
     def pause_client(self) -> None:
+        return
+
+    def flush(self) -> None:
         return
 
     def resume_client(self) -> None:
