@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from kiln.errors import InvalidInput, KilnError, Refused
+from kiln.errors import InvalidInput, KilnError, Refused, SpecError
 
 Handler = Callable[[str, str, bytes], Awaitable[tuple[int, str, bytes]]]
 
@@ -93,4 +93,7 @@ def json_response(status: int, data: Any) -> tuple[int, str, bytes]:
 
 def error_response(exc: KilnError) -> tuple[int, str, bytes]:
     status = 409 if isinstance(exc, Refused) else 400 if isinstance(exc, InvalidInput) else 500
-    return json_response(status, {"error": {"message": exc.message, "hint": exc.hint}})
+    message = exc.message
+    if isinstance(exc, SpecError):
+        message += ": " + "; ".join(p.render() for p in exc.problems)
+    return json_response(status, {"error": {"message": message, "hint": exc.hint}})

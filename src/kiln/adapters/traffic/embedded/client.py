@@ -43,6 +43,13 @@ class EmbeddedRouterClient:
         self.close()
 
     def _call(self, method: str, path: str, body: bytes | None = None) -> httpx.Response:
+        if not self.socket_path.exists():
+            # Checked here because httpcore leaks the socket of a failed unix connect.
+            raise Temporary(
+                f"the router admin socket {self.socket_path} does not answer: it does not exist",
+                delay=0.5,
+                hint="is `kiln router` running? Its last table keeps serving meanwhile",
+            )
         try:
             response = self._client.request(method, path, content=body)
         except httpx.HTTPError as exc:
