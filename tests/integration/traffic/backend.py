@@ -55,7 +55,8 @@ class Backend(asyncio.Protocol):
         elif self.url.startswith(b"/chunked"):
             assert self.transport is not None
             self.transport.write(
-                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: keep-alive, x-secret\r\n"
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n"
+                b"connection: keep-alive, x-secret\r\n"
                 b"x-secret: 1\r\nkeep-alive: timeout=5\r\n\r\n"
                 b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
             )

@@ -195,12 +195,23 @@ def parse_hey(text: str) -> LoadResult:
         return float(found.group(1)) if found else None
 
     return LoadResult(
-        ok, non_2xx, errors, float(rps_match.group(1)) if rps_match else 0.0, pct("50"), pct("99"), text
+        ok,
+        non_2xx,
+        errors,
+        float(rps_match.group(1)) if rps_match else 0.0,
+        pct("50"),
+        pct("99"),
+        text,
     )
 
 
 def hey_args(
-    url: str, *, seconds: float, workers: int = 8, qps_per_worker: float = 50, keepalive: bool = True
+    url: str,
+    *,
+    seconds: float,
+    workers: int = 8,
+    qps_per_worker: float = 50,
+    keepalive: bool = True,
 ) -> list[str]:
     hey = shutil.which("hey")
     if hey is None:
@@ -220,7 +231,9 @@ def finish_load(proc: subprocess.Popen[bytes], timeout: float = 60) -> LoadResul
     return parse_hey(out.decode(errors="replace"))
 
 
-def start_pusher(procs: Processes, kind: str, target: str, spec: dict[str, object]) -> subprocess.Popen[bytes]:
+def start_pusher(
+    procs: Processes, kind: str, target: str, spec: dict[str, object]
+) -> subprocess.Popen[bytes]:
     """A separate process pushing a new route table every 100 ms (stands in for the
     controller until it exists); prints one line per applied generation."""
     return procs.start(

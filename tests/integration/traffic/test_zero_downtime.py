@@ -108,9 +108,7 @@ def test_weights_change_every_100ms_while_releases_come_and_go_with_zero_failure
 ) -> None:
     names = ["r0a", "r0b", "r1a", "r1b", "r2a", "r2b"]
     backends = start_backends(procs, names)
-    releases = {
-        f"r{i}": [backends[2 * i].address, backends[2 * i + 1].address] for i in range(3)
-    }
+    releases = {f"r{i}": [backends[2 * i].address, backends[2 * i + 1].address] for i in range(3)}
     spec = {"environment": "dev", "releases": releases, "interval": 0.1, **routed.push_extra}
     first = RouteTable(
         1, "dev", (Release("r0", 100, tuple(Backend.parse(a) for a in releases["r0"])),)
