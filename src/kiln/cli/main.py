@@ -32,6 +32,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # data plane
     "router": ("kiln.cli.router:router", "Run the embedded router (an environment's data plane)."),
     "routes": ("kiln.cli.router:routes", "Show the route table a router is serving."),
+    # controller
+    "serve": ("kiln.cli.serve:serve", "Run the controller (API, rollout workers, supervision)."),
+    "controller": ("kiln.cli.serve:controller", "Show the controller's status, or stop it."),
 }
 
 
