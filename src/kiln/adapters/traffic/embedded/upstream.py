@@ -1,0 +1,212 @@
+"""Upstream side of the embedded router: keep-alive connections to backends, each
+parsing responses for whatever is attached (a client ``Exchange`` or a
+``Mirrored`` shadow copy, whose answer is counted and discarded)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from typing import TYPE_CHECKING, Protocol
+
+import httptools
+
+from kiln.adapters.traffic.embedded.routing import BackendState
+from kiln.adapters.traffic.embedded.stats import ReleaseStats
+
+if TYPE_CHECKING:
+    from kiln.adapters.traffic.embedded.proxy import DataPlane
+
+
+class Attached(Protocol):
+    """What an upstream connection reports to: a client exchange or a mirror copy."""
+
+    def attached(self, conn: UpstreamConnection) -> None: ...
+    def response_head(
+        self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], keep: bool
+    ) -> None: ...
+    def response_body(self, body: bytes) -> None: ...
+    def response_complete(self, conn: UpstreamConnection) -> None: ...
+    def upstream_failed(
+        self, conn: UpstreamConnection | None, st: BackendState, penalize: bool = True
+    ) -> None: ...
+    def upstream_lost(self, conn: UpstreamConnection) -> None: ...
+    def upstream_broken(self, conn: UpstreamConnection) -> None: ...
+    def flush(self) -> None: ...
+    def pause_client(self) -> None: ...
+    def resume_client(self) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """A keep-alive connection to one backend, parsing responses for the attached
+    exchange (the real request or a mirror copy)."""
+
+    __slots__ = (
+        "dp",
+        "exchange",
+        "got_bytes",
+        "headers",
+        "open",
+        "parser",
+        "reason",
+        "reused",
+        "state",
+        "transport",
+    )
+
+    def __init__(self, dp: DataPlane, state: BackendState) -> None:
+        self.dp = dp
+        self.state = state
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.exchange: Attached | None = None
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.reason = b""
+        self.got_bytes = False
+        self.reused = False
+        self.open = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a stream transport
+        self.open = True
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def attach(self, exchange: Attached) -> None:
+        self.exchange = exchange
+        self.got_bytes = False
+        exchange.attached(self)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        self.open = False
+        if self.transport is not None:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        self.got_bytes = True
+        exchange = self.exchange
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            broken, self.exchange = self.exchange, None
+            self.close()
+            if broken is not None:
+                broken.upstream_broken(self)
+        if exchange is not None:
+            exchange.flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.open = False
+        exchange, self.exchange = self.exchange, None
+        if exchange is not None:
+            exchange.upstream_lost(self)
+        else:
+            with contextlib.suppress(ValueError):
+                self.state.idle.remove(self)
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self.headers = []
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason = reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        if self.exchange is not None:
+            self.exchange.response_head(
+                self.parser.get_status_code(),
+                self.reason,
+                self.headers,
+                self.parser.should_keep_alive(),
+            )
+
+    def on_body(self, body: bytes) -> None:
+        if self.exchange is not None:
+            self.exchange.response_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.exchange is not None:
+            self.exchange.response_complete(self)
+
+    # flow control: the client side pauses us when its buffer is full
+    def pause_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.pause_client()
+
+    def resume_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.resume_client()
+
+    def release(self, reusable: bool) -> None:
+        """The exchange is done with this connection."""
+        self.exchange = None
+        if reusable and self.open:
+            self.reused = True
+            self.state.give_back(self)
+        else:
+            self.close()
+
+
+class Mirrored:
+    """A shadow copy: sent, answered, counted in the mirror release's stats, discarded."""
+
+    __slots__ = ("dp", "head", "started", "stats", "status")
+
+    def __init__(self, dp: DataPlane, stats: ReleaseStats, head: bytes) -> None:
+        self.dp = dp
+        self.stats = stats
+        self.head = head
+        self.started = dp.loop.time()
+        self.status = 0
+
+    def attached(self, conn: UpstreamConnection) -> None:
+        conn.write(self.head)
+
+    def response_head(
+        self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], keep: bool
+    ) -> None:
+        self.status = status
+
+    def response_body(self, body: bytes) -> None:
+        return
+
+    def response_complete(self, conn: UpstreamConnection) -> None:
+        if self.status < 200:
+            return
+        self._done()
+        conn.release(conn.parser.should_keep_alive())
+
+    def _done(self) -> None:
+        self.dp.mirrors_in_flight -= 1
+        if self.status:
+            self.stats.observe(self.status, self.dp.loop.time() - self.started)
+
+    def upstream_failed(
+        self, conn: UpstreamConnection | None, st: BackendState, penalize: bool = True
+    ) -> None:
+        self.stats.connect_failures += 1
+        self._done()
+
+    def upstream_lost(self, conn: UpstreamConnection) -> None:
+        self._done()
+
+    def upstream_broken(self, conn: UpstreamConnection) -> None:
+        self._done()
+
+    def pause_client(self) -> None:
+        return
+
+    def flush(self) -> None:
+        return
+
+    def resume_client(self) -> None:
+        return
