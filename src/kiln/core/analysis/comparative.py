@@ -108,12 +108,16 @@ def classify(
         return MetricResult(Classification.PASS, ratio=ratio)
     estimate, low, high = hodges_lehmann(canary, baseline, confidence)
     p_value = float(mannwhitneyu(canary, baseline, alternative="two-sided").pvalue)
+    # Kayenta classifies on the interval alone; with a handful of points the
+    # widest achievable interval still "excludes" the bound, so the rank test's
+    # own p-value must also be below 1 - confidence.
+    significant = p_value < 1.0 - confidence
     bound = effect_fraction * abs(estimate)
     up = direction in (Direction.INCREASE, Direction.EITHER)
     down = direction in (Direction.DECREASE, Direction.EITHER)
-    if up and low > bound:
+    if significant and up and low > bound:
         label = Classification.HIGH
-    elif down and high < -bound:
+    elif significant and down and high < -bound:
         label = Classification.LOW
     else:
         label = Classification.PASS
@@ -147,8 +151,14 @@ class ComparativeConfig:
     pass_score: float = 90.0
     marginal_score: float = 75.0
     min_samples: int = 50
+    # Windows between intermediate judgements (Spinnaker's canary "interval"
+    # against its "step"); each look can fail the canary, so fewer looks mean
+    # fewer false alarms and later detection.
+    judge_every: int = 1
 
     def __post_init__(self) -> None:
+        if self.judge_every < 1:
+            raise ValueError("judge_every is at least 1")
         if not self.metrics:
             raise ValueError("a comparative judge compares at least one metric")
         if not 0.5 < self.confidence < 1.0:
@@ -165,6 +175,7 @@ class ComparativeJudge:
             m.name: ([], []) for m in config.metrics
         }
         self._samples = 0
+        self._windows_closed = 0
         self._missing: Missing | None = None
         self._decided: Verdict | None = None
         self._last_figures: dict[str, float] = {}
@@ -190,7 +201,9 @@ class ComparativeJudge:
                 if canary_value is not None and baseline_value is not None:
                     self._points[m.name][0].append(canary_value)
                     self._points[m.name][1].append(baseline_value)
-            self._decided = self._judge(final=False)
+            self._windows_closed += 1
+            if self._windows_closed % self.config.judge_every == 0:
+                self._decided = self._judge(final=False)
 
     def verdict(self) -> Status:
         if self._decided is not None:

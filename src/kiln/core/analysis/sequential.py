@@ -105,6 +105,7 @@ class _Evidence:
     var: float
     canary_level: float
     baseline_level: float
+    pooled_level: float
 
 
 class SequentialJudge:
@@ -114,7 +115,6 @@ class SequentialJudge:
         self._baseline = _Tally()
         self._missing: Missing | None = None
         self._tau: float | None = None
-        self._margin: float | None = None
         self._bound: float | None = None
         self._decided: Verdict | None = None
         self._figures: dict[str, float] = {}
@@ -196,11 +196,12 @@ class SequentialJudge:
         if evidence is None:
             return None
         if self._tau is None:
-            level = max(abs(evidence.baseline_level), 1e-12)
+            # The pooled level: under the null both sides share it, and pooling
+            # halves the noise of a level read from the first few requests.
+            level = max(abs(evidence.pooled_level), 1e-12)
             if self._per_request:
-                level = max(level, 1.0 / max(self._baseline.requests, 1))
+                level = max(level, 1.0 / max(self._canary.requests + self._baseline.requests, 1))
             self._tau = cfg.effect * level
-            self._margin = None if cfg.pass_margin is None else cfg.pass_margin * level
         theta, var = evidence.theta, evidence.var
         if not (var > 0 and math.isfinite(var)):
             return None
@@ -223,7 +224,7 @@ class SequentialJudge:
         if float(log_lr) >= self.log_threshold and (two_sided or theta > 0):
             return Fail((self._reason(evidence),), dict(self._figures))
         worst = abs(theta) + half if two_sided else theta + half
-        if self._margin is not None and worst < self._margin:
+        if cfg.pass_margin is not None and worst < cfg.pass_margin * abs(evidence.baseline_level):
             return Pass(
                 f"{cfg.name}: confidently less than {cfg.pass_margin:g}x the baseline level "
                 f"worse (difference below {worst:.4g}) after {self._samples()} samples",
@@ -238,11 +239,13 @@ class SequentialJudge:
 
     def _reason(self, ev: _Evidence) -> str:
         cfg = self.config
-        what = {
-            MetricKind.ERROR_RATE: "error rate",
-            MetricKind.REQUEST_RATE: "request rate",
-            MetricKind.QUERY: "value",
-        }.get(cfg.metric, f"share of requests slower than {self._bound:g}s")
+        if cfg.metric.quantile is not None:
+            what = f"share of requests slower than {self._bound or 0.0:g}s"
+        else:
+            what = {
+                MetricKind.ERROR_RATE: "error rate",
+                MetricKind.REQUEST_RATE: "request rate",
+            }.get(cfg.metric, "value")
         return (
             f"{cfg.name}: canary {what} {ev.canary_level:.4g} vs baseline {ev.baseline_level:.4g}; "
             f"evidence {math.exp(min(self._figures['log_evidence'], 700)):.3g} >= "
@@ -266,7 +269,7 @@ class SequentialJudge:
         if nc <= 0 or nb <= 0:
             return None
         theta, var = proportion_difference(xc, nc, xb, nb, self.config.tolerance)
-        return _Evidence(float(theta), float(var), xc / nc, xb / nb)
+        return _Evidence(float(theta), float(var), xc / nc, xb / nb, (xc + xb) / (nc + nb))
 
     def _latency(self, quantile: float) -> _Evidence | None:
         canary, baseline = self._canary.latency, self._baseline.latency
@@ -296,4 +299,5 @@ class SequentialJudge:
         if var <= 0:
             # identical constant series: no spread to estimate; one value's worth.
             var = max(abs(mean_b), 1e-12) ** 2 / max(c.size, 1)
-        return _Evidence(theta, var, mean_c, mean_b)
+        pooled = float(np.concatenate([c, b]).mean())
+        return _Evidence(theta, var, mean_c, mean_b, pooled)

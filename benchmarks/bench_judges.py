@@ -1,0 +1,376 @@
+"""Judges on replayed traffic: time to detect a regression, and false alarms.
+
+Traffic is synthesised per request and replayed, second by second, to three
+judges side by side in one run:
+
+* **threshold** -- the Argo/Flagger rule: every interval, the canary's error
+  rate over that interval is measured against ``max = 1.5 x`` the baseline's
+  rate (1%), and the analysis fails when failed checks reach Flagger's
+  ``threshold`` (``failureLimit = threshold - 1``). Configured as Flagger's
+  documented example: interval 1m, threshold 5. The time axis is simulated, so
+  1m is one minute of *replayed* traffic, not of wall time. A second row keeps
+  the same rule with the interval scaled down to 10 s (the same 50 requests
+  per second, six times fewer requests per check), to show what a shorter
+  interval costs in false alarms.
+* **comparative** -- kiln's Kayenta-style judge: one data point per 10 s window
+  (Kayenta's step), a judgement every 60 s (Spinnaker's interval, scaled)
+  over all windows so far; a failing judgement ends the canary.
+* **sequential** -- kiln's mSPRT judge, asked after every one-second scrape.
+
+Each run is 600 s of traffic at 50 requests/s to the canary and 50 to a fresh
+baseline. Per-request outcomes are Bernoulli (errors) and categorical over the
+latency buckets (a lognormal latency, median 50 ms, sigma 0.5); a second's
+counts are drawn as their sums (binomial / multinomial), which is the same
+distribution as drawing each request. Regression scenarios: 2x error rate
+(1% -> 2%), and 2x latency (every request twice as slow, so 2x p95).
+
+Reported per judge: median seconds of traffic to detect (over >= 200 runs),
+the share detected within 600 s, the false-positive rate over >= 1000 A/A runs
+(canary identical to baseline), and for the sequential judge how soon it
+passes an A/A canary early. The sequential judge's vectorised replay is checked
+against the real ``SequentialJudge`` on a subset of runs.
+
+    .venv/bin/python -m benchmarks.bench_judges [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from benchmarks.common import report
+from kiln.core.analysis import (
+    ComparativeConfig,
+    ComparativeJudge,
+    ComparedMetric,
+    Histogram,
+    MetricKind,
+    Observation,
+    Pending,
+    Sample,
+    SequentialConfig,
+    SequentialJudge,
+    ThresholdConfig,
+    ThresholdJudge,
+)
+from kiln.core.analysis.msprt import cs_half_width, log_lr_one_sided, proportion_difference
+from kiln.core.analysis.verdicts import Judge
+
+IntArray = NDArray[np.int64]
+
+RATE = 50  # requests per second to each side
+HORIZON = 600  # seconds of traffic per run (ten Flagger intervals)
+BASE_ERROR = 0.01
+ALPHA = 0.01
+MIN_SAMPLES = 50
+BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+LAT_MEDIAN, LAT_SIGMA = 0.050, 0.5
+
+
+@dataclass
+class Traffic:
+    """Per-second counts for many runs: errors [R, T], latency buckets [R, T, B+1]."""
+
+    canary_errors: IntArray
+    baseline_errors: IntArray
+    canary_buckets: IntArray | None = None
+    baseline_buckets: IntArray | None = None
+
+    @property
+    def runs(self) -> int:
+        return int(self.canary_errors.shape[0])
+
+
+def bucket_probs(scale: float) -> NDArray[np.float64]:
+    from scipy.stats import lognorm
+
+    cdf = lognorm.cdf(np.asarray(BOUNDS), s=LAT_SIGMA, scale=LAT_MEDIAN * scale)
+    edges = np.concatenate([[0.0], cdf, [1.0]])
+    return np.diff(edges)
+
+
+def synthesise(
+    rng: np.random.Generator, runs: int, *, error: float, latency_scale: float, latency: bool
+) -> Traffic:
+    shape = (runs, HORIZON)
+    traffic = Traffic(
+        canary_errors=rng.binomial(RATE, error, size=shape),
+        baseline_errors=rng.binomial(RATE, BASE_ERROR, size=shape),
+    )
+    if latency:
+        traffic.canary_buckets = rng.multinomial(RATE, bucket_probs(latency_scale), size=shape)
+        traffic.baseline_buckets = rng.multinomial(RATE, bucket_probs(1.0), size=shape)
+    return traffic
+
+
+# --- feeding real judges ------------------------------------------------------------
+
+
+def _histogram(buckets: IntArray) -> Histogram:
+    cumulative = np.cumsum(buckets[:-1])
+    return Histogram(BOUNDS, tuple(int(c) for c in cumulative), int(buckets.sum()))
+
+
+def _observation(traffic: Traffic, run: int, start: int, end: int) -> Observation:
+    requests = RATE * (end - start)
+
+    def side(errors: IntArray, buckets: IntArray | None) -> Sample:
+        hist = None if buckets is None else _histogram(buckets[run, start:end].sum(axis=0))
+        return Sample(
+            float(start), float(end), requests, int(errors[run, start:end].sum()), latency=hist
+        )
+
+    return Observation(
+        canary=side(traffic.canary_errors, traffic.canary_buckets),
+        baseline=side(traffic.baseline_errors, traffic.baseline_buckets),
+    )
+
+
+def replay(judge: Judge, traffic: Traffic, run: int, every: int) -> tuple[float, str]:
+    """Feed one run in ``every``-second scrapes; (seconds to a verdict, its kind)."""
+    for start in range(0, HORIZON, every):
+        judge.observe(_observation(traffic, run, start, start + every))
+        status = judge.verdict()
+        if not isinstance(status, Pending):
+            return float(start + every), type(status).__name__
+    return float(HORIZON), type(judge.conclude()).__name__
+
+
+def run_judges(
+    make: Callable[[], Judge], traffic: Traffic, every: int, runs: int | None = None
+) -> list[tuple[float, str]]:
+    return [replay(make(), traffic, r, every) for r in range(runs or traffic.runs)]
+
+
+# --- the sequential judge, vectorised over runs ---------------------------------------
+
+
+def sequential_vectorised(
+    traffic: Traffic, metric: MetricKind, quantile: float | None = None
+) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """(seconds to decision, outcome: 1 fail, 2 early pass, 0 none) for every run.
+
+    The same arithmetic as ``SequentialJudge`` with one-second scrapes: the
+    mixture scale is fixed at the first second with ``MIN_SAMPLES`` canary
+    requests, from the pooled level; the latency bound from the baseline's
+    histogram at that second.
+    """
+    seconds = np.arange(1, HORIZON + 1)
+    n = RATE * seconds[None, :].astype(np.float64)
+    first = math.ceil(MIN_SAMPLES / RATE) - 1  # index of the first decision second
+    if metric is MetricKind.ERROR_RATE:
+        xc = np.cumsum(traffic.canary_errors, axis=1).astype(np.float64)
+        xb = np.cumsum(traffic.baseline_errors, axis=1).astype(np.float64)
+    else:
+        assert traffic.canary_buckets is not None and traffic.baseline_buckets is not None
+        assert quantile is not None
+        cum_b = np.cumsum(traffic.baseline_buckets, axis=1)  # [R, T, B+1]
+        at_first = np.cumsum(cum_b[:, first, :-1], axis=1)  # cumulative over buckets
+        need = quantile * cum_b[:, first, :].sum(axis=1)
+        index = np.argmax(at_first >= need[:, None], axis=1)
+        index = np.where((at_first >= need[:, None]).any(axis=1), index, len(BOUNDS) - 1)
+        above_c = np.cumsum(traffic.canary_buckets, axis=1)
+        # requests above bound i = those in buckets i+1 .. end
+        mask = np.arange(len(BOUNDS) + 1)[None, :] > index[:, None]  # [R, B+1]
+        xc = (above_c * mask[:, None, :]).sum(axis=2).astype(np.float64)
+        xb = (cum_b * mask[:, None, :]).sum(axis=2).astype(np.float64)
+    theta, var = proportion_difference(xc, n, xb, n)
+    level = np.maximum((xc[:, first] + xb[:, first]) / (2 * n[0, first]), 1.0 / (2 * n[0, first]))
+    tau = level[:, None]
+    log_lr = log_lr_one_sided(theta, var, tau)
+    fail = (log_lr >= math.log(1 / ALPHA)) & (theta > 0)
+    half = cs_half_width(var, tau, ALPHA)
+    early_pass = (theta + half) < 0.5 * (xb / n)
+    fail[:, :first] = False
+    early_pass[:, :first] = False
+    decided = fail | early_pass
+    any_decided = decided.any(axis=1)
+    at = np.argmax(decided, axis=1)
+    rows = np.arange(traffic.runs)
+    outcome = np.where(any_decided, np.where(fail[rows, at], 1, 2), 0)
+    when = np.where(any_decided, seconds[at], HORIZON).astype(np.float64)
+    return when, outcome
+
+
+def cross_check(traffic: Traffic, metric: MetricKind, runs: int, quantile: float | None) -> int:
+    """How many of the first ``runs`` runs the real judge decides differently."""
+    when, outcome = sequential_vectorised(traffic, metric, quantile)
+    names = {0: "Pass", 1: "Fail", 2: "Pass"}
+    mismatches = 0
+    for r in range(runs):
+        judge = SequentialJudge(SequentialConfig("bench", metric, alpha=ALPHA))
+        t, kind = replay(judge, traffic, r, 1)
+        if kind != names[int(outcome[r])] or (outcome[r] != 0 and t != when[r]):
+            mismatches += 1
+    return mismatches
+
+
+# --- the three judges' configurations ---------------------------------------------------
+
+
+def threshold(interval: int) -> Callable[[], Judge]:
+    return lambda: ThresholdJudge(
+        ThresholdConfig(
+            "error-rate",
+            MetricKind.ERROR_RATE,
+            max=1.5 * BASE_ERROR,
+            interval=float(interval),
+            failure_limit=4,  # Flagger threshold 5
+            min_samples=MIN_SAMPLES,
+        )
+    )
+
+
+def comparative(metric: MetricKind) -> Callable[[], Judge]:
+    return lambda: ComparativeJudge(
+        ComparativeConfig(
+            metric.value,
+            (ComparedMetric(metric.value, metric),),
+            interval=10.0,
+            judge_every=6,
+            confidence=1 - ALPHA,
+            min_samples=MIN_SAMPLES,
+        )
+    )
+
+
+def summarise(
+    scenario: str, judge: str, config: str, detect: Sequence[tuple[float, str]], aa: Sequence[Any]
+) -> dict[str, Any]:
+    times = np.array([t if k == "Fail" else math.inf for t, k in detect])
+    detected = float(np.isfinite(times).mean())
+    median = float(np.median(times))
+    false_alarms = float(np.mean([k == "Fail" for _, k in aa]))
+    aa_pass = [t for t, k in aa if k == "Pass" and t < HORIZON]
+    return {
+        "scenario": scenario,
+        "judge": judge,
+        "config": config,
+        "detect_median_s": median,
+        "detected": detected,
+        "fpr": false_alarms,
+        "aa_early_pass_median_s": float(np.median(aa_pass)) if aa_pass else math.nan,
+        "runs": len(detect),
+        "aa_runs": len(aa),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke-sized run")
+    parser.add_argument("--seed", type=int, default=20261127)
+    args = parser.parse_args(argv)
+    detect_runs, aa_runs, check_runs = (40, 100, 5) if args.quick else (200, 1000, 30)
+    rng = np.random.default_rng(args.seed)
+    began = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+
+    # error rate: 1% -> 2%
+    bad = synthesise(rng, detect_runs, error=2 * BASE_ERROR, latency_scale=1.0, latency=False)
+    same = synthesise(rng, aa_runs, error=BASE_ERROR, latency_scale=1.0, latency=False)
+    for label, every in (
+        ("interval 60s, threshold 5 (Flagger)", 60),
+        ("interval 10s, threshold 5", 10),
+    ):
+        rows.append(
+            summarise(
+                "error 2x",
+                "threshold",
+                label,
+                run_judges(threshold(every), bad, every),
+                run_judges(threshold(every), same, every),
+            )
+        )
+    rows.append(
+        summarise(
+            "error 2x",
+            "comparative",
+            "step 10s, judged every 60s, 99%",
+            run_judges(comparative(MetricKind.ERROR_RATE), bad, 10),
+            run_judges(comparative(MetricKind.ERROR_RATE), same, 10),
+        )
+    )
+    names = {0: "Pass", 1: "Fail", 2: "Pass"}
+    when_bad, out_bad = sequential_vectorised(bad, MetricKind.ERROR_RATE)
+    when_aa, out_aa = sequential_vectorised(same, MetricKind.ERROR_RATE)
+    rows.append(
+        summarise(
+            "error 2x",
+            "sequential",
+            f"mSPRT alpha {ALPHA}, every 1s",
+            [(float(t), names[int(o)]) for t, o in zip(when_bad, out_bad, strict=True)],
+            [
+                (float(t) if o else float(HORIZON), names[int(o)])
+                for t, o in zip(when_aa, out_aa, strict=True)
+            ],
+        )
+    )
+    mismatch_error = cross_check(bad, MetricKind.ERROR_RATE, check_runs, None) + cross_check(
+        same, MetricKind.ERROR_RATE, check_runs, None
+    )
+
+    # latency: every request 2x slower (2x p95)
+    lat_detect, lat_aa = (detect_runs, aa_runs)
+    slow = synthesise(rng, lat_detect, error=BASE_ERROR, latency_scale=2.0, latency=True)
+    same_lat = synthesise(rng, lat_aa, error=BASE_ERROR, latency_scale=1.0, latency=True)
+    rows.append(
+        summarise(
+            "latency 2x p95",
+            "comparative",
+            "p95 per 10s step, judged every 60s",
+            run_judges(comparative(MetricKind.LATENCY_P95), slow, 10),
+            run_judges(comparative(MetricKind.LATENCY_P95), same_lat, 10),
+        )
+    )
+    when_slow, out_slow = sequential_vectorised(slow, MetricKind.LATENCY_P95, 0.95)
+    when_lat_aa, out_lat_aa = sequential_vectorised(same_lat, MetricKind.LATENCY_P95, 0.95)
+    rows.append(
+        summarise(
+            "latency 2x p95",
+            "sequential",
+            "mSPRT on share above baseline p95 bucket",
+            [(float(t), names[int(o)]) for t, o in zip(when_slow, out_slow, strict=True)],
+            [
+                (float(t) if o else float(HORIZON), names[int(o)])
+                for t, o in zip(when_lat_aa, out_lat_aa, strict=True)
+            ],
+        )
+    )
+    mismatch_latency = cross_check(slow, MetricKind.LATENCY_P95, check_runs, 0.95)
+
+    flagger = rows[0]["detect_median_s"]
+    for row in rows:
+        if row["scenario"] == "error 2x":
+            row["speedup_vs_flagger"] = flagger / row["detect_median_s"]
+    meta = {
+        "rate_per_side_rps": RATE,
+        "horizon_s": HORIZON,
+        "baseline_error_rate": BASE_ERROR,
+        "alpha": ALPHA,
+        "min_samples": MIN_SAMPLES,
+        "seed": args.seed,
+        "quick": args.quick,
+        "cross_check_runs": 2 * check_runs + check_runs,
+        "cross_check_mismatches": mismatch_error + mismatch_latency,
+        "wall_s": time.perf_counter() - began,
+    }
+    report("judges", rows, meta)
+    seq = next(r for r in rows if r["judge"] == "sequential")
+    print(
+        f"sequential vs Flagger threshold rule: {seq['speedup_vs_flagger']:.2f}x faster, "
+        f"FPR {seq['fpr']:.4f} (target >= 5x at FPR <= 0.01); "
+        f"cross-check mismatches {meta['cross_check_mismatches']}/{meta['cross_check_runs']}; "
+        f"wall {meta['wall_s']:.1f}s"
+    )
+    return 1 if meta["cross_check_mismatches"] else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
