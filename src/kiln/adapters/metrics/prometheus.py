@@ -29,12 +29,12 @@ from kiln.errors import ConfigError, InvalidInput, Permanent, Temporary
 from kiln.ports.clock import Clock, SystemClock
 
 _PLACEHOLDER = re.compile(r"\{\{\s*release\s*\}\}")
-_RELEASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$")
+_RELEASE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}")
 
 
 def render_query(query: str, release: str) -> str:
     """``query`` with every ``{{release}}`` replaced by ``release``."""
-    if not _RELEASE.match(release):
+    if not _RELEASE.fullmatch(release):
         raise InvalidInput(
             f"release id {release!r} cannot be put into a PromQL query",
             hint="release ids are letters, digits and . _ : @ + -",
