@@ -70,6 +70,7 @@ HORIZON = 600  # seconds of traffic per run (ten Flagger intervals)
 BASE_ERROR = 0.01
 ALPHA = 0.01
 MIN_SAMPLES = 50
+MIN_EVENTS = 10  # SequentialConfig's default
 BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 LAT_MEDIAN, LAT_SIGMA = 0.050, 0.5
 
@@ -157,44 +158,49 @@ def sequential_vectorised(
 ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """(seconds to decision, outcome: 1 fail, 2 early pass, 0 none) for every run.
 
-    The same arithmetic as ``SequentialJudge`` with one-second scrapes: the
-    mixture scale is fixed at the first second with ``MIN_SAMPLES`` canary
-    requests, from the pooled level; the latency bound from the baseline's
-    histogram at that second.
+    The same arithmetic as ``SequentialJudge`` with one-second scrapes: no
+    decision before ``MIN_SAMPLES`` canary requests; the latency bound is fixed
+    from the baseline's histogram once ``MIN_EVENTS`` baseline requests are
+    expected above it; the mixture scale is fixed, from the pooled level, at
+    the first second with ``MIN_EVENTS`` pooled events.
     """
+    runs = np.arange(traffic.runs)
     seconds = np.arange(1, HORIZON + 1)
     n = RATE * seconds[None, :].astype(np.float64)
-    first = math.ceil(MIN_SAMPLES / RATE) - 1  # index of the first decision second
+    ready = np.broadcast_to(n >= MIN_SAMPLES, (traffic.runs, HORIZON))
     if metric is MetricKind.ERROR_RATE:
         xc = np.cumsum(traffic.canary_errors, axis=1).astype(np.float64)
         xb = np.cumsum(traffic.baseline_errors, axis=1).astype(np.float64)
     else:
         assert traffic.canary_buckets is not None and traffic.baseline_buckets is not None
         assert quantile is not None
+        bound_ready = ready & (n * (1.0 - quantile) >= MIN_EVENTS)
+        fixed = np.argmax(bound_ready, axis=1)  # the second the bound is fixed
         cum_b = np.cumsum(traffic.baseline_buckets, axis=1)  # [R, T, B+1]
-        at_first = np.cumsum(cum_b[:, first, :-1], axis=1)  # cumulative over buckets
-        need = quantile * cum_b[:, first, :].sum(axis=1)
-        index = np.argmax(at_first >= need[:, None], axis=1)
-        index = np.where((at_first >= need[:, None]).any(axis=1), index, len(BOUNDS) - 1)
-        above_c = np.cumsum(traffic.canary_buckets, axis=1)
-        # requests above bound i = those in buckets i+1 .. end
-        mask = np.arange(len(BOUNDS) + 1)[None, :] > index[:, None]  # [R, B+1]
-        xc = (above_c * mask[:, None, :]).sum(axis=2).astype(np.float64)
-        xb = (cum_b * mask[:, None, :]).sum(axis=2).astype(np.float64)
-    theta, var = proportion_difference(xc, n, xb, n)
-    level = np.maximum((xc[:, first] + xb[:, first]) / (2 * n[0, first]), 1.0 / (2 * n[0, first]))
+        at_fixed = np.cumsum(cum_b[runs, fixed, :-1], axis=1)  # cumulative over buckets
+        reached = at_fixed >= (quantile * cum_b[runs, fixed, :].sum(axis=1))[:, None]
+        index = np.where(reached.any(axis=1), np.argmax(reached, axis=1), len(BOUNDS) - 1)
+        cum_c = np.cumsum(traffic.canary_buckets, axis=1)
+        above = np.arange(len(BOUNDS) + 1)[None, :] > index[:, None]  # buckets past the bound
+        xc = (cum_c * above[:, None, :]).sum(axis=2).astype(np.float64)
+        xb = (cum_b * above[:, None, :]).sum(axis=2).astype(np.float64)
+        ready = bound_ready | (np.arange(HORIZON)[None, :] > fixed[:, None])
+    enough = ready & (xc + xb >= MIN_EVENTS)
+    start = np.argmax(enough, axis=1)
+    level = np.maximum(
+        (xc[runs, start] + xb[runs, start]) / (2 * n[0, start]), 1 / (2 * n[0, start])
+    )
     tau = level[:, None]
+    theta, var = proportion_difference(xc, n, xb, n)
     log_lr = log_lr_one_sided(theta, var, tau)
     fail = (log_lr >= math.log(1 / ALPHA)) & (theta > 0)
-    half = cs_half_width(var, tau, ALPHA)
-    early_pass = (theta + half) < 0.5 * (xb / n)
-    fail[:, :first] = False
-    early_pass[:, :first] = False
-    decided = fail | early_pass
+    early_pass = (theta + cs_half_width(var, tau, ALPHA)) < 0.5 * (xb / n)
+    live = np.arange(HORIZON)[None, :] >= start[:, None]
+    live &= enough.any(axis=1)[:, None]
+    decided = (fail | early_pass) & live
     any_decided = decided.any(axis=1)
     at = np.argmax(decided, axis=1)
-    rows = np.arange(traffic.runs)
-    outcome = np.where(any_decided, np.where(fail[rows, at], 1, 2), 0)
+    outcome = np.where(any_decided, np.where(fail[runs, at], 1, 2), 0)
     when = np.where(any_decided, seconds[at], HORIZON).astype(np.float64)
     return when, outcome
 
@@ -355,6 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "baseline_error_rate": BASE_ERROR,
         "alpha": ALPHA,
         "min_samples": MIN_SAMPLES,
+        "min_events": MIN_EVENTS,
         "seed": args.seed,
         "quick": args.quick,
         "cross_check_runs": 2 * check_runs + check_runs,

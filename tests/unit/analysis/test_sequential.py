@@ -138,3 +138,22 @@ def test_error_rates_cannot_be_judged_for_decreases() -> None:
 def test_nonsense_configurations_are_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         judge(**bad)
+
+
+def test_a_canary_and_baseline_with_no_errors_at_all_pass_at_the_end() -> None:
+    j = judge()
+    for t in range(100):
+        j.observe(pair(t, t + 1, (50, 0), baseline=(50, 0)))
+    assert isinstance(j.verdict(), Pending)  # no events: the mixture scale is not fixed yet
+    assert isinstance(j.conclude(), Pass)
+
+
+def test_too_few_events_to_start_still_get_one_final_look() -> None:
+    # 15 canary errors against none in 5000 baseline requests: below min_events,
+    # so no early decision, but the last look at the end of the step fails it.
+    j = judge(min_events=20)
+    for t in range(100):
+        j.observe(pair(t, t + 1, (50, 1 if t % 7 == 0 else 0), baseline=(50, 0)))
+    assert isinstance(j.verdict(), Pending)
+    verdict = j.conclude()
+    assert isinstance(verdict, Fail), verdict

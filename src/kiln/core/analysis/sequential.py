@@ -68,6 +68,10 @@ class SequentialConfig:
     effect: float = 1.0
     tolerance: float = 0.0
     pass_margin: float | None = 0.5
+    # Events (errors, or requests slower than the latency bound) pooled over
+    # both sides before the mixture scale is fixed: ten events read the level
+    # to about +-30%, where a first second's one or two errors would not.
+    min_events: int = 10
 
     def __post_init__(self) -> None:
         if not 0.0 < self.alpha < 0.5:
@@ -106,6 +110,7 @@ class _Evidence:
     canary_level: float
     baseline_level: float
     pooled_level: float
+    events: int = 0
 
 
 class SequentialJudge:
@@ -154,17 +159,27 @@ class SequentialJudge:
         have = self._samples()
         if have == 0 and self._missing is not None:
             verdict: Verdict = Inconclusive(f"{cfg.name}: {self._missing.reason}", figures)
-        elif have < cfg.min_samples or self._tau is None:
+        elif have < cfg.min_samples:
             verdict = Inconclusive(
                 f"{cfg.name}: {have} samples observed, fewer than minSamples {cfg.min_samples}",
                 figures,
             )
         else:
-            verdict = Pass(
-                f"{cfg.name}: no regression detected at false-positive rate {cfg.alpha:g} "
-                f"over {have} samples",
-                figures,
-            )
+            # Too few events ever to fix the mixture scale: one last look with
+            # what there is, so a handful of canary-only errors still counts.
+            final = self._test(final=True) if self._tau is None else None
+            if final is not None:
+                verdict = final
+            elif self._tau is None and not self._figures:
+                verdict = Inconclusive(
+                    f"{cfg.name}: the baseline never had enough data to compare with", figures
+                )
+            else:
+                verdict = Pass(
+                    f"{cfg.name}: no regression detected at false-positive rate {cfg.alpha:g} "
+                    f"over {have} samples",
+                    dict(self._figures),
+                )
         self._decided = verdict
         return verdict
 
@@ -188,7 +203,7 @@ class SequentialJudge:
         evidence = self._figures.get("log_evidence", float("-inf"))
         return f"evidence {evidence:.2f} of {self.log_threshold:.2f} needed to fail"
 
-    def _test(self) -> Verdict | None:
+    def _test(self, *, final: bool = False) -> Verdict | None:
         cfg = self.config
         if self._samples() < cfg.min_samples:
             return None
@@ -196,6 +211,8 @@ class SequentialJudge:
         if evidence is None:
             return None
         if self._tau is None:
+            if self._per_request and evidence.events < cfg.min_events and not final:
+                return None
             # The pooled level: under the null both sides share it, and pooling
             # halves the noise of a level read from the first few requests.
             level = max(abs(evidence.pooled_level), 1e-12)
@@ -269,7 +286,7 @@ class SequentialJudge:
         if nc <= 0 or nb <= 0:
             return None
         theta, var = proportion_difference(xc, nc, xb, nb, self.config.tolerance)
-        return _Evidence(float(theta), float(var), xc / nc, xb / nb, (xc + xb) / (nc + nb))
+        return _Evidence(float(theta), float(var), xc / nc, xb / nb, (xc + xb) / (nc + nb), xc + xb)
 
     def _latency(self, quantile: float) -> _Evidence | None:
         canary, baseline = self._canary.latency, self._baseline.latency
@@ -278,6 +295,9 @@ class SequentialJudge:
         if canary.bounds != baseline.bounds or not baseline.bounds:
             return None
         if self._bound is None:
+            # Fix the bound once about min_events baseline requests are expected above it.
+            if baseline.total * (1.0 - quantile) < self.config.min_events:
+                return None
             need = quantile * baseline.total
             self._bound = next(
                 (b for b, c in zip(baseline.bounds, baseline.counts, strict=True) if c >= need),
