@@ -98,12 +98,18 @@ def bucket_probs(scale: float) -> NDArray[np.float64]:
 
 
 def synthesise(
-    rng: np.random.Generator, runs: int, *, error: float, latency_scale: float, latency: bool
+    rng: np.random.Generator,
+    runs: int,
+    *,
+    error: float,
+    latency_scale: float,
+    latency: bool,
+    baseline_error: float = BASE_ERROR,
 ) -> Traffic:
     shape = (runs, HORIZON)
     traffic = Traffic(
         canary_errors=rng.binomial(RATE, error, size=shape),
-        baseline_errors=rng.binomial(RATE, BASE_ERROR, size=shape),
+        baseline_errors=rng.binomial(RATE, baseline_error, size=shape),
     )
     if latency:
         traffic.canary_buckets = rng.multinomial(RATE, bucket_probs(latency_scale), size=shape)
@@ -221,17 +227,55 @@ def cross_check(traffic: Traffic, metric: MetricKind, runs: int, quantile: float
 # --- the three judges' configurations ---------------------------------------------------
 
 
-def threshold(interval: int) -> Callable[[], Judge]:
+def threshold(interval: int, checks: int, multiple: float = 1.5) -> Callable[[], Judge]:
+    """Flagger's rule: fail when ``checks`` interval checks had a rate above the max."""
     return lambda: ThresholdJudge(
         ThresholdConfig(
             "error-rate",
             MetricKind.ERROR_RATE,
-            max=1.5 * BASE_ERROR,
+            max=multiple * BASE_ERROR,
             interval=float(interval),
-            failure_limit=4,  # Flagger threshold 5
+            failure_limit=checks - 1,
             min_samples=MIN_SAMPLES,
         )
     )
+
+
+def threshold_vectorised(
+    traffic: Traffic, interval: int, checks: int, multiple: float
+) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """(seconds to failure, failed) per run for the threshold rule, all runs at once."""
+    windows = HORIZON // interval
+    per = traffic.canary_errors[:, : windows * interval].reshape(traffic.runs, windows, interval)
+    rate = per.sum(axis=2) / (RATE * interval)
+    failures = np.cumsum(rate > multiple * BASE_ERROR, axis=1)
+    reached = failures >= checks
+    failed = reached.any(axis=1)
+    when = np.where(failed, (np.argmax(reached, axis=1) + 1) * interval, HORIZON)
+    return when.astype(np.float64), failed
+
+
+def best_threshold(bad: Traffic, same: Traffic) -> tuple[int, int, float, float, float]:
+    """The fastest threshold rule (median detection) whose A/A false-positive rate is <= alpha.
+
+    A grid over Flagger's allowed intervals (>= 10 s), thresholds and max
+    multiples, chosen on the same A/A runs it is reported on -- an optimistic
+    tuning in the threshold rule's favour.
+    """
+    best: tuple[int, int, float, float, float] | None = None
+    for interval in (10, 20, 30, 60):
+        for checks in (1, 2, 3, 5):
+            for multiple in (1.5, 1.75, 2.0, 2.5):
+                _, aa_failed = threshold_vectorised(same, interval, checks, multiple)
+                fpr = float(aa_failed.mean())
+                if fpr > ALPHA:
+                    continue
+                when, failed = threshold_vectorised(bad, interval, checks, multiple)
+                median = float(np.median(np.where(failed, when, math.inf)))
+                if best is None or median < best[3]:
+                    best = (interval, checks, multiple, median, fpr)
+    assert best is not None
+    return best
 
 
 def comparative(metric: MetricKind) -> Callable[[], Judge]:
@@ -247,13 +291,26 @@ def comparative(metric: MetricKind) -> Callable[[], Judge]:
     )
 
 
+NAMES = {0: "Pass", 1: "Fail", 2: "Pass"}
+
+
+def sequential_rows(
+    traffic: Traffic, metric: MetricKind, q: float | None
+) -> list[tuple[float, str]]:
+    when, outcome = sequential_vectorised(traffic, metric, q)
+    return [
+        (float(t) if o else float(HORIZON), NAMES[int(o)])
+        for t, o in zip(when, outcome, strict=True)
+    ]
+
+
 def summarise(
     scenario: str, judge: str, config: str, detect: Sequence[tuple[float, str]], aa: Sequence[Any]
 ) -> dict[str, Any]:
     times = np.array([t if k == "Fail" else math.inf for t, k in detect])
-    detected = float(np.isfinite(times).mean())
-    median = float(np.median(times))
-    false_alarms = float(np.mean([k == "Fail" for _, k in aa]))
+    detected = float(np.isfinite(times).mean()) if detect else math.nan
+    median = float(np.median(times)) if detect else math.nan
+    false_alarms = float(np.mean([k == "Fail" for _, k in aa])) if aa else math.nan
     aa_pass = [t for t, k in aa if k == "Pass" and t < HORIZON]
     return {
         "scenario": scenario,
@@ -268,6 +325,13 @@ def summarise(
     }
 
 
+THRESHOLDS = (
+    ("Flagger code defaults: interval 60s, threshold 1", 60, 1),
+    ("Flagger docs example: interval 60s, threshold 5", 60, 5),
+    ("Flagger's minimum interval 10s, threshold 5", 10, 5),
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke-sized run")
@@ -277,23 +341,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     began = time.perf_counter()
     rows: list[dict[str, Any]] = []
+    mismatches = 0
 
-    # error rate: 1% -> 2%
+    # --- error rate 1% -> 2% (and 5%) -------------------------------------------------
     bad = synthesise(rng, detect_runs, error=2 * BASE_ERROR, latency_scale=1.0, latency=False)
     same = synthesise(rng, aa_runs, error=BASE_ERROR, latency_scale=1.0, latency=False)
-    for label, every in (
-        ("interval 60s, threshold 5 (Flagger)", 60),
-        ("interval 10s, threshold 5", 10),
-    ):
+    awful = synthesise(rng, detect_runs, error=5 * BASE_ERROR, latency_scale=1.0, latency=False)
+    for label, every, checks in THRESHOLDS:
+        detect = run_judges(threshold(every, checks), bad, every)
         rows.append(
             summarise(
                 "error 2x",
                 "threshold",
                 label,
-                run_judges(threshold(every), bad, every),
-                run_judges(threshold(every), same, every),
+                detect,
+                run_judges(threshold(every, checks), same, every),
             )
         )
+        when, failed = threshold_vectorised(bad, every, checks, 1.5)
+        mismatches += sum(
+            (k == "Fail") != bool(f) or (k == "Fail" and t != w)
+            for (t, k), w, f in zip(detect, when, failed, strict=True)
+        )
+    interval, checks, multiple, median, fpr = best_threshold(bad, same)
+    rows.append(
+        {
+            "scenario": "error 2x",
+            "judge": "threshold",
+            "config": f"best at FPR<=1%: interval {interval}s, threshold {checks}, "
+            f"max {multiple:g}x baseline",
+            "detect_median_s": median,
+            "detected": float(threshold_vectorised(bad, interval, checks, multiple)[1].mean()),
+            "fpr": fpr,
+            "aa_early_pass_median_s": math.nan,
+            "runs": bad.runs,
+            "aa_runs": same.runs,
+        }
+    )
     rows.append(
         summarise(
             "error 2x",
@@ -303,29 +387,98 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_judges(comparative(MetricKind.ERROR_RATE), same, 10),
         )
     )
-    names = {0: "Pass", 1: "Fail", 2: "Pass"}
-    when_bad, out_bad = sequential_vectorised(bad, MetricKind.ERROR_RATE)
-    when_aa, out_aa = sequential_vectorised(same, MetricKind.ERROR_RATE)
+    seq_aa = sequential_rows(same, MetricKind.ERROR_RATE, None)
     rows.append(
         summarise(
             "error 2x",
             "sequential",
             f"mSPRT alpha {ALPHA}, every 1s",
-            [(float(t), names[int(o)]) for t, o in zip(when_bad, out_bad, strict=True)],
-            [
-                (float(t) if o else float(HORIZON), names[int(o)])
-                for t, o in zip(when_aa, out_aa, strict=True)
-            ],
+            sequential_rows(bad, MetricKind.ERROR_RATE, None),
+            seq_aa,
         )
     )
-    mismatch_error = cross_check(bad, MetricKind.ERROR_RATE, check_runs, None) + cross_check(
-        same, MetricKind.ERROR_RATE, check_runs, None
+    mismatches += cross_check(bad, MetricKind.ERROR_RATE, check_runs, None)
+    mismatches += cross_check(same, MetricKind.ERROR_RATE, check_runs, None)
+
+    # a larger regression: fixed-interval rules cannot be faster than their interval
+    aa_threshold = rows[1]
+    when, failed = threshold_vectorised(awful, 60, 5, 1.5)
+    rows.append(
+        {
+            **aa_threshold,
+            "scenario": "error 5x",
+            "detect_median_s": float(np.median(np.where(failed, when, math.inf))),
+            "detected": float(failed.mean()),
+            "runs": awful.runs,
+        }
+    )
+    when, failed = threshold_vectorised(awful, interval, checks, multiple)
+    rows.append(
+        {
+            **rows[3],
+            "scenario": "error 5x",
+            "detect_median_s": float(np.median(np.where(failed, when, math.inf))),
+            "detected": float(failed.mean()),
+            "runs": awful.runs,
+        }
+    )
+    rows.append(
+        summarise(
+            "error 5x",
+            "comparative",
+            "step 10s, judged every 60s, 99%",
+            run_judges(comparative(MetricKind.ERROR_RATE), awful, 10),
+            [],
+        )
+        | {"fpr": rows[4]["fpr"], "aa_runs": rows[4]["aa_runs"]}
+    )
+    rows.append(
+        summarise(
+            "error 5x",
+            "sequential",
+            f"mSPRT alpha {ALPHA}, every 1s",
+            sequential_rows(awful, MetricKind.ERROR_RATE, None),
+            seq_aa,
+        )
     )
 
-    # latency: every request 2x slower (2x p95)
-    lat_detect, lat_aa = (detect_runs, aa_runs)
-    slow = synthesise(rng, lat_detect, error=BASE_ERROR, latency_scale=2.0, latency=True)
-    same_lat = synthesise(rng, lat_aa, error=BASE_ERROR, latency_scale=1.0, latency=True)
+    # an A/A day when both releases run at 1.5% errors: a threshold tuned for a 1%
+    # baseline alarms; judges that read the fresh baseline do not.
+    drift = synthesise(
+        rng,
+        aa_runs,
+        error=1.5 * BASE_ERROR,
+        latency_scale=1.0,
+        latency=False,
+        baseline_error=1.5 * BASE_ERROR,
+    )
+    for label, rule in (
+        (THRESHOLDS[1][0], (60, 5, 1.5)),
+        (rows[3]["config"], (interval, checks, multiple)),
+    ):
+        _, failed = threshold_vectorised(drift, *rule)
+        rows.append(
+            {
+                "scenario": "A/A at 1.5% errors",
+                "judge": "threshold",
+                "config": label,
+                "fpr": float(failed.mean()),
+                "aa_runs": drift.runs,
+            }
+        )
+    rows.append(
+        summarise(
+            "A/A at 1.5% errors",
+            "sequential",
+            f"mSPRT alpha {ALPHA}, every 1s",
+            [],
+            sequential_rows(drift, MetricKind.ERROR_RATE, None),
+        )
+    )
+
+    # --- latency: every request 2x slower (2x p95) ------------------------------------
+    slow = synthesise(rng, detect_runs, error=BASE_ERROR, latency_scale=2.0, latency=True)
+    same_lat = synthesise(rng, aa_runs, error=BASE_ERROR, latency_scale=1.0, latency=True)
     rows.append(
         summarise(
             "latency 2x p95",
@@ -335,26 +488,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_judges(comparative(MetricKind.LATENCY_P95), same_lat, 10),
         )
     )
-    when_slow, out_slow = sequential_vectorised(slow, MetricKind.LATENCY_P95, 0.95)
-    when_lat_aa, out_lat_aa = sequential_vectorised(same_lat, MetricKind.LATENCY_P95, 0.95)
     rows.append(
         summarise(
             "latency 2x p95",
             "sequential",
             "mSPRT on share above baseline p95 bucket",
-            [(float(t), names[int(o)]) for t, o in zip(when_slow, out_slow, strict=True)],
-            [
-                (float(t) if o else float(HORIZON), names[int(o)])
-                for t, o in zip(when_lat_aa, out_lat_aa, strict=True)
-            ],
+            sequential_rows(slow, MetricKind.LATENCY_P95, 0.95),
+            sequential_rows(same_lat, MetricKind.LATENCY_P95, 0.95),
         )
     )
-    mismatch_latency = cross_check(slow, MetricKind.LATENCY_P95, check_runs, 0.95)
+    mismatches += cross_check(slow, MetricKind.LATENCY_P95, check_runs, 0.95)
 
-    flagger = rows[0]["detect_median_s"]
     for row in rows:
-        if row["scenario"] == "error 2x":
-            row["speedup_vs_flagger"] = flagger / row["detect_median_s"]
+        reference = next(
+            (
+                r["detect_median_s"]
+                for r in rows
+                if r["scenario"] == row["scenario"]
+                and r["config"] == THRESHOLDS[1][0]
+                and "detect_median_s" in r
+            ),
+            None,
+        )
+        if reference is not None and "detect_median_s" in row:
+            row["speedup_vs_flagger_docs"] = reference / row["detect_median_s"]
     meta = {
         "rate_per_side_rps": RATE,
         "horizon_s": HORIZON,
@@ -364,19 +521,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "min_events": MIN_EVENTS,
         "seed": args.seed,
         "quick": args.quick,
-        "cross_check_runs": 2 * check_runs + check_runs,
-        "cross_check_mismatches": mismatch_error + mismatch_latency,
+        "cross_check_runs": 3 * check_runs + len(THRESHOLDS) * detect_runs,
+        "cross_check_mismatches": mismatches,
         "wall_s": time.perf_counter() - began,
     }
     report("judges", rows, meta)
     seq = next(r for r in rows if r["judge"] == "sequential")
+    best = rows[3]
     print(
-        f"sequential vs Flagger threshold rule: {seq['speedup_vs_flagger']:.2f}x faster, "
-        f"FPR {seq['fpr']:.4f} (target >= 5x at FPR <= 0.01); "
-        f"cross-check mismatches {meta['cross_check_mismatches']}/{meta['cross_check_runs']}; "
-        f"wall {meta['wall_s']:.1f}s"
+        f"sequential (error 2x): {seq['detect_median_s']:.0f}s median, FPR {seq['fpr']:.4f}; "
+        f"{seq['speedup_vs_flagger_docs']:.2f}x faster than Flagger's documented rule "
+        f"(target >= 5x at FPR <= 0.01); the best threshold rule at FPR <= 1% takes "
+        f"{best['detect_median_s']:.0f}s. Cross-check mismatches "
+        f"{mismatches}/{meta['cross_check_runs']}; wall {meta['wall_s']:.1f}s"
     )
-    return 1 if meta["cross_check_mismatches"] else 0
+    return 1 if mismatches else 0
 
 
 if __name__ == "__main__":

@@ -157,3 +157,12 @@ def test_too_few_events_to_start_still_get_one_final_look() -> None:
     assert isinstance(j.verdict(), Pending)
     verdict = j.conclude()
     assert isinstance(verdict, Fail), verdict
+
+
+def test_a_latency_metric_without_histograms_is_inconclusive() -> None:
+    j = judge(MetricKind.LATENCY_P95)
+    for t in range(100):
+        j.observe(pair(t, t + 1, (50, 0), baseline=(50, 0)))
+    verdict = j.conclude()
+    assert isinstance(verdict, Inconclusive)
+    assert "no latency histogram" in verdict.reason

@@ -172,7 +172,9 @@ class SequentialJudge:
                 verdict = final
             elif self._tau is None and not self._figures:
                 verdict = Inconclusive(
-                    f"{cfg.name}: the baseline never had enough data to compare with", figures
+                    f"{cfg.name}: no comparable data (too little baseline traffic, "
+                    "or no latency histogram)",
+                    figures,
                 )
             else:
                 verdict = Pass(
