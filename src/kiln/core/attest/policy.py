@@ -112,11 +112,15 @@ class Requirement:
     signed_by: KeyKind
     threshold: int = 1
     keys: frozenset[str] = frozenset()
+    environment: str | None = None
+    """When set, only statements whose predicate names this environment count (approvals)."""
 
     def describe(self) -> str:
         from kiln.core.attest.predicates import short_name
 
         only = f" among {', '.join(sorted(self.keys))}" if self.keys else ""
+        if self.environment:
+            only += f" for {self.environment}"
         return (
             f"{short_name(self.predicate_type)} signed by {self.threshold} {self.signed_by}{only}"
         )

@@ -68,6 +68,7 @@ class Accepted:
     ref: str
     predicate_type: str
     signers: tuple[str, ...]
+    environment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,8 @@ def _signers_for(
     wrong_kind: set[str] = set()
     for item in accepted:
         if item.predicate_type != requirement.predicate_type:
+            continue
+        if requirement.environment and item.environment != requirement.environment:
             continue
         for name in item.signers:
             key = by_name[name]
@@ -232,4 +235,10 @@ def _check_envelope(
         )
     if reasons:
         return reasons
-    return Accepted(ref, statement.predicate_type, tuple(sorted(signers)))
+    environment = statement.predicate.get("environment")
+    return Accepted(
+        ref,
+        statement.predicate_type,
+        tuple(sorted(signers)),
+        environment if isinstance(environment, str) else None,
+    )
