@@ -163,7 +163,8 @@ def git_source(directory: Path) -> SourceInfo | None:
     revision = git("rev-parse", "HEAD")
     if not revision:
         return None
-    origin = git("remote", "get-url", "origin") or directory.resolve().as_uri()
+    top = git("rev-parse", "--show-toplevel")
+    origin = git("remote", "get-url", "origin") or Path(top or directory).resolve().as_uri()
     status = git("status", "--porcelain", "--untracked-files=no")
     return SourceInfo(f"git+{origin}", revision, bool(status))
 

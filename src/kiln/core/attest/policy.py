@@ -28,6 +28,7 @@ a half-loaded policy must not silently trust fewer keys than it names).
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -176,7 +177,7 @@ def parse_trust_file(data: bytes | str, *, source: str = "trust.yaml") -> Parsed
         message = str(exc.problem or exc.context or "invalid YAML")
         if "duplicate key" in str(exc):
             message = "a key appears twice in the same mapping"
-        raise SpecError(
+        raise _policy_error(
             [
                 Problem(
                     f"YAML syntax error: {message}",
@@ -188,13 +189,13 @@ def parse_trust_file(data: bytes | str, *, source: str = "trust.yaml") -> Parsed
             source=source,
         ) from None
     except (YAMLError, ValueError, RecursionError) as exc:
-        raise SpecError(
+        raise _policy_error(
             [Problem(f"YAML syntax error: {exc}", file=source)], source=source
         ) from None
     if tree is None:
         return ParsedTrustFile(TrustFile(), None, source)
     if not isinstance(tree, Mapping):
-        raise SpecError(
+        raise _policy_error(
             [Problem("the document is not a mapping", file=source, line=1, column=1)],
             source=source,
         )
@@ -206,12 +207,17 @@ def parse_trust_file(data: bytes | str, *, source: str = "trust.yaml") -> Parsed
             loc: Loc = tuple(p for p in err.get("loc", ()) if not _is_tag(p))
             line, column = _position(tree, loc)
             message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+            hint = ""
             if err.get("type") == "extra_forbidden":
                 message = f"unknown key `{loc[-1]}`"
+                guess = difflib.get_close_matches(str(loc[-1]), _KNOWN_KEYS, n=1, cutoff=0.6)
+                hint = f"did you mean `{guess[0]}`?" if guess else ""
             problems.append(
-                Problem(message, path=_dotted(loc), file=source, line=line, column=column)
+                Problem(
+                    message, path=_dotted(loc), file=source, line=line, column=column, hint=hint
+                )
             )
-        raise SpecError(problems, source=source) from None
+        raise _policy_error(problems, source=source) from None
     return ParsedTrustFile(doc, tree, source)
 
 
@@ -259,14 +265,34 @@ def _decode(data: bytes | str, source: str) -> str:
     if isinstance(data, str):
         return data
     if len(data) > MAX_POLICY_BYTES:
-        raise SpecError([Problem("the file is larger than 1 MiB", file=source)], source=source)
+        raise _policy_error([Problem("the file is larger than 1 MiB", file=source)], source=source)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SpecError(
+        raise _policy_error(
             [Problem(f"the file is not UTF-8 (bad byte at offset {exc.start})", file=source)],
             source=source,
         ) from None
+
+
+_KNOWN_KEYS = [
+    "apiVersion",
+    "keys",
+    "require",
+    "id",
+    "publicKey",
+    "pem",
+    "kinds",
+    "predicate",
+    "signedBy",
+    "threshold",
+]
+
+
+def _policy_error(problems: list[Problem], *, source: str) -> SpecError:
+    error = SpecError(problems, source=source)
+    error.hint = "fix every problem listed above, then run `kiln verify` again"
+    return error
 
 
 def _is_tag(part: str | int) -> bool:

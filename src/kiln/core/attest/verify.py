@@ -94,7 +94,7 @@ def verify(envelopes: Sequence[EnvelopeInput], policy: TrustPolicy, subject: Dig
         reasons.append(
             Reason("empty-policy", f"{policy.source} trusts no key; an empty policy never passes")
         )
-    if not policy.requirements:
+    if not policy.requirements and not policy.problems:
         reasons.append(
             Reason(
                 "empty-policy",
@@ -213,7 +213,7 @@ def _check_envelope(
             reasons.append(
                 Reason(
                     "untrusted-key",
-                    f"signed only by keys {policy.source} does not trust: keyid "
+                    "signed only by keys the trust policy does not name: keyid "
                     + ", ".join(unknown),
                     ref,
                 )
