@@ -177,4 +177,4 @@ def test_provenance_refuses_naive_times() -> None:
     from dataclasses import replace
 
     with pytest.raises(ValueError, match="timezone"):
-        provenance(replace(FACTS, started_on=datetime(2026, 1, 1)))  # noqa: DTZ001
+        provenance(replace(FACTS, started_on=datetime(2026, 1, 1)))

@@ -125,7 +125,7 @@ def parse_envelope(data: bytes) -> Envelope:
     try:
         doc = loads_strict(data)
     except ValueError as exc:
-        raise InvalidInput(f"the envelope is {exc}") from None
+        raise InvalidInput(f"the envelope is invalid: {exc}") from None
     if not isinstance(doc, dict):
         raise InvalidInput("the envelope is not a JSON object")
     payload_type = doc.get("payloadType")

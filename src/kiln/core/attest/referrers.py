@@ -145,7 +145,7 @@ def parse_index(data: bytes) -> dict[str, Any]:
     try:
         doc = loads_strict(data)
     except ValueError as exc:
-        raise InvalidInput(f"the referrers tag holds {exc}") from None
+        raise InvalidInput(f"the referrers tag holds invalid JSON: {exc}") from None
     if not isinstance(doc, dict) or doc.get("mediaType") != OCI_INDEX:
         raise InvalidInput(
             "the referrers tag holds something other than an OCI image index",

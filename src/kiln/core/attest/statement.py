@@ -81,7 +81,7 @@ def parse_statement(payload: bytes) -> Statement:
     try:
         doc = loads_strict(payload)
     except ValueError as exc:
-        raise InvalidInput(f"the statement is {exc}") from None
+        raise InvalidInput(f"the statement is invalid: {exc}") from None
     if not isinstance(doc, dict):
         raise InvalidInput("the statement is not a JSON object")
     if doc.get("_type") != STATEMENT_TYPE:
