@@ -33,6 +33,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keys": ("kiln.cli.keys:keys", "Make and list the Ed25519 keys that sign attestations."),
     "attest": ("kiln.cli.attest:attest", "Sign attestations about an artifact and list them."),
     "verify": ("kiln.cli.verify:verify", "Check an artifact's attestations against trust.yaml."),
+    # controller
+    "serve": ("kiln.cli.serve:serve", "Run the controller (API, rollout workers, supervision)."),
+    "controller": ("kiln.cli.serve:controller", "Show the controller's status, or stop it."),
 }
 
 
