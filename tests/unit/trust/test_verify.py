@@ -14,7 +14,7 @@ from kiln.core.attest.predicates import APPROVAL_V1, TEST_RESULT_V1
 from kiln.core.attest.provenance import SLSA_PROVENANCE_V1
 from kiln.core.attest.statement import statement
 from kiln.core.attest.verify import EnvelopeInput, Rejected, Verified, verify
-from kiln.core.digest import digest_bytes
+from kiln.core.digest import Digest, digest_bytes
 from kiln.services.attest import sign_statement
 from tests.unit.trust.fakes import (
     APPROVER_A,
@@ -36,10 +36,10 @@ NEEDS_TWO_APPROVALS = Requirement(APPROVAL_V1, KeyKind.APPROVER, threshold=2)
 def signed(
     predicate_type: str = SLSA_PROVENANCE_V1,
     *signers: MemorySigner,
-    subject: str = ARTIFACT,
+    subject: Digest = ARTIFACT,
     predicate: dict[str, object] | None = None,
 ) -> Envelope:
-    stmt = statement([("hello", subject)], predicate_type, predicate or {"x": 1})  # type: ignore[list-item]
+    stmt = statement([("hello", subject)], predicate_type, predicate or {"x": 1})
     return sign_statement(stmt, list(signers) or [BUILDER])
 
 
