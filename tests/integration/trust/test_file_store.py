@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -74,7 +73,7 @@ def test_signed_stored_and_verified_with_real_keys_and_files(
     result = attest(stmt, signer=signer, store=store)
     assert isinstance(verify_artifact(ONE, store=store, policy=policy), Verified)
     assert isinstance(verify_artifact(TWO, store=store, policy=policy), Rejected)
-    os.remove(store.root / "blobs" / "sha256" / hex_of(result.digest))
+    (store.root / "blobs" / "sha256" / hex_of(result.digest)).unlink()
     verdict = verify_artifact(ONE, store=store, policy=policy)
     assert isinstance(verdict, Rejected)
     assert [r.code for r in verdict.reasons] == ["corrupt", "missing"]
