@@ -48,6 +48,8 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True)
 class TestFailure:
+    __test__ = False  # not a pytest class, despite the name
+
     name: str
     message: str = ""
 
