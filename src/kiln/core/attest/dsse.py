@@ -101,6 +101,9 @@ def reject_duplicate_keys(pairs: Sequence[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+_STRICT = json.JSONDecoder(object_pairs_hook=reject_duplicate_keys)
+
+
 def loads_strict(data: bytes) -> Any:
     """Parse JSON refusing duplicate keys; raise ``ValueError`` with a short reason."""
     try:
@@ -108,7 +111,7 @@ def loads_strict(data: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise ValueError(f"not UTF-8 (bad byte at offset {exc.start})") from None
     try:
-        return json.loads(text, object_pairs_hook=reject_duplicate_keys)
+        return _STRICT.decode(text)
     except json.JSONDecodeError as exc:
         raise ValueError(
             f"not valid JSON, truncated or corrupted ({exc.msg} at line {exc.lineno}"
