@@ -12,9 +12,12 @@ from pathlib import Path
 
 from kiln.adapters.artifacts.attestations import FileAttestationStore
 from kiln.adapters.keys.file import FileSigner, generate
+from kiln.core.digest import Digest
+from kiln.core.spec.models import Environment
 from kiln.ports.attestations import AttestationStore
 from kiln.ports.keys import Signer
 from kiln.ports.ledger import Recorder
+from kiln.services.verify import Admission
 
 
 def keys_dir(state_dir: Path) -> Path:
@@ -37,3 +40,22 @@ def recorder(state_dir: Path) -> Recorder | None:
     """The ledger's recorder for this state directory; none is wired yet."""
     del state_dir
     return None
+
+
+def admission(
+    state_dir: Path, policy_path: Path, subject: Digest, environment: Environment
+) -> Admission:
+    """The admission step for a deploy: the deploy path calls this before provisioning.
+
+    ``Admitted``: go on. ``AdmittedUnsigned``: go on, but first record
+    ``record_as`` (``deploy.unsigned``) with its reasons. ``NotAdmitted``: raise
+    ``to_error()``, which lists every reason.
+    """
+    from kiln.services.verify import admit, read_policy
+
+    return admit(
+        subject,
+        environment,
+        store=attestation_store(state_dir),
+        policy=read_policy(policy_path),
+    )
