@@ -321,3 +321,17 @@ def test_bad_input_is_a_message_and_an_exit_code_never_a_traceback(
     got, out, err = kiln(*args)
     assert (got, message in err) == (code, True), err
     assert "Traceback" not in err + out
+
+
+def test_the_stored_sbom_validates_against_the_cyclonedx_schema(kiln: Kiln) -> None:
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    kiln.key("ci")
+    assert sbom(kiln) == 0
+    code, doc = kiln.json("attest", "show", SUBJECT)
+    assert isinstance(doc, dict)
+    (only,) = doc["attestations"]
+    bom = only["statement"]["predicate"]
+    assert [c["purl"] for c in bom["components"]] == ["pkg:pypi/packaging@24.0"]
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(json.dumps(bom)) is None
