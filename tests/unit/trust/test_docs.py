@@ -9,7 +9,13 @@ from pathlib import Path
 
 from kiln.core.attest.dsse import parse_envelope
 from kiln.core.attest.policy import parse_trust_file
-from kiln.core.attest.predicates import Approval, PolicyVerdict, TestFailure, TestResult, Verdict
+from kiln.core.attest.predicates import (
+    Approval,
+    GateVerdict,
+    PolicyVerdict,
+    TestFailure,
+    TestResult,
+)
 from kiln.core.attest.provenance import BuildFacts, LockFile, ci_run, provenance
 from kiln.core.digest import digest_bytes
 from kiln.core.keys import verify_ed25519
@@ -91,7 +97,7 @@ def test_kilns_predicate_examples_are_what_the_code_makes() -> None:
     verdict = PolicyVerdict(
         "vulnerabilities",
         "prod",
-        Verdict.FAIL,
+        GateVerdict.FAIL,
         ("CVE-2026-1234 (high) in urllib3 2.2.1; fixed in 2.2.2",),
         "sha256:" + "9" * 64,
         T1,

@@ -104,6 +104,12 @@ def test_an_envelope_with_urlsafe_unpadded_fields_parses() -> None:
         ),
         (b'{"payloadType": "x", "payload": "e30=", "payload": "e30=", "signatures": []}', "twice"),
         (b'\xff{"payloadType": "x"}', "not UTF-8"),
+        (
+            b'{"payloadType": "x", "payload": "e30=", "signatures": ['
+            + b",".join([b'{"sig": "AA=="}'] * 65)
+            + b"]}",
+            "65 signatures; at most 64",
+        ),
     ],
 )
 def test_malformed_envelopes_are_refused_with_the_reason(raw: bytes, message: str) -> None:

@@ -33,6 +33,10 @@ MAX_ENVELOPE_BYTES = 32 << 20
 """An SBOM of a few thousand packages is well under 10 MiB; anything larger is refused
 before JSON parsing so a hostile envelope cannot exhaust memory."""
 
+MAX_SIGNATURES = 64
+"""More signatures than any real threshold needs; refusing more bounds the work of
+trying every trusted key against signatures whose keyid is unknown."""
+
 _B64 = re.compile(r"^[A-Za-z0-9+/\-_]*={0,2}$")
 
 
@@ -140,6 +144,10 @@ def parse_envelope(data: bytes) -> Envelope:
         raise InvalidInput("the envelope has no payload string")
     if not isinstance(signatures, list):
         raise InvalidInput("the envelope has no signatures list")
+    if len(signatures) > MAX_SIGNATURES:
+        raise InvalidInput(
+            f"the envelope has {len(signatures)} signatures; at most {MAX_SIGNATURES}"
+        )
     try:
         body = b64decode_any(payload)
     except ValueError as exc:

@@ -85,7 +85,7 @@ class TestResult:
         }
 
 
-class Verdict(StrEnum):
+class GateVerdict(StrEnum):
     PASS = "pass"  # noqa: S105 - a verdict, not a password
     FAIL = "fail"
 
@@ -96,7 +96,7 @@ class PolicyVerdict:
 
     gate: str
     environment: str
-    verdict: Verdict
+    verdict: GateVerdict
     reasons: tuple[str, ...]
     policy_digest: str
     evaluated_on: datetime
