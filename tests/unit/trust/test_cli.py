@@ -330,6 +330,7 @@ def test_the_stored_sbom_validates_against_the_cyclonedx_schema(kiln: Kiln) -> N
     kiln.key("ci")
     assert sbom(kiln) == 0
     code, doc = kiln.json("attest", "show", SUBJECT)
+    assert code == 0
     assert isinstance(doc, dict)
     (only,) = doc["attestations"]
     bom = only["statement"]["predicate"]
