@@ -295,3 +295,19 @@ def test_a_requirement_limited_to_named_keys_ignores_others_of_the_kind() -> Non
 def test_a_tester_key_signs_test_results() -> None:
     env = signed(TEST_RESULT_V1, TESTER)
     assert isinstance(verify(inputs(env), policy(NEEDS_TESTS), ARTIFACT), Verified)
+
+
+def test_an_envelope_rewritten_in_urlsafe_unpadded_base64_still_verifies() -> None:
+    env = signed()
+
+    def urlsafe(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+    doc = {
+        "payloadType": env.payload_type,
+        "payload": urlsafe(env.payload),
+        "signatures": [{"keyid": s.keyid, "sig": urlsafe(s.sig)} for s in env.signatures],
+    }
+    raw = json.dumps(doc, indent=1).encode()
+    assert b"=" not in raw  # really unpadded
+    assert isinstance(verify(inputs(raw), policy(NEEDS_PROVENANCE), ARTIFACT), Verified)
