@@ -23,8 +23,8 @@ from kiln.core.attest.predicates import APPROVAL_V1, short_name
 from kiln.core.attest.verify import EnvelopeInput, Rejected, Verdict, Verified, verify
 from kiln.core.digest import Digest, short
 from kiln.core.ledger.kinds import EventKind
-from kiln.core.spec.models import Environment
-from kiln.errors import Refused
+from kiln.core.spec.models import Environment, ServiceSpec
+from kiln.errors import NotFound, Refused
 from kiln.ports.attestations import AttestationStore
 
 
@@ -102,6 +102,14 @@ class NotAdmitted:
 
 
 Admission = Admitted | AdmittedUnsigned | NotAdmitted
+
+
+def find_environment(spec: ServiceSpec, name: str) -> Environment:
+    for env in spec.environments:
+        if env.name == name:
+            return env
+    names = ", ".join(e.name for e in spec.environments)
+    raise NotFound(f"no environment {name!r} in the spec", hint=f"environments: {names}")
 
 
 def environment_policy(policy: TrustPolicy, environment: Environment) -> TrustPolicy:

@@ -336,3 +336,62 @@ def test_the_stored_sbom_validates_against_the_cyclonedx_schema(kiln: Kiln) -> N
     bom = only["statement"]["predicate"]
     assert [c["purl"] for c in bom["components"]] == ["pkg:pypi/packaging@24.0"]
     assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(json.dumps(bom)) is None
+
+
+SPEC = """\
+service: hello
+environments:
+  - name: dev
+    allowUnsigned: true
+  - name: prod
+    approvals: {required: 1, approvers: [alice]}
+"""
+
+
+def test_verify_for_an_environment_adds_its_approval_rule(kiln: Kiln) -> None:
+    (kiln.root / "kiln.yaml").write_text(SPEC)
+    trust_text = TRUST.replace(
+        "require:\n",
+        "  - id: alice\n    publicKey: .kiln/keys/alice.pub\n    kinds: [approver]\nrequire:\n",
+    )
+    kiln.policy(trust_text)
+    kiln.key("ci")
+    kiln.key("alice")
+    provenance(kiln)
+    sbom(kiln)
+    assert kiln("verify", SUBJECT)[0] == 0
+    code, _, err = kiln("verify", SUBJECT, "-e", "prod")
+    assert code == 1
+    assert err.splitlines()[1:2] == [
+        "  - requires approval signed by 1 approver among alice for prod: found 0 of 1"
+    ]
+    assert kiln("attest", "approve", SUBJECT, "-e", "staging", "--key", "alice")[0] == 0
+    assert kiln("verify", SUBJECT, "-e", "prod")[0] == 1
+    assert kiln("attest", "approve", SUBJECT, "-e", "prod", "--key", "alice")[0] == 0
+    code, out, _ = kiln("verify", SUBJECT, "-e", "prod")
+    assert code == 0
+    assert out.splitlines()[-1] == "  ok  approval signed by 1 approver among alice for prod"
+
+
+def test_verify_for_an_allow_unsigned_environment_admits_but_says_unsigned(kiln: Kiln) -> None:
+    (kiln.root / "kiln.yaml").write_text(SPEC)
+    kiln.policy(TRUST)
+    code, out, err = kiln("verify", SUBJECT, "-e", "dev")
+    assert (code, out) == (0, "")
+    assert err.splitlines()[0].startswith(
+        "admitted UNSIGNED to dev (allowUnsigned: true); the deploy is recorded as deploy.unsigned"
+    )
+    code, doc = kiln.json("verify", SUBJECT, "-e", "dev")
+    assert code == 0
+    assert isinstance(doc, dict)
+    assert (doc["admission"], doc["verified"]) == ("admitted-unsigned", False)
+    code, doc = kiln.json("verify", SUBJECT, "-e", "prod")
+    assert code == 1
+    assert isinstance(doc, dict) and doc["admission"] == "refused"
+
+
+def test_verify_for_an_unknown_environment_names_the_known_ones(kiln: Kiln) -> None:
+    (kiln.root / "kiln.yaml").write_text(SPEC)
+    code, _, err = kiln("verify", SUBJECT, "-e", "qa")
+    assert code == 1
+    assert "no environment 'qa' in the spec" in err and "environments: dev, prod" in err
