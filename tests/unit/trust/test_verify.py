@@ -311,3 +311,13 @@ def test_an_envelope_rewritten_in_urlsafe_unpadded_base64_still_verifies() -> No
     raw = json.dumps(doc, indent=1).encode()
     assert b"=" not in raw  # really unpadded
     assert isinstance(verify(inputs(raw), policy(NEEDS_PROVENANCE), ARTIFACT), Verified)
+
+
+def test_a_valid_signature_labelled_with_another_trusted_keyid_still_counts() -> None:
+    env = signed()
+    mislabelled = Envelope(
+        env.payload_type, env.payload, (Signature(TESTER.key_id, env.signatures[0].sig),)
+    )
+    verdict = verify(inputs(mislabelled), policy(NEEDS_PROVENANCE), ARTIFACT)
+    assert isinstance(verdict, Verified)
+    assert verdict.accepted[0].signers == ("ci",)

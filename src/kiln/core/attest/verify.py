@@ -15,8 +15,9 @@ The rules, in the order they are checked (docs/security.md gives the why):
 3. Each envelope needs at least one signature that verifies over the PAE with a
    key the policy trusts. ``keyid`` is only a hint (DSSE protocol: it "MUST NOT
    be used for security decisions"), so a signature whose keyid is unknown is
-   still tried against every trusted key. A signature claiming a trusted key that
-   does not verify means the payload or the signature changed: a reason.
+   still tried against every trusted key, and so is one whose keyid names the
+   wrong trusted key. A signature that verifies with no trusted key although its
+   keyid names one means the payload or the signature changed: a reason.
 4. Its statement must name the subject by digest (names are ignored).
 5. Each requirement counts *distinct* trusted keys of the required kind that
    signed a statement of that predicate type about the subject. A key counts once
@@ -193,7 +194,11 @@ def _check_envelope(
     unknown: list[str] = []
     for sig in envelope.signatures:
         claimed = policy.key_by_id(sig.keyid)
-        candidates: Sequence[TrustedKey] = [claimed] if claimed else policy.keys
+        # The claimed key first (the usual case, one verification), then the others:
+        # a wrong keyid alone must not decide anything.
+        candidates: Sequence[TrustedKey] = (
+            [claimed, *(k for k in policy.keys if k is not claimed)] if claimed else policy.keys
+        )
         good = next((k for k in candidates if verify_ed25519(k.public_key, message, sig.sig)), None)
         if good is not None:
             signers.add(good.name)
