@@ -69,6 +69,8 @@ class RolloutState:
     preview: bool = False  # candidate reachable through the preview route
     replacements: int = 0
     reason: str = ""
+    deployment: str = ""  # the ledger's id of this attempt (docs/ledger.md)
+    detected_at: float | None = None  # when the failure that started a rollback was seen
 
     @classmethod
     def begin(
@@ -363,7 +365,7 @@ def _succeed(
 
 
 def _begin_rollback(env: Environment, state: RolloutState, seen: Observed, reason: str) -> Decision:
-    rolling = replace(state, phase=Phase.ROLLING_BACK, reason=reason)
+    rolling = replace(state, phase=Phase.ROLLING_BACK, reason=reason, detected_at=seen.now)
     decision = _roll_back(env, rolling, seen)
     return Decision(decision.state, decision.actions, f"rolling back: {reason}")
 

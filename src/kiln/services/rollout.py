@@ -1,0 +1,578 @@
+"""The rollout executor: observe, decide (pure), persist, then act.
+
+One ``tick`` is one cycle for one environment:
+
+1. observe: instances of the candidate and the stable release (provider list +
+   readiness probes), the split the router serves, operator signals, and the
+   current analysis step's outcome;
+2. decide: ``kiln.core.rollout.planner.decide`` (pure);
+3. persist the new state in ``DesiredState`` *before* acting, and record the
+   transition in the ledger;
+4. apply the actions, each idempotent.
+
+So a controller killed anywhere resumes from the persisted state: the next tick
+observes the world as it really is and converges (docs/rollouts.md).
+
+Traffic only ever reaches instances whose readiness probe passed: route tables are
+built from ready instances, and an instance that fails its probes
+``failureThreshold`` times in a row is reported to the planner as failed, which
+replaces it (or rolls back once ``maxReplacements`` is spent).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from kiln.core.digest import Digest
+from kiln.core.ledger.kinds import EventKind
+from kiln.core.release import Release, ReleaseId, config_digest
+from kiln.core.rollout import planner
+from kiln.core.rollout.planner import (
+    ApplyRoute,
+    Decision,
+    Decommission,
+    EnsureInstances,
+    MarkStable,
+    Observed,
+    Phase,
+    ReplaceInstance,
+    RolloutState,
+    StartAnalysis,
+    Wait,
+)
+from kiln.core.rollout.steps import Analyze, steps_for
+from kiln.core.runtime.model import (
+    ENVIRONMENT,
+    RELEASE,
+    SERVICE,
+    Healthy,
+    Instance,
+    LaunchSpec,
+    State,
+)
+from kiln.core.spec.models import Environment, Judge, MetricSourceKind, ServiceSpec
+from kiln.core.traffic.table import Backend, HeaderMatch, RouteTable
+from kiln.core.traffic.table import Release as RouteRelease
+from kiln.errors import NotFound, Refused
+from kiln.ports.clock import Clock
+from kiln.ports.ledger import Recorder
+from kiln.ports.metrics import MetricSource
+from kiln.ports.runtime import Provider
+from kiln.ports.state import DesiredState, Signal
+from kiln.ports.traffic import Router
+from kiln.services.analysis import AnalysisSession, RouterSource
+
+Launcher = Callable[[Release], LaunchSpec]
+"""Turns a release into what a provider starts (the artifact unpacked, config resolved)."""
+
+POLL = 0.05  # seconds between ticks while something is changing; readiness is not tick-bound
+DRAIN_TIMEOUT = 10.0
+PREVIEW_VALUE = "1"  # `curl -H 'x-kiln-preview: 1'` reaches the preview release
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    commit: str | None = None
+    commit_time: str | None = None  # RFC 3339
+
+
+@dataclass
+class _Tracked:
+    """What the executor remembers between ticks (rebuilt harmlessly after a restart)."""
+
+    failures: dict[str, int] = field(default_factory=dict)  # instance -> consecutive failed probes
+    failed: set[str] = field(default_factory=set)  # reported to the planner, not yet replaced
+    session: AnalysisSession | None = None
+
+
+class RolloutExecutor:
+    def __init__(
+        self,
+        *,
+        spec: ServiceSpec,
+        desired: DesiredState,
+        provider: Provider,
+        router: Router,
+        recorder: Recorder,
+        clock: Clock,
+        launcher: Launcher,
+        actor: str,
+        sources: Mapping[MetricSourceKind, MetricSource] | None = None,
+        commit_info: Callable[[Digest], CommitInfo] | None = None,
+    ) -> None:
+        self.spec = spec
+        self._desired = desired
+        self._provider = provider
+        self._router = router
+        self._recorder = recorder
+        self._clock = clock
+        self._launcher = launcher
+        self._actor = actor
+        self._sources: dict[MetricSourceKind, MetricSource] = {
+            MetricSourceKind.ROUTER: RouterSource(router, clock),
+            **(sources or {}),
+        }
+        self._commit_info = commit_info or (lambda _digest: CommitInfo())
+        self._tracked: dict[str, _Tracked] = {}
+
+    # --- starting ------------------------------------------------------------------------
+
+    def start(self, environment: str, artifact: Digest) -> RolloutState:
+        """Begin moving ``environment`` to ``artifact``: a new release, a persisted rollout."""
+        env = self._environment(environment)
+        current = self._desired.rollout(environment)
+        if current is not None and not current.phase.terminal:
+            raise Refused(
+                f"{environment} already has a rollout in progress ({current.phase}, "
+                f"release {current.candidate})",
+                hint=f"wait for it, or run `kiln abort {environment}`",
+            )
+        release = Release.of(environment, artifact, config_digest(env))
+        stable = self._desired.environment(environment).stable
+        if stable == release.id:
+            raise Refused(
+                f"{environment} already runs {release.label}",
+                hint="deploy a different artifact, or change the environment's config",
+            )
+        self._desired.put_release(release)
+        now = self._wall()
+        deployment = f"dep-{secrets.token_hex(6)}"
+        state = replace(
+            RolloutState.begin(environment, release.id, stable, now), deployment=deployment
+        )
+        self._desired.save_rollout(state)
+        info = self._commit_info(artifact)
+        details: dict[str, Any] = {
+            "deployment": deployment,
+            "strategy": "canary" if env.strategy.canary is not None else "bluegreen",
+        }
+        if info.commit:
+            details["commit"] = info.commit
+        if info.commit_time:
+            details["commit_time"] = info.commit_time
+        links: dict[str, str] = {"config": release.config}
+        if stable:
+            links["previous_release"] = stable
+        self._recorder.record(
+            EventKind.DEPLOY_START,
+            actor=self._actor,
+            artifact=artifact,
+            environment=environment,
+            release=release.id,
+            links=links,
+            details=details,
+        )
+        return state
+
+    def signal(self, environment: str, signal: Signal) -> None:
+        state = self._desired.rollout(environment)
+        if state is None or state.phase.terminal:
+            raise Refused(f"{environment} has no rollout in progress to {signal}")
+        self._desired.signal(environment, signal)
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def run(
+        self,
+        environment: str,
+        *,
+        on_decision: Callable[[Decision], None] | None = None,
+        timeout: float | None = None,
+    ) -> RolloutState:
+        """Tick until the rollout ends (or ``timeout`` seconds pass); return the last state."""
+        deadline = None if timeout is None else self._clock.monotonic() + timeout
+        while True:
+            decision = self.tick(environment)
+            if on_decision is not None:
+                on_decision(decision)
+            if decision.state.phase.terminal:
+                return decision.state
+            if deadline is not None and self._clock.monotonic() >= deadline:
+                return decision.state
+            time.sleep(POLL)
+
+    def tick(self, environment: str) -> Decision:
+        env = self._environment(environment)
+        state = self._desired.rollout(environment)
+        if state is None:
+            raise NotFound(f"{environment} has no rollout", hint=f"run `kiln deploy {environment}`")
+        tracked = self._tracked.setdefault(environment, _Tracked())
+        seen = self._observe(env, state, tracked)
+        decision = planner.decide(env, state, seen)
+        if decision.state != state:
+            self._desired.save_rollout(decision.state)  # before acting: crash-safe
+            self._record_transition(env, state, decision)
+        self._apply(env, decision, tracked)
+        return decision
+
+    # --- observing -----------------------------------------------------------------------
+
+    def _observe(self, env: Environment, state: RolloutState, tracked: _Tracked) -> Observed:
+        mine = self._instances(env.name)
+        candidate = self._probe(env, mine.get(state.candidate, []), tracked)
+        stable = self._probe(env, mine.get(state.stable, []), tracked) if state.stable else []
+        table = self._router_table()
+        weight: int | None = None
+        preview = False
+        if table is not None:
+            entry = table.release(state.candidate)
+            weight = entry.weight if entry is not None else 0
+            if state.stable is None and entry is not None and entry.backends:
+                weight = state.weight  # first release: it takes all traffic whatever the plan
+            preview = any(
+                isinstance(r, HeaderMatch) and r.release == state.candidate for r in table.rules
+            )
+        signals = self._desired.take_signals(env.name)
+        now = self._wall()
+        analysis = self._analysis_outcome(env, state, tracked, now)
+        failed = tuple(sorted(tracked.failed))
+        return Observed(
+            now=now,
+            candidate_ready=len(candidate),
+            stable_ready=len(stable),
+            failed_instances=failed,
+            route_weight=weight if table is not None else None,
+            route_preview=preview,
+            analysis=analysis,
+            promote_requested=Signal.PROMOTE in signals,
+            abort_requested=Signal.ABORT in signals,
+        )
+
+    def _instances(self, environment: str) -> dict[str, list[Instance]]:
+        selector = {SERVICE: self.spec.service, ENVIRONMENT: environment}
+        grouped: dict[str, list[Instance]] = {}
+        for instance in self._provider.list(selector):
+            if instance.state is State.ORPHAN:
+                continue  # never routed to; the reconciler reaps it
+            grouped.setdefault(instance.labels.get(RELEASE, ""), []).append(instance)
+        return grouped
+
+    def _probe(
+        self, env: Environment, instances: list[Instance], tracked: _Tracked
+    ) -> list[Instance]:
+        """The ready ones; record consecutive failures; report dead or failing ones."""
+        ready: list[Instance] = []
+        for instance in instances:
+            key = instance.id.value
+            if instance.state is State.DEAD:
+                tracked.failed.add(key)
+                continue
+            result = self._provider.health(instance.id, timeout=env.health.timeout)
+            if isinstance(result, Healthy):
+                tracked.failures.pop(key, None)
+                ready.append(instance)
+                continue
+            count = tracked.failures.get(key, 0) + 1
+            tracked.failures[key] = count
+            if count >= env.health.failure_threshold:
+                tracked.failed.add(key)
+        return ready
+
+    def _router_table(self) -> RouteTable | None:
+        return self._router.current()
+
+    def _analysis_outcome(
+        self, env: Environment, state: RolloutState, tracked: _Tracked, now: float
+    ) -> planner.AnalysisOutcome:
+        session = tracked.session
+        if session is None or session.step != state.step or state.phase is not Phase.STEPPING:
+            return planner.Pending()
+        if not session.metrics and state.stable is None:
+            # Comparative and sequential judges need a baseline; a first release has none.
+            return planner.Passed("skipped: a first release has no baseline to compare with")
+        return session.poll(self._sources, now=now)
+
+    # --- acting --------------------------------------------------------------------------
+
+    def _apply(self, env: Environment, decision: Decision, tracked: _Tracked) -> None:
+        state = decision.state
+        for action in decision.actions:
+            match action:
+                case EnsureInstances(release, count):
+                    self._ensure(env, ReleaseId(release), count, tracked)
+                case ReplaceInstance(release, instance):
+                    self._replace(env, ReleaseId(release), instance, tracked)
+                case ApplyRoute():
+                    self._route(env, state, action)
+                case StartAnalysis(step, metrics, duration):
+                    self._start_analysis(env, state, step, metrics, duration, tracked)
+                case Decommission(release):
+                    self._decommission(env, state, ReleaseId(release))
+                case MarkStable(release):
+                    self._desired.set_stable(env.name, ReleaseId(release))
+                case Wait():
+                    pass
+
+    def _ensure(
+        self, env: Environment, release_id: ReleaseId, count: int, tracked: _Tracked
+    ) -> None:
+        running = [
+            i
+            for i in self._instances(env.name).get(release_id, [])
+            if i.state is State.RUNNING and i.id.value not in tracked.failed
+        ]
+        missing = count - len(running)
+        if missing <= 0:
+            return
+        release = self._desired.release(release_id)
+        if release is None:
+            raise NotFound(f"release {release_id} is not known to this controller")
+        created = self._provider.create(self._launcher(release), missing)
+        results = self._provider.wait_ready(
+            [i.id for i in created], timeout=env.health.start_timeout, interval=env.health.interval
+        )
+        for instance_id, result in results.items():
+            if not isinstance(result, Healthy):
+                tracked.failed.add(instance_id.value)
+                self._recorder.record(
+                    EventKind.HEALTH_FAILURE,
+                    actor=self._actor,
+                    environment=env.name,
+                    release=release_id,
+                    details={
+                        "deployment": self._deployment(env.name),
+                        "detected_at": _rfc3339(self._wall()),
+                        "instance": instance_id.value,
+                        "reason": getattr(result, "reason", "not ready"),
+                    },
+                )
+
+    def _replace(
+        self, env: Environment, release_id: ReleaseId, instance: str, tracked: _Tracked
+    ) -> None:
+        tracked.failed.discard(instance)
+        tracked.failures.pop(instance, None)
+        self._destroy_ids(env, [instance])
+        # The fresh instance comes from the same artifact; EnsureInstances on the next
+        # tick provisions it if this one is not ready in time.
+        want = (
+            len(
+                [
+                    i
+                    for i in self._instances(env.name).get(release_id, [])
+                    if i.state is State.RUNNING
+                ]
+            )
+            + 1
+        )
+        self._ensure(env, release_id, want, tracked)
+
+    def _route(self, env: Environment, state: RolloutState, action: ApplyRoute) -> None:
+        ready = self._ready_backends(env, [r for r in (action.stable, action.candidate) if r])
+        stable_b = ready.get(action.stable, ()) if action.stable else ()
+        candidate_b = ready.get(action.candidate, ())
+        releases: list[RouteRelease] = []
+        if not stable_b and not candidate_b:
+            return  # nothing ready to send traffic to: keep serving the current table
+        if not stable_b:
+            releases.append(RouteRelease(action.candidate, 100, candidate_b))
+        elif action.stable is not None and (
+            not candidate_b or (action.weight == 0 and not action.preview)
+        ):
+            releases.append(RouteRelease(action.stable, 100, stable_b))
+        elif action.stable is not None:
+            releases.append(RouteRelease(action.stable, 100 - action.weight, stable_b))
+            releases.append(RouteRelease(action.candidate, action.weight, candidate_b))
+        rules: tuple[HeaderMatch, ...] = ()
+        strategy = env.strategy.blue_green
+        if action.preview and candidate_b and strategy is not None:
+            rules = (HeaderMatch(strategy.preview_header, PREVIEW_VALUE, action.candidate),)
+        current = self._router.current()
+        generation = (current.generation if current is not None else 0) + 1
+        table = RouteTable(generation, env.name, tuple(releases), rules)
+        if current is not None and _same_split(current, table):
+            return
+        self._router.apply(table)
+        weights = {r.name: r.weight for r in releases}
+        self._recorder.record(
+            EventKind.TRAFFIC_CHANGE,
+            actor=self._actor,
+            environment=env.name,
+            release=action.candidate,
+            details={
+                "deployment": state.deployment,
+                "weights": weights,
+                "generation": generation,
+                "preview": bool(rules),
+            },
+        )
+
+    def _ready_backends(
+        self, env: Environment, releases: list[str]
+    ) -> dict[str, tuple[Backend, ...]]:
+        mine = self._instances(env.name)
+        out: dict[str, tuple[Backend, ...]] = {}
+        tracked = self._tracked.setdefault(env.name, _Tracked())
+        for release in releases:
+            ready = [
+                Backend(i.host, i.port)
+                for i in mine.get(release, [])
+                if i.state is State.RUNNING
+                and i.id.value not in tracked.failed
+                and isinstance(self._provider.health(i.id, timeout=env.health.timeout), Healthy)
+            ]
+            out[release] = tuple(sorted(ready, key=lambda b: b.address))
+        return out
+
+    def _start_analysis(
+        self,
+        env: Environment,
+        state: RolloutState,
+        step: int,
+        names: tuple[str, ...],
+        duration: float,
+        tracked: _Tracked,
+    ) -> None:
+        if tracked.session is not None and tracked.session.step == step:
+            return
+        chosen = [m for m in env.analysis.metrics if not names or m.name in names]
+        if state.stable is None:
+            # A first release has no baseline: only absolute (threshold) judges apply.
+            chosen = [m for m in chosen if m.judge is Judge.THRESHOLD]
+        started = state.step_started if state.step_started is not None else self._wall()
+        tracked.session = AnalysisSession.start(
+            step=step,
+            canary=state.candidate,
+            baseline=state.stable,
+            deadline=started + duration,
+            metrics=chosen,
+        )
+
+    def _decommission(self, env: Environment, state: RolloutState, release: ReleaseId) -> None:
+        instances = self._instances(env.name).get(release, [])
+        self._destroy_ids(env, [i.id.value for i in instances])
+        self._recorder.record(
+            EventKind.DECOMMISSION,
+            actor=self._actor,
+            environment=env.name,
+            release=release,
+            details={"deployment": state.deployment, "instances": [i.id.value for i in instances]},
+        )
+
+    def _destroy_ids(self, env: Environment, ids: list[str]) -> None:
+        by_id = {i.id.value: i for group in self._instances(env.name).values() for i in group}
+        for value in ids:
+            instance = by_id.get(value)
+            if instance is not None:
+                self._provider.destroy(instance.id, drain_timeout=DRAIN_TIMEOUT)
+
+    # --- the ledger ----------------------------------------------------------------------
+
+    def _record_transition(
+        self, env: Environment, before: RolloutState, decision: Decision
+    ) -> None:
+        after = decision.state
+        release = self._desired.release(ReleaseId(after.candidate))
+        artifact = release.artifact if release else None
+        if after.step != before.step or after.phase != before.phase:
+            self._recorder.record(
+                EventKind.ROLLOUT_STEP,
+                actor=self._actor,
+                environment=env.name,
+                release=after.candidate,
+                details={
+                    "deployment": after.deployment,
+                    "step": after.step,
+                    "phase": str(after.phase),
+                    "note": decision.note,
+                    "weights": self._weights(after),
+                },
+            )
+        if after.phase is Phase.ROLLING_BACK and before.phase is not Phase.ROLLING_BACK:
+            self._recorder.record(
+                EventKind.ANALYSIS_VERDICT
+                if "analysis" in after.reason
+                else EventKind.HEALTH_FAILURE,
+                actor=self._actor,
+                environment=env.name,
+                release=after.candidate,
+                details={
+                    "deployment": after.deployment,
+                    "verdict": "fail",
+                    "reasons": [after.reason],
+                    "detected_at": _rfc3339(after.detected_at or self._wall()),
+                },
+            )
+        if after.phase is Phase.SUCCEEDED and before.phase is not Phase.SUCCEEDED:
+            info = self._commit_info(artifact) if artifact else CommitInfo()
+            details: dict[str, Any] = {
+                "deployment": after.deployment,
+                "weights": {after.candidate: 100},
+            }
+            if info.commit_time:
+                details["commit_time"] = info.commit_time
+            links: dict[str, str] = {"config": release.config} if release else {}
+            if after.stable:
+                links["previous_release"] = after.stable
+            self._recorder.record(
+                EventKind.DEPLOY_COMPLETE,
+                actor=self._actor,
+                artifact=artifact,
+                environment=env.name,
+                release=after.candidate,
+                links=links,
+                details=details,
+            )
+        if after.phase is Phase.ROLLED_BACK and before.phase is not Phase.ROLLED_BACK:
+            restored: dict[str, str] = {"previous_release": after.stable} if after.stable else {}
+            self._recorder.record(
+                EventKind.ROLLBACK,
+                actor=self._actor,
+                artifact=artifact,
+                environment=env.name,
+                release=after.candidate,
+                links=restored,
+                details={
+                    "deployment": after.deployment,
+                    "reason": after.reason,
+                    "detected_at": _rfc3339(after.detected_at or self._wall()),
+                    "restored_at": _rfc3339(self._wall()),
+                    "weights": {after.stable: 100} if after.stable else {},
+                },
+            )
+
+    def _weights(self, state: RolloutState) -> dict[str, int]:
+        if state.stable is None:
+            return {state.candidate: 100} if state.weight or state.phase is Phase.SUCCEEDED else {}
+        return {state.stable: 100 - state.weight, state.candidate: state.weight}
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _environment(self, name: str) -> Environment:
+        try:
+            return self.spec.environment(name)
+        except KeyError:
+            known = ", ".join(e.name for e in self.spec.environments)
+            raise NotFound(f"no environment {name!r} in the spec", hint=f"known: {known}") from None
+
+    def _deployment(self, environment: str) -> str:
+        state = self._desired.rollout(environment)
+        return state.deployment if state else ""
+
+    def _wall(self) -> float:
+        return self._clock.now().timestamp()
+
+    def analysis_figures(self, environment: str) -> dict[str, dict[str, float]]:
+        session = self._tracked.get(environment, _Tracked()).session
+        return session.figures() if session else {}
+
+    def steps(self, environment: str) -> list[str]:
+        from kiln.core.rollout.steps import describe
+
+        return [describe(s) for s in steps_for(self._environment(environment))]
+
+
+def _same_split(a: RouteTable, b: RouteTable) -> bool:
+    return a.releases == b.releases and a.rules == b.rules and a.environment == b.environment
+
+
+def _rfc3339(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+__all__ = ["Analyze", "CommitInfo", "RolloutExecutor"]
