@@ -27,6 +27,7 @@ from kiln.core.rollout.planner import Phase
 from kiln.core.runtime.model import LaunchSpec
 from kiln.core.spec.loader import load_spec
 from kiln.core.spec.models import ServiceSpec
+from kiln.errors import NotFound
 from kiln.ports.clock import SystemClock
 from kiln.ports.state import Signal
 from kiln.services.rollout import RolloutExecutor
@@ -133,7 +134,8 @@ class World:
         provider = make_provider(self.state_dir, bwrap=None)
 
         def launch(release: Release) -> LaunchSpec:
-            env = service.environment(release.environment)
+            document = self.desired.release_config(release.id)
+            assert document is not None
             return LaunchSpec(
                 service=service.service,
                 environment=release.environment,
@@ -142,7 +144,7 @@ class World:
                 config_digest=release.config,
                 root=self.tree,
                 command=tuple(CMD),
-                config={k: str(v) for k, v in env.config.items()}
+                config={k: str(v) for k, v in document["config"].items()}
                 | {"APP_VERSION": VERSIONS[release.artifact]},
             )
 
@@ -248,3 +250,29 @@ def test_abort_returns_traffic_to_the_stable_release(world: World) -> None:
     executor.signal("prod", Signal.ABORT)
     assert executor.run("prod", timeout=30).phase is Phase.ROLLED_BACK
     assert versions_served(world.router_port) == {"1.0.0"}
+
+
+def test_rollback_after_a_release_restores_the_previous_one_on_fresh_instances(
+    world: World,
+) -> None:
+    assert deploy(world, spec(), V1) is Phase.SUCCEEDED
+    with Traffic(world.router_port):  # the canary's analysis needs traffic to judge
+        assert deploy(world, spec(), V2) is Phase.SUCCEEDED  # v1's instances are gone
+    executor = world.executor(spec())
+    with Traffic(world.router_port) as traffic:
+        executor.rollback("prod")
+        state = executor.run("prod", timeout=60)
+    assert state.phase is Phase.SUCCEEDED and state.fast_track
+    assert traffic.failures == []
+    assert versions_served(world.router_port) == {"1.0.0"}
+    rollback = [e for e in world.ledger.events if e["kind"] is EventKind.ROLLBACK]
+    assert rollback and rollback[-1]["details"]["reason"] == "manual rollback"
+    with pytest.raises(NotFound, match="never ran artifact"):
+        world.executor(spec()).rollback("prod", to=digest_bytes(b"never"))
+
+
+def test_a_canary_without_traffic_is_never_passed(world: World) -> None:
+    assert deploy(world, spec(), V1) is Phase.SUCCEEDED
+    assert deploy(world, spec(), V2) is Phase.ROLLED_BACK
+    rollback = [e for e in world.ledger.events if e["kind"] is EventKind.ROLLBACK]
+    assert "inconclusive" in rollback[-1]["details"]["reason"]

@@ -9,9 +9,10 @@ declared state first, so healing never fights the operator.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from kiln.core.release import Release, ReleaseId
 from kiln.core.rollout.planner import RolloutState
@@ -31,15 +32,24 @@ class EnvironmentState:
 
 
 class DesiredState(Protocol):
-    def put_release(self, release: Release) -> None:
-        """Remember a release (idempotent: the same id is the same release)."""
+    def put_release(self, release: Release, document: Mapping[str, Any]) -> None:
+        """Remember a release and its resolved config document (idempotent: the same
+        id is the same release). The document must hash to ``release.config``."""
         ...
 
     def release(self, release_id: ReleaseId) -> Release | None: ...
 
+    def release_config(self, release_id: ReleaseId) -> dict[str, Any] | None:
+        """The resolved config a release was made with, verified against its digest."""
+        ...
+
     def environment(self, name: str) -> EnvironmentState: ...
 
     def set_stable(self, name: str, release_id: ReleaseId | None) -> None: ...
+
+    def stable_history(self, name: str) -> list[ReleaseId]:
+        """Every release that was stable in ``name``, oldest first (no repeats in a row)."""
+        ...
 
     def set_paused(self, name: str, paused: bool) -> None: ...
 

@@ -28,9 +28,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from kiln.core.digest import Digest
+from kiln.core.canonical import canonical_json
+from kiln.core.digest import Digest, digest_bytes
 from kiln.core.ledger.kinds import EventKind
-from kiln.core.release import Release, ReleaseId, config_digest
+from kiln.core.release import Release, ReleaseId, resolved_config
 from kiln.core.rollout import planner
 from kiln.core.rollout.planner import (
     ApplyRoute,
@@ -132,14 +133,15 @@ class RolloutExecutor:
                 f"release {current.candidate})",
                 hint=f"wait for it, or run `kiln abort {environment}`",
             )
-        release = Release.of(environment, artifact, config_digest(env))
+        document = resolved_config(env)
+        release = Release.of(environment, artifact, digest_bytes(canonical_json(document)))
         stable = self._desired.environment(environment).stable
         if stable == release.id:
             raise Refused(
                 f"{environment} already runs {release.label}",
                 hint="deploy a different artifact, or change the environment's config",
             )
-        self._desired.put_release(release)
+        self._desired.put_release(release, document)
         now = self._wall()
         deployment = f"dep-{secrets.token_hex(6)}"
         state = replace(
@@ -167,6 +169,50 @@ class RolloutExecutor:
             links=links,
             details=details,
         )
+        return state
+
+    def rollback(self, environment: str, *, to: Digest | None = None) -> RolloutState:
+        """The fast track back to a known good release, at any time, with no analysis.
+
+        During a rollout this is an abort: one route change to the warm stable
+        release. Otherwise it starts a fast-track rollout to ``to`` (an artifact this
+        environment ran before) or to the release that was stable before the current
+        one; traffic moves only once its instances are ready, and fresh ones are
+        provisioned if the old ones are gone.
+        """
+        self._environment(environment)
+        current = self._desired.rollout(environment)
+        if current is not None and not current.phase.terminal:
+            self._desired.signal(environment, Signal.ABORT)
+            return current
+        stable = self._desired.environment(environment).stable
+        history = self._desired.stable_history(environment)
+        target: ReleaseId | None = None
+        if to is not None:
+            for release_id in reversed(history):
+                release = self._desired.release(release_id)
+                if release is not None and release.artifact == to and release_id != stable:
+                    target = release_id
+                    break
+            if target is None:
+                raise NotFound(
+                    f"{environment} never ran artifact {to} as a stable release",
+                    hint=f"`kiln history {environment}` lists what it ran",
+                )
+        else:
+            earlier = [r for r in history if r != stable]
+            if not earlier:
+                raise Refused(
+                    f"{environment} has no earlier release to roll back to",
+                    hint="deploy a fixed artifact instead",
+                )
+            target = earlier[-1]
+        state = replace(
+            RolloutState.begin(environment, target, stable, self._wall()),
+            deployment=f"rbk-{secrets.token_hex(6)}",
+            fast_track=True,
+        )
+        self._desired.save_rollout(state)
         return state
 
     def signal(self, environment: str, signal: Signal) -> None:
@@ -498,6 +544,28 @@ class RolloutExecutor:
                     "detected_at": _rfc3339(after.detected_at or self._wall()),
                 },
             )
+        if (
+            after.fast_track
+            and after.phase is Phase.SUCCEEDED
+            and before.phase is not Phase.SUCCEEDED
+        ):
+            # A manual rollback finished: record it as a rollback of what was stable.
+            self._recorder.record(
+                EventKind.ROLLBACK,
+                actor=self._actor,
+                artifact=artifact,
+                environment=env.name,
+                release=after.stable or after.candidate,
+                links={"previous_release": after.candidate},
+                details={
+                    "deployment": after.deployment,
+                    "reason": "manual rollback",
+                    "detected_at": _rfc3339(after.started),
+                    "restored_at": _rfc3339(self._wall()),
+                    "weights": {after.candidate: 100},
+                },
+            )
+            return
         if after.phase is Phase.SUCCEEDED and before.phase is not Phase.SUCCEEDED:
             info = self._commit_info(artifact) if artifact else CommitInfo()
             details: dict[str, Any] = {

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from kiln.adapters.store.desired import SqliteDesiredState
 from kiln.core.digest import Digest, digest_bytes
-from kiln.core.release import Release, config_digest
+from kiln.core.release import Release, config_digest, resolved_config
 from kiln.core.rollout.planner import Phase, RolloutState
 from kiln.core.spec.models import Environment
 from kiln.ports.state import Signal
@@ -36,9 +36,10 @@ def test_what_runs_changes_the_config_digest_but_how_it_rolls_out_does_not() -> 
 def test_desired_state_survives_reopening(tmp_path: Path) -> None:
     db = tmp_path / "state.db"
     store = SqliteDesiredState(db)
+    document = resolved_config(env())
     release = Release.of("prod", ART, Digest(config_digest(env())))
-    store.put_release(release)
-    store.put_release(release)  # idempotent
+    store.put_release(release, document)
+    store.put_release(release, document)  # idempotent
     store.set_stable("prod", release.id)
     store.set_paused("prod", True)
     rollout = replace(RolloutState.begin("prod", "rel-b", release.id, 10.0), weight=25, step=2)
@@ -49,6 +50,7 @@ def test_desired_state_survives_reopening(tmp_path: Path) -> None:
 
     again = SqliteDesiredState(db)
     assert again.release(release.id) == release
+    assert again.release_config(release.id) == document
     state = again.environment("prod")
     assert (state.stable, state.paused, state.pinned) == (release.id, True, None)
     assert again.rollout("prod") == rollout

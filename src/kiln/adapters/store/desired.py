@@ -9,25 +9,31 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from kiln.core.canonical import canonical_json
-from kiln.core.digest import Digest
+from kiln.core.digest import Digest, digest_bytes
 from kiln.core.release import Release, ReleaseId
 from kiln.core.rollout.planner import Phase, RolloutState
-from kiln.errors import ConfigError
+from kiln.errors import ConfigError, IntegrityError
 from kiln.ports.state import EnvironmentState, Signal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS releases (
-    id TEXT PRIMARY KEY, environment TEXT NOT NULL, artifact TEXT NOT NULL, config TEXT NOT NULL
+    id TEXT PRIMARY KEY, environment TEXT NOT NULL, artifact TEXT NOT NULL, config TEXT NOT NULL,
+    document TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS environments (
     name TEXT PRIMARY KEY, stable TEXT, paused INTEGER NOT NULL DEFAULT 0, pinned TEXT
 );
 CREATE TABLE IF NOT EXISTS rollouts (
     environment TEXT PRIMARY KEY, state TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS stable_history (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, environment TEXT NOT NULL, release TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS signals (
     environment TEXT NOT NULL, signal TEXT NOT NULL, PRIMARY KEY (environment, signal)
@@ -61,12 +67,31 @@ class SqliteDesiredState:
                 raise
             self._db.execute("COMMIT")
 
-    def put_release(self, release: Release) -> None:
+    def put_release(self, release: Release, document: Mapping[str, Any]) -> None:
+        body = canonical_json(document)
+        if digest_bytes(body) != release.config:
+            raise IntegrityError(
+                f"release {release.id}: the config document does not match digest {release.config}"
+            )
         self._write(
-            "INSERT OR IGNORE INTO releases (id, environment, artifact, config) "
-            "VALUES (?, ?, ?, ?)",
-            (release.id, release.environment, release.artifact, release.config),
+            "INSERT OR IGNORE INTO releases (id, environment, artifact, config, document) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (release.id, release.environment, release.artifact, release.config, body.decode()),
         )
+
+    def release_config(self, release_id: ReleaseId) -> dict[str, Any] | None:
+        row = self._db.execute(
+            "SELECT config, document FROM releases WHERE id = ?", (release_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        if digest_bytes(row[1].encode()) != row[0]:
+            raise IntegrityError(
+                f"release {release_id}: its stored config no longer matches {row[0]}",
+                hint="the state database was edited; restore it from a backup",
+            )
+        document: dict[str, Any] = json.loads(row[1])
+        return document
 
     def release(self, release_id: ReleaseId) -> Release | None:
         row = self._db.execute(
@@ -96,7 +121,34 @@ class SqliteDesiredState:
         )
 
     def set_stable(self, name: str, release_id: ReleaseId | None) -> None:
-        self._upsert(name, "stable", release_id)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT INTO environments (name, stable) VALUES (?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET stable = excluded.stable",
+                    (name, release_id),
+                )
+                last = self._db.execute(
+                    "SELECT release FROM stable_history WHERE environment = ? "
+                    "ORDER BY seq DESC LIMIT 1",
+                    (name,),
+                ).fetchone()
+                if release_id is not None and (last is None or last[0] != release_id):
+                    self._db.execute(
+                        "INSERT INTO stable_history (environment, release) VALUES (?, ?)",
+                        (name, release_id),
+                    )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def stable_history(self, name: str) -> list[ReleaseId]:
+        rows = self._db.execute(
+            "SELECT release FROM stable_history WHERE environment = ? ORDER BY seq", (name,)
+        ).fetchall()
+        return [ReleaseId(r[0]) for r in rows]
 
     def set_paused(self, name: str, paused: bool) -> None:
         self._upsert(name, "paused", int(paused))

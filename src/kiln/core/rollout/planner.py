@@ -41,6 +41,8 @@ from kiln.core.rollout.steps import (
 )
 from kiln.core.spec.models import Environment
 
+FAST_TRACK: tuple[Step, ...] = (SetWeight(100),)
+
 
 class Phase(StrEnum):
     PROVISIONING = "provisioning"
@@ -70,6 +72,7 @@ class RolloutState:
     replacements: int = 0
     reason: str = ""
     deployment: str = ""  # the ledger's id of this attempt (docs/ledger.md)
+    fast_track: bool = False  # `kiln rollback`: straight to 100% once ready, no analysis
     detected_at: float | None = None  # when the failure that started a rollback was seen
 
     @classmethod
@@ -183,7 +186,7 @@ class Decision:
 
 def decide(env: Environment, state: RolloutState, seen: Observed) -> Decision:
     """The single entry point. See the module docstring for the order of precedence."""
-    steps = steps_for(env)
+    steps = FAST_TRACK if state.fast_track else steps_for(env)
     if state.phase.terminal:
         return Decision(state, (), f"rollout {state.phase}")
     if state.phase is not Phase.ROLLING_BACK:
