@@ -29,6 +29,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "schema": ("kiln.cli.spec:schema", "Print the JSON Schema of kiln.yaml."),
     "config": ("kiln.cli.config:config", "Show each setting and where its value came from."),
     "completion": ("kiln.cli.config:completion", "Print a shell completion script."),
+    # gates
+    "gate": (
+        "kiln.cli.gates:gate",
+        "Evaluate an environment's gates over evidence; exit 1 if any blocks.",
+    ),
+    "policy": (
+        "kiln.cli.gates:policy",
+        "Check the spec's policies (CEL rules, licenses, OSV database).",
+    ),
 }
 
 
