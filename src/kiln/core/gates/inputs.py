@@ -62,6 +62,8 @@ class TrustEvidence:
 
 @dataclass(frozen=True)
 class TestCounts:
+    __test__ = False  # not a pytest test class
+
     passed: int = 0
     failed: int = 0
     errors: int = 0
@@ -71,6 +73,8 @@ class TestCounts:
 @dataclass(frozen=True)
 class TestRecord:
     """One run of one test for one matrix combination."""
+
+    __test__ = False  # not a pytest test class
 
     name: str
     kind: TestKind
@@ -119,6 +123,8 @@ def required_tests(specs: Sequence[TestSpec]) -> tuple[RequiredTest, ...]:
 
 @dataclass(frozen=True)
 class TestEvidence:
+    __test__ = False  # not a pytest test class
+
     required: tuple[RequiredTest, ...]
     results: tuple[TestRecord, ...]
 
