@@ -31,7 +31,9 @@ def test_malformed_expressions_are_refused(text: str) -> None:
         parse(text)
 
 
-RULES = LicenseRules.of(allow=["MIT", "Apache-2.0", "GPL-2.0-only WITH Classpath-exception-2.0"], deny=["GPL-3.0-only"])
+RULES = LicenseRules.of(
+    allow=["MIT", "Apache-2.0", "GPL-2.0-only WITH Classpath-exception-2.0"], deny=["GPL-3.0-only"]
+)
 
 
 @pytest.mark.parametrize(
@@ -98,5 +100,7 @@ def test_free_text_names_compare_whole_and_bad_expressions_fail() -> None:
 
 
 def test_an_empty_policy_and_a_missing_sbom_never_pass() -> None:
-    assert isinstance(LicensesGate(LicensePolicy()).evaluate(GateInputs(sbom=sbom("clean"))), Failed)
+    assert isinstance(
+        LicensesGate(LicensePolicy()).evaluate(GateInputs(sbom=sbom("clean"))), Failed
+    )
     assert isinstance(LicensesGate(POLICY).evaluate(GateInputs()), Inconclusive)

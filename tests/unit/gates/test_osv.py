@@ -15,7 +15,9 @@ from kiln.services.gates import load_osv
 from .conftest import DB
 
 
-def _affected(ranges: list[dict[str, Any]] | None = None, versions: list[str] | None = None) -> Affected:
+def _affected(
+    ranges: list[dict[str, Any]] | None = None, versions: list[str] | None = None
+) -> Affected:
     doc = {
         "id": "T-1",
         "affected": [
@@ -46,8 +48,16 @@ RANGE_CASES = [
     ([{"introduced": "0"}, {"last_affected": "2.1.214"}], "2.1.214", True),
     ([{"introduced": "0"}, {"last_affected": "2.1.214"}], "2.1.215", False),
     # two intervals; events deliberately out of order (the schema sorts them)
-    ([{"fixed": "3.2.5"}, {"introduced": "3.0.0"}, {"introduced": "1.0.0"}, {"fixed": "1.0.2"}], "2.0", False),
-    ([{"fixed": "3.2.5"}, {"introduced": "3.0.0"}, {"introduced": "1.0.0"}, {"fixed": "1.0.2"}], "3.1", True),
+    (
+        [{"fixed": "3.2.5"}, {"introduced": "3.0.0"}, {"introduced": "1.0.0"}, {"fixed": "1.0.2"}],
+        "2.0",
+        False,
+    ),
+    (
+        [{"fixed": "3.2.5"}, {"introduced": "3.0.0"}, {"introduced": "1.0.0"}, {"fixed": "1.0.2"}],
+        "3.1",
+        True,
+    ),
     ([{"introduced": "0"}, {"limit": "2.0"}], "2.5", False),
     ([{"introduced": "0"}, {"limit": "2.0"}], "1.5", True),
     ([{"introduced": "0"}, {"limit": "*"}], "99", True),

@@ -51,7 +51,9 @@ def test_rules_for_other_environments_are_skipped_but_none_applying_fails() -> N
     verdict = _run(_env(replicas=2), staging_only, HA)
     assert isinstance(verdict, Passed) and verdict.details["skipped"] == ["s"]
     nothing = _run(_env(), staging_only)
-    assert isinstance(nothing, Failed) and "no rule applies to environment prod" in nothing.reasons[0]
+    assert (
+        isinstance(nothing, Failed) and "no rule applies to environment prod" in nothing.reasons[0]
+    )
 
 
 @pytest.mark.parametrize(

@@ -67,12 +67,16 @@ def test_a_revoked_artifact_fails_even_when_perfectly_signed() -> None:
     verdict = SignedGate().evaluate(GateInputs(trust=TrustEvidence(ART, GOOD, revoked)))
     assert isinstance(verdict, Failed)
     assert verdict.reasons == (
-        f"artifact {ART} was revoked by alice at 2026-11-20T10:00:00Z: shipped a credential in a layer",
+        f"artifact {ART} was revoked by alice at 2026-11-20T10:00:00Z: "
+        "shipped a credential in a layer",
     )
 
 
 def test_a_bad_extra_attestation_fails_and_nothing_required_never_passes() -> None:
-    extra = (*GOOD, AttestationCheck("https://kiln.dev/attestations/test/v1", False, None, "bad sig"))
+    extra = (
+        *GOOD,
+        AttestationCheck("https://kiln.dev/attestations/test/v1", False, None, "bad sig"),
+    )
     assert isinstance(SignedGate().evaluate(GateInputs(trust=TrustEvidence(ART, extra))), Failed)
     assert isinstance(SignedGate(()).evaluate(GateInputs(trust=TrustEvidence(ART, GOOD))), Failed)
     assert isinstance(SignedGate().evaluate(GateInputs()), Inconclusive)
@@ -113,7 +117,13 @@ def test_every_required_run_passing_passes() -> None:
 
 def test_a_failing_test_and_a_missing_run_each_give_a_reason() -> None:
     results = (
-        _rec("unit", False, matrix={"PY": "3.11"}, counts=TestCounts(passed=9, failed=1), detail="test_x"),
+        _rec(
+            "unit",
+            False,
+            matrix={"PY": "3.11"},
+            counts=TestCounts(passed=9, failed=1),
+            detail="test_x",
+        ),
         _rec("smoke"),
     )
     verdict = TestsGate().evaluate(GateInputs(tests=TestEvidence(REQUIRED, results)))
@@ -156,8 +166,10 @@ def test_a_2x_latency_regression_fails_with_the_ratio() -> None:
     verdict = PerformanceGate(BUDGET).evaluate(_perf(cand, base))
     assert isinstance(verdict, Failed)
     assert verdict.reasons == (
-        "p95 latency ratio 2.00x exceeds the budget 1.25x (candidate 41.0 ms vs last good 20.5 ms, medians)",
-        "throughput ratio 0.50x is below the budget 0.80x (candidate 50.0 req/s vs last good 100.0 req/s, medians)",
+        "p95 latency ratio 2.00x exceeds the budget 1.25x "
+        "(candidate 41.0 ms vs last good 20.5 ms, medians)",
+        "throughput ratio 0.50x is below the budget 0.80x "
+        "(candidate 50.0 req/s vs last good 100.0 req/s, medians)",
     )
 
 
@@ -186,7 +198,10 @@ def test_unusable_measurements_are_inconclusive() -> None:
         (("hello:1.2.3-gabcdef0",), ()),
         (("hello:1.2.3-rc.1-gabcdef0",), ()),
         (("hello:latest",), ("tag 'hello:latest' does not match",)),
-        (("other:1.2.3-gabcdef0",), ("tag 'other:1.2.3-gabcdef0' names 'other', not the service 'hello'",)),
+        (
+            ("other:1.2.3-gabcdef0",),
+            ("tag 'other:1.2.3-gabcdef0' names 'other', not the service 'hello'",),
+        ),
     ],
 )
 def test_tags_must_match_the_pattern_and_name_the_service(
@@ -204,5 +219,7 @@ def test_the_pattern_must_match_the_whole_tag_and_a_tag_is_required() -> None:
     verdict = NamingGate(loose).evaluate(GateInputs(naming=NamingEvidence("hello", ("hello:1x",))))
     assert isinstance(verdict, Failed)
     assert isinstance(NamingGate(loose).evaluate(GateInputs()), Inconclusive)
-    bad_service = NamingGate(loose).evaluate(GateInputs(naming=NamingEvidence("Hello_", ("Hello_:1",))))
+    bad_service = NamingGate(loose).evaluate(
+        GateInputs(naming=NamingEvidence("Hello_", ("Hello_:1",)))
+    )
     assert isinstance(bad_service, Failed) and "service name" in bad_service.reasons[0]

@@ -25,7 +25,9 @@ def _run(
     today: date | None = TODAY,
 ) -> Any:
     gate = VulnerabilitiesGate(policy or VulnerabilityPolicy())
-    return gate.evaluate(GateInputs(sbom=Sbom(tuple(components)), advisories=advisories, today=today))
+    return gate.evaluate(
+        GateInputs(sbom=Sbom(tuple(components)), advisories=advisories, today=today)
+    )
 
 
 def test_a_clean_sbom_passes(advisories: tuple[Advisory, ...]) -> None:
@@ -62,7 +64,9 @@ def test_unknown_severity_blocks_at_every_threshold(advisories: tuple[Advisory, 
 
 
 def test_an_ignore_by_alias_applies_until_its_expiry_day(advisories: tuple[Advisory, ...]) -> None:
-    ignore = VulnIgnore(id="cve-2999-10001", reason="not reachable from our code", expires="2026-11-27")
+    ignore = VulnIgnore(
+        id="cve-2999-10001", reason="not reachable from our code", expires="2026-11-27"
+    )
     policy = VulnerabilityPolicy(ignore=[ignore])
     verdict = _run(advisories, [_pypi("requests", "2.90.1")], policy)
     assert isinstance(verdict, Passed)
@@ -78,7 +82,9 @@ def test_an_expired_ignore_stops_applying_and_says_so(advisories: tuple[Advisory
     assert "the ignore of KILN-2026-0001 expired on 2026-11-26" in verdict.reasons[0]
 
 
-def test_an_impossible_expiry_date_never_grants_an_exception(advisories: tuple[Advisory, ...]) -> None:
+def test_an_impossible_expiry_date_never_grants_an_exception(
+    advisories: tuple[Advisory, ...],
+) -> None:
     ignore = VulnIgnore(id="KILN-2026-0001", reason="typo", expires="2026-13-45")
     verdict = _run(advisories, [_pypi("requests", "2.90.1")], VulnerabilityPolicy(ignore=[ignore]))
     assert isinstance(verdict, Failed)
@@ -121,5 +127,7 @@ def test_a_violation_outranks_missing_evidence(advisories: tuple[Advisory, ...])
 
 def test_ignores_need_a_date(advisories: tuple[Advisory, ...]) -> None:
     ignore = VulnIgnore(id="KILN-2026-0001", reason="r", expires="2030-01-01")
-    verdict = _run(advisories, [_pypi("requests", "2.90.1")], VulnerabilityPolicy(ignore=[ignore]), None)
+    verdict = _run(
+        advisories, [_pypi("requests", "2.90.1")], VulnerabilityPolicy(ignore=[ignore]), None
+    )
     assert isinstance(verdict, Inconclusive)
