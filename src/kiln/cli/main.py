@@ -29,6 +29,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "schema": ("kiln.cli.spec:schema", "Print the JSON Schema of kiln.yaml."),
     "config": ("kiln.cli.config:config", "Show each setting and where its value came from."),
     "completion": ("kiln.cli.config:completion", "Print a shell completion script."),
+    # controller
+    "serve": ("kiln.cli.serve:serve", "Run the controller (API, rollout workers, supervision)."),
+    "controller": ("kiln.cli.serve:controller", "Show the controller's status, or stop it."),
     # gates
     "gate": (
         "kiln.cli.gates:gate",
