@@ -33,14 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("kiln.cli.serve:serve", "Run the controller (API, rollout workers, supervision)."),
     "controller": ("kiln.cli.serve:controller", "Show the controller's status, or stop it."),
     # gates
-    "gate": (
-        "kiln.cli.gates:gate",
-        "Evaluate an environment's gates over evidence; exit 1 if any blocks.",
-    ),
-    "policy": (
-        "kiln.cli.gates:policy",
-        "Check the spec's policies (CEL rules, licenses, OSV database).",
-    ),
+    "gate": ("kiln.cli.gates:gate", "Evaluate an environment's gates; exit 1 if any blocks."),
+    "policy": ("kiln.cli.gates:policy", "Check the spec's policies: rules, licenses, OSV data."),
 }
 
 

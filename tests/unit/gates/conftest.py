@@ -20,10 +20,8 @@ TODAY = date(2026, 11, 27)
 
 
 def spec_of(data: dict[str, Any]) -> ServiceSpec:
-    # The YAML loader on main validates in strict mode, which refuses enum
-    # values given as strings (reported to the lead); tests build specs from
-    # plain data non-strictly, as the loader will once fixed.
-    return ServiceSpec.model_validate(data, strict=False)
+    """A spec from plain data, validated as the YAML loader does."""
+    return ServiceSpec.model_validate(data)
 
 
 @pytest.fixture(scope="session")
