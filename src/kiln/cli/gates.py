@@ -116,3 +116,58 @@ def check(app: App, osv: str | None, output: str | None) -> int:
 
     emit(app, output or "text", data, human)
     return int(ExitCode.OK if result.ok else ExitCode.FAILED)
+
+
+@click.command()
+@click.argument("candidate")
+@click.option("--baseline", help="URL of the last good release; omit for a first release.")
+@click.option("--duration", type=float, default=2.0, show_default=True, help="Seconds per run.")
+@click.option("--rounds", type=int, default=3, show_default=True, help="Runs per side.")
+@click.option("--concurrency", type=int, default=2, show_default=True)
+@click.option(
+    "--out", type=click.Path(dir_okay=False), help="Also write the JSON for `kiln gate --perf`."
+)
+@output_option
+@click.pass_obj
+def perf(
+    app: App,
+    candidate: str,
+    baseline: str | None,
+    duration: float,
+    rounds: int,
+    concurrency: int,
+    out: str | None,
+    output: str | None,
+) -> None:
+    """Load-test CANDIDATE and --baseline side by side (alternating, one run) with hey.
+
+    Loopback URLs only. Prints medians; --out writes the evidence file the
+    performance gate reads.
+    """
+    import statistics
+
+    from kiln.cli.render import to_json
+    from kiln.core.gates.evidence import perf_to_dict
+    from kiln.fsio import write_atomic
+    from kiln.services.perf import measure
+
+    with app.console(stderr=True).status(f"measuring {rounds} round(s) of {duration:g}s per side"):
+        result = measure(
+            candidate, baseline, duration=duration, rounds=rounds, concurrency=concurrency
+        )
+    data = perf_to_dict(result)
+    if out:
+        write_atomic(Path(out), (to_json(data) + "\n").encode())
+
+    def human() -> None:
+        sides = [("candidate", result.candidate)]
+        if result.baseline is not None:
+            sides.append(("baseline", result.baseline))
+        for name, side in sides:
+            click.echo(
+                f"{name:<9}  p95 {statistics.median(side.p95_ms):8.1f} ms   "
+                f"throughput {statistics.median(side.throughput_rps):8.1f} req/s   "
+                f"(median of {len(side.p95_ms)})"
+            )
+
+    emit(app, output or "text", data, human)

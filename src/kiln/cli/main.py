@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # gates
     "gate": ("kiln.cli.gates:gate", "Evaluate an environment's gates; exit 1 if any blocks."),
     "policy": ("kiln.cli.gates:policy", "Check the spec's policies: rules, licenses, OSV data."),
+    "perf": ("kiln.cli.gates:perf", "Load-test a release against the last good one, side by side."),
 }
 
 

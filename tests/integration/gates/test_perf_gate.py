@@ -1,11 +1,11 @@
 """The performance gate end to end: two real example-app processes, real ``hey``.
 
-The baseline is the example app with 25 ms of added latency, the candidate the
-same app with 50 ms (EXTRA_LATENCY_MS), a 2x latency regression; the harness
+The baseline is the example app with 50 ms of added latency, the candidate the
+same app with 100 ms (EXTRA_LATENCY_MS), a 2x latency regression; the harness
 measures both alternately in one run and the gate must fail naming the ratio.
 A control pair with equal latency must pass. Timings are noisy on a shared
-machine, so the test asserts on the gate's verdict (ratios far from the
-budget's edge), never on absolute times.
+machine, so the added latency is large against scheduling noise (a few ms),
+and the tests assert on the gate's verdict, never on absolute times.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ needs_hey = pytest.mark.skipif(shutil.which("hey") is None, reason="hey is not i
 def test_a_2x_latency_regression_fails_the_gate_with_the_ratio(
     hello: Callable[[int], str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    baseline, candidate = hello(25), hello(50)
+    baseline, candidate = hello(50), hello(100)
     perf = measure(candidate, baseline, duration=1.0, rounds=3, concurrency=2)
     verdict = PerformanceGate(BUDGET).evaluate(GateInputs(perf=perf))
     print(verdict)
@@ -91,12 +91,34 @@ def test_a_2x_latency_regression_fails_the_gate_with_the_ratio(
     assert verdict.reasons[0].startswith("p95 latency ratio ")
     assert "exceeds the budget 1.25x" in verdict.reasons[0]
     ratio = verdict.details["p95_ratio"]
-    assert 1.5 < ratio < 2.6, ratio  # ~2x by construction; wide band for a shared machine
+    assert 1.4 < ratio < 2.6, ratio  # ~2x by construction; wide band for a shared machine
 
 
 @needs_hey
 def test_equal_releases_pass(hello: Callable[[int], str]) -> None:
-    baseline, candidate = hello(25), hello(25)
+    baseline, candidate = hello(100), hello(100)
     perf = measure(candidate, baseline, duration=1.0, rounds=3, concurrency=2)
     verdict = PerformanceGate(BUDGET).evaluate(GateInputs(perf=perf))
     assert isinstance(verdict, Passed), verdict
+
+
+@needs_hey
+def test_kiln_perf_then_kiln_gate_blocks_the_regression(
+    hello: Callable[[int], str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kiln.cli.main import main
+
+    spec = tmp_path / "kiln.yaml"
+    spec.write_text("service: hello\nenvironments:\n  - name: prod\n    gates: [performance]\n")
+    baseline, candidate = hello(50), hello(100)
+    evidence = tmp_path / "perf.json"
+    args = ["perf", candidate, "--baseline", baseline, "--duration", "1", "--rounds", "3"]
+    code = main(["-f", str(spec), *args, "--out", str(evidence)])
+    measured = capsys.readouterr().out
+    assert code == 0 and "candidate" in measured and "baseline" in measured
+    code = main(["-f", str(spec), "gate", "prod", "--perf", str(evidence)])
+    out = capsys.readouterr().out
+    print(out)
+    assert code == 1
+    assert "performance  FAILED" in out and "p95 latency ratio" in out
+    assert out.rstrip().endswith("result: BLOCKED by performance")
