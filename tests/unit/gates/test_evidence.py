@@ -122,3 +122,40 @@ def test_perf_round_trips_and_refuses_non_numbers() -> None:
     assert parse_perf(json.dumps(perf_to_dict(perf)).encode(), "p.json") == perf
     with pytest.raises(InvalidInput, match="p95_ms must be a list of numbers"):
         parse_perf(b'{"candidate": {"p95_ms": [true], "throughput_rps": [1]}}', "p.json")
+
+
+def test_an_sbom_written_by_cyclonedx_python_lib_reads_back() -> None:
+    from cyclonedx.contrib.license.factories import LicenseFactory
+    from cyclonedx.model.bom import Bom
+    from cyclonedx.model.component import Component as CdxComponent
+    from cyclonedx.model.component import ComponentType
+    from cyclonedx.output.json import JsonV1Dot6
+    from packageurl import PackageURL
+
+    factory = LicenseFactory()
+    bom = Bom(
+        components=[
+            CdxComponent(
+                name=name,
+                version=version,
+                type=ComponentType.LIBRARY,
+                purl=PackageURL(type="pypi", name=name, version=version),
+                bom_ref=f"{name}@{version}",
+                licenses=[factory.make_from_string(lic)] if lic else None,
+            )
+            for name, version, lic in [
+                ("packaging", "26.4", "Apache-2.0 OR BSD-2-Clause"),
+                ("requests", "2.90.1", "Apache-2.0"),
+                ("odd", "1.0", "My Own Terms"),
+                ("bare", "2.0", ""),
+            ]
+        ]
+    )
+    parsed = parse_sbom(JsonV1Dot6(bom).output_as_string().encode(), "lib.json")
+    got = {c.name: (c.version, c.licenses) for c in parsed.components}
+    assert got == {
+        "packaging": ("26.4", (License("Apache-2.0 OR BSD-2-Clause"),)),
+        "requests": ("2.90.1", (License("Apache-2.0"),)),
+        "odd": ("1.0", (License("My Own Terms", is_spdx=False),)),
+        "bare": ("2.0", ()),
+    }
