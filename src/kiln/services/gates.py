@@ -27,7 +27,7 @@ from kiln.core.gates.rules import activation, applicable, check_rule
 from kiln.core.gates.runner import GateReport, evaluate
 from kiln.core.gates.sbom import parse_sbom
 from kiln.core.gates.spdx import parse as parse_spdx
-from kiln.core.spec.models import ServiceSpec
+from kiln.core.spec.models import GateName, ServiceSpec
 from kiln.errors import InvalidInput, NotFound
 from kiln.ports.clock import Clock
 
@@ -94,14 +94,17 @@ def osv_path(spec_dir: Path, spec: ServiceSpec, override: Path | None) -> Path |
 def gather(spec: ServiceSpec, spec_dir: Path, request: GateRequest, *, clock: Clock) -> GateInputs:
     """Read every evidence file the request names into ``GateInputs``."""
     try:
-        spec.environment(request.environment)
+        env = spec.environment(request.environment)
     except KeyError:
         raise NotFound(
             f"no environment {request.environment!r} in the spec",
             hint=f"environments are: {', '.join(spec.path_order)}",
         ) from None
+    # The database can be large; read it only when this environment checks it.
     database = osv_path(spec_dir, spec, request.osv)
-    advisories = tuple(load_osv(database)) if database is not None else None
+    advisories: tuple[Advisory, ...] | None = None
+    if database is not None and GateName.VULNERABILITIES in env.gates:
+        advisories = tuple(load_osv(database))
     tests: TestEvidence | None = None
     if request.tests is not None:
         results = evidence.parse_tests(_read(request.tests, "test results"), str(request.tests))

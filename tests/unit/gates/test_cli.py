@@ -179,3 +179,18 @@ def test_policy_check_reports_rule_violations_and_expired_ignores(
         }
     ]
     assert data["advisories"] == 8
+
+
+def test_the_osv_database_is_read_only_where_it_is_checked(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project.parent / "db").unlink()  # the spec's database is gone ...
+    text = project.read_text().replace(
+        "    gates: [vulnerabilities, licenses]\n", "    gates: [licenses]\n"
+    )
+    project.write_text(text)
+    code = main(["-f", str(project), "gate", "dev", "--sbom", str(SBOMS / "clean.cdx.json")])
+    assert code == 0, capsys.readouterr()  # ... but dev does not check vulnerabilities
+    code = main(["-f", str(project), "gate", "prod", "--sbom", str(SBOMS / "clean.cdx.json")])
+    assert code == 1
+    assert "OSV database" in capsys.readouterr().err
