@@ -9,6 +9,7 @@ so its gate is ``Inconclusive`` and blocks.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from kiln.core.gates.inputs import (
     required_tests,
 )
 from kiln.core.gates.osv import Advisory, parse_database
+from kiln.core.gates.record import EVENT_KIND, event_details
 from kiln.core.gates.rules import activation, applicable, check_rule
 from kiln.core.gates.runner import GateReport, evaluate
 from kiln.core.gates.sbom import parse_sbom
@@ -30,6 +32,7 @@ from kiln.core.gates.spdx import parse as parse_spdx
 from kiln.core.spec.models import GateName, ServiceSpec
 from kiln.errors import InvalidInput, NotFound
 from kiln.ports.clock import Clock
+from kiln.ports.ledger import Recorder
 
 # An OSV export for one ecosystem is tens of thousands of small files; a single
 # file larger than this is not an advisory and is refused rather than parsed.
@@ -194,3 +197,28 @@ def check_policies(
         except (InvalidInput, NotFound) as exc:
             problems.append(PolicyProblem("vulnerabilities.database", exc.message))
     return PolicyCheck(tuple(problems), tuple(warnings), count)
+
+
+def record_verdicts(
+    report: GateReport,
+    *,
+    recorder: Recorder,
+    actor: str,
+    links: Mapping[str, str] | None = None,
+) -> list[int]:
+    """Append one ``gate.verdict`` event per gate, in evaluation order; return their seqs.
+
+    ``links`` typically carries the digest of the signed policy-verdict
+    attestation (``{"attestation": "sha256:…"}``) once the caller has made it.
+    """
+    return [
+        recorder.record(
+            EVENT_KIND,
+            actor=actor,
+            artifact=report.artifact or None,
+            environment=report.environment,
+            links=links,
+            details=event_details(result, report),
+        )
+        for result in report.results
+    ]
