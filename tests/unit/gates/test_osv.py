@@ -177,3 +177,18 @@ def test_bad_osv_files_are_clear_errors_naming_the_file(
         load_osv(tmp_path)
     assert str(bad) in caught.value.message
     assert message in caught.value.message
+
+
+def test_null_lists_allowed_by_the_schema_are_read_as_empty() -> None:
+    doc = {
+        "id": "T-3",
+        "modified": "2026-01-01T00:00:00Z",
+        "aliases": None,
+        "severity": None,
+        "affected": [{"package": {"ecosystem": "PyPI", "name": "a"}, "versions": ["1.0"]}],
+        "references": None,
+    }
+    (advisory,) = parse_database(json.dumps(doc).encode(), "t.json")
+    assert advisory.aliases == () and advisory.affected[0].severity == "unknown"
+    (empty,) = parse_database(b'{"id": "T-4", "affected": null}', "t.json")
+    assert empty.affected == ()

@@ -121,9 +121,10 @@ def _advisory(raw: Any, where: str) -> Advisory:
     if not isinstance(ident, str) or not ident:
         raise InvalidInput(f"{where}: advisory has no 'id'", hint="see ossf.github.io/osv-schema")
     here = f"{where} ({ident})"
-    aliases = _strings(raw.get("aliases", []), f"{here}: aliases")
+    # The schema's validation file allows null for aliases, severity and affected.
+    aliases = _strings(raw.get("aliases") or [], f"{here}: aliases")
     top = _severity_from(raw.get("severity"), raw.get("database_specific"), here)
-    affected_raw = raw.get("affected", [])
+    affected_raw = raw.get("affected") or []
     if not isinstance(affected_raw, list):
         raise InvalidInput(f"{here}: 'affected' must be a list")
     affected = tuple(
@@ -153,11 +154,11 @@ def _affected(raw: Any, top: tuple[str, str], where: str) -> Affected:
         raise InvalidInput(f"{where}: package needs 'ecosystem' and 'name' strings")
     ecosystem = package["ecosystem"]
     name = normalize_name(package["name"]) if ecosystem == PYPI else package["name"]
-    ranges_raw = raw.get("ranges", [])
+    ranges_raw = raw.get("ranges") or []
     if not isinstance(ranges_raw, list):
         raise InvalidInput(f"{where}: 'ranges' must be a list")
     ranges = tuple(_range(r, ecosystem, f"{where}.ranges[{i}]") for i, r in enumerate(ranges_raw))
-    versions = tuple(_strings(raw.get("versions", []), f"{where}.versions"))
+    versions = tuple(_strings(raw.get("versions") or [], f"{where}.versions"))
     local = _severity_from(raw.get("severity"), raw.get("ecosystem_specific"), where)
     # A package-level severity is more specific than the advisory's; when both
     # exist we keep the higher so a disagreement never lowers the bar.
