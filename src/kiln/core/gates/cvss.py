@@ -11,6 +11,7 @@ specification introduced only to remove floating-point surprises.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 from kiln.core.spec.models import Severity
 from kiln.errors import InvalidInput
@@ -57,6 +58,7 @@ def parse_vector(vector: str) -> dict[str, str]:
     return metrics
 
 
+@lru_cache(maxsize=4096)  # databases repeat a few hundred distinct vectors
 def base_score(vector: str) -> float:
     """The CVSS v3.x base score (0.0-10.0) of a vector string (section 7.1)."""
     m = parse_vector(vector)

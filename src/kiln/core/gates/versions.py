@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import total_ordering
+from functools import lru_cache, total_ordering
 
 from packaging.version import InvalidVersion, Version
 
@@ -57,6 +57,9 @@ class SemVer:
         return len(self.prerelease) < len(other.prerelease)
 
 
+# Parsing is pure and a database repeats the same few thousand versions: caching
+# them makes loading and matching a full PyPI export several times faster.
+@lru_cache(maxsize=1 << 16)
 def parse_semver(text: str) -> SemVer | None:
     match = _SEMVER.match(text.strip())
     if match is None:
@@ -65,6 +68,7 @@ def parse_semver(text: str) -> SemVer | None:
     return SemVer(int(major), int(minor), int(patch), tuple(pre.split(".")) if pre else ())
 
 
+@lru_cache(maxsize=1 << 16)
 def parse_pep440(text: str) -> Version | None:
     try:
         return Version(text)
