@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kiln.core.gates.inputs import Component, GateInputs, License, Sbom
 from kiln.core.gates.licenses import LicensesGate
@@ -104,3 +106,32 @@ def test_an_empty_policy_and_a_missing_sbom_never_pass() -> None:
         LicensesGate(LicensePolicy()).evaluate(GateInputs(sbom=sbom("clean"))), Failed
     )
     assert isinstance(LicensesGate(POLICY).evaluate(GateInputs()), Inconclusive)
+
+
+_IDS = st.sampled_from(["MIT", "Apache-2.0", "GPL-3.0-only", "BSD-3-Clause", "Zlib"])
+_TREES = st.recursive(
+    _IDS.map(Leaf),
+    lambda inner: st.one_of(
+        st.lists(inner, min_size=2, max_size=3).map(lambda t: AllOf(tuple(t))),
+        st.lists(inner, min_size=2, max_size=3).map(lambda t: AnyOf(tuple(t))),
+    ),
+    max_leaves=8,
+)
+
+
+def _truth(expr: AllOf | AnyOf | Leaf, ok: set[str]) -> bool:
+    if isinstance(expr, Leaf):
+        return expr.license in ok
+    if isinstance(expr, AllOf):
+        return all(_truth(t, ok) for t in expr.terms)
+    return any(_truth(t, ok) for t in expr.terms)
+
+
+@given(tree=_TREES)
+def test_or_and_semantics_match_boolean_logic_for_any_expression(
+    tree: AllOf | AnyOf | Leaf,
+) -> None:
+    # str() fully parenthesises, so parsing it back must give a tree with the same meaning.
+    acceptable = {"MIT", "Apache-2.0", "BSD-3-Clause"}
+    rules = LicenseRules.of(allow=sorted(acceptable), deny=["GPL-3.0-only"])
+    assert (rules.check(parse(str(tree))) is None) is _truth(tree, acceptable)
