@@ -43,6 +43,9 @@ def _path(value: str | None) -> Path | None:
     is_flag=True,
     help="There is no last good release: the performance gate passes without a baseline.",
 )
+@click.option(
+    "--junit", type=click.Path(dir_okay=False), help="Also write the verdicts as JUnit XML."
+)
 @output_option
 @click.pass_obj
 def gate(
@@ -56,6 +59,7 @@ def gate(
     tags: tuple[str, ...],
     artifact: str,
     first_release: bool,
+    junit: str | None,
     output: str | None,
 ) -> int:
     """Evaluate ENVIRONMENT's gates over the given evidence; exit 1 if any blocks.
@@ -78,6 +82,11 @@ def gate(
         first_release=first_release,
     )
     report = run_gates(app.spec(), app.spec_dir, request, clock=SystemClock())
+    if junit:
+        from kiln.core.pipeline.junit import gate_suite, to_xml
+        from kiln.fsio import write_atomic
+
+        write_atomic(Path(junit), to_xml(f"kiln gate {environment}", [gate_suite(report)]))
     emit(app, output or "text", report_dict(report), lambda: click.echo(render_text(report)))
     return int(ExitCode.OK if report.passed else ExitCode.FAILED)
 

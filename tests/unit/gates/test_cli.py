@@ -76,9 +76,14 @@ def test_a_clean_sbom_passes_dev_and_exits_0(
 def test_a_vulnerable_dependency_exits_1_with_the_reason(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["-f", str(project), "gate", "dev", "--sbom", str(SBOMS / "vulnerable.cdx.json")])
+    junit = project.parent / "gates.xml"
+    sbom = str(SBOMS / "vulnerable.cdx.json")
+    code = main(["-f", str(project), "gate", "dev", "--sbom", sbom, "--junit", str(junit)])
     out = capsys.readouterr().out
     assert code == 1
+    assert b'<failure message="failed: requests@2.90.1 is affected by KILN-2026-0001' in (
+        junit.read_bytes()
+    )
     assert "  vulnerabilities  FAILED" in out
     assert (
         "requests@2.90.1 is affected by KILN-2026-0001 (CVE-2999-10001), severity critical" in out

@@ -99,3 +99,28 @@ def test_an_empty_run_is_still_a_valid_document() -> None:
         to_xml("empty", [])
     )
     assert root.get("tests") == "0" and root.findall("testsuite") == []
+
+
+def test_a_gate_report_becomes_a_suite_with_inconclusive_as_failure() -> None:
+    from kiln.core.gates.runner import GateReport
+    from kiln.core.gates.verdict import Failed, GateResult, Inconclusive, Passed
+    from kiln.core.pipeline.junit import gate_suite
+    from kiln.core.spec.models import GateName
+
+    report = GateReport(
+        "prod",
+        (
+            GateResult(GateName.SIGNED, Passed()),
+            GateResult(GateName.TESTS, Failed(("unit failed", "smoke did not run"))),
+            GateResult(GateName.PERFORMANCE, Inconclusive("no baseline")),
+        ),
+        artifact="sha256:" + "1" * 64,
+        policy_digest="sha256:" + "2" * 64,
+    )
+    root = ET.fromstring(to_xml("gates", [gate_suite(report)]))  # noqa: S314
+    assert root.get("tests") == "3" and root.get("failures") == "2"
+    tests = root.find("testsuite/testcase[@name='tests']/failure")
+    assert tests is not None and tests.get("message") == "failed: unit failed"
+    assert tests.text == "unit failed\nsmoke did not run"
+    perf = root.find("testsuite/testcase[@name='performance']/failure")
+    assert perf is not None and perf.get("message") == "inconclusive: no baseline"

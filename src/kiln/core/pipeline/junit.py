@@ -17,6 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from kiln.core.gates.runner import GateReport
+from kiln.core.gates.verdict import Passed
+
 # XML 1.0 section 2.2 "Char": tab, LF, CR, and #x20-#xD7FF, #xE000-#xFFFD, #x10000-#x10FFFF.
 _ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -116,3 +119,28 @@ def _case(parent: ET.Element, suite: Suite, case: Case) -> None:
                 child.text = clean(case.output or case.message)
     elif case.output:
         ET.SubElement(node, "system-out").text = clean(case.output)
+
+
+def gate_suite(report: GateReport) -> Suite:
+    """A gate report as a suite: one case per gate; inconclusive is a failure too,
+    since it blocks exactly like one."""
+    cases = []
+    for result in report.results:
+        verdict = result.verdict
+        reasons = "\n".join(verdict.reasons)
+        if isinstance(verdict, Passed):
+            cases.append(Case(result.gate.value, Outcome.PASSED, output=reasons))
+        else:
+            first = verdict.reasons[0] if verdict.reasons else verdict.outcome
+            cases.append(
+                Case(
+                    result.gate.value,
+                    Outcome.FAILED,
+                    message=f"{verdict.outcome}: {first}",
+                    output=reasons,
+                )
+            )
+    props = {"environment": report.environment, "policy_digest": report.policy_digest}
+    if report.artifact:
+        props["artifact"] = report.artifact
+    return Suite(f"gates.{report.environment}", tuple(cases), properties=props)
