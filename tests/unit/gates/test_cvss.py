@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from kiln.core.gates.cvss import base_score, rating, roundup
+from kiln.core.gates.cvss import base_score, base_score_v2, rating, rating_v2, roundup
 from kiln.core.spec.models import Severity
 from kiln.errors import InvalidInput
 
@@ -67,3 +67,27 @@ def test_rating_scale_of_section_5(score: float, level: Severity | None) -> None
 def test_malformed_vectors_are_refused(vector: str) -> None:
     with pytest.raises(InvalidInput):
         base_score(vector)
+
+
+@pytest.mark.parametrize(
+    ("vector", "score"),
+    [
+        ("AV:N/AC:L/Au:N/C:N/I:N/A:C", 7.8),  # CVE-2002-0392, the v2 guide's worked example
+        ("AV:N/AC:L/Au:N/C:P/I:P/A:P", 7.5),
+        ("AV:N/AC:L/Au:N/C:C/I:C/A:C", 10.0),
+        ("AV:N/AC:M/Au:N/C:N/I:P/A:N", 4.3),
+        ("(AV:N/AC:L/Au:S/C:P/I:N/A:N)", 4.0),
+        ("AV:N/AC:L/Au:N/C:N/I:N/A:N", 0.0),
+    ],
+)
+def test_cvss_v2_base_scores(vector: str, score: float) -> None:
+    assert base_score_v2(vector) == score
+
+
+def test_cvss_v2_rating_has_no_critical_and_bad_vectors_are_refused() -> None:
+    assert rating_v2(10.0) is Severity.HIGH
+    assert rating_v2(4.0) is Severity.MEDIUM
+    assert rating_v2(0.0) is None
+    for bad in ("AV:N/AC:L", "AV:Q/AC:L/Au:N/C:N/I:N/A:C", "AV:N/AV:N/AC:L/Au:N/C:N/I:N/A:C"):
+        with pytest.raises(InvalidInput):
+            base_score_v2(bad)

@@ -192,3 +192,16 @@ def test_null_lists_allowed_by_the_schema_are_read_as_empty() -> None:
     assert advisory.aliases == () and advisory.affected[0].severity == "unknown"
     (empty,) = parse_database(b'{"id": "T-4", "affected": null}', "t.json")
     assert empty.affected == ()
+
+
+def test_a_cvss_v2_vector_gives_a_severity() -> None:
+    doc = {
+        "id": "T-5",
+        "severity": [{"type": "CVSS_V2", "score": "AV:N/AC:L/Au:N/C:P/I:P/A:P"}],
+        "affected": [{"package": {"ecosystem": "PyPI", "name": "a"}, "versions": ["1.0"]}],
+    }
+    (advisory,) = parse_database(json.dumps(doc).encode(), "t.json")
+    assert (advisory.affected[0].severity, advisory.affected[0].severity_basis) == (
+        "high",
+        "CVSS v2 7.5",
+    )

@@ -94,3 +94,51 @@ def rating(score: float) -> Severity | None:
     if score > 0.0:
         return Severity.LOW
     return None
+
+
+# --- CVSS v2 -------------------------------------------------------------------------
+# FIRST, "A Complete Guide to the Common Vulnerability Scoring System Version 2.0",
+# section 3.2.1 (base equation) and 3.2.4 (metric values). Older advisories
+# carry only a v2 vector; scoring it keeps them out of "unknown".
+
+_V2_AV = {"L": 0.395, "A": 0.646, "N": 1.0}
+_V2_AC = {"H": 0.35, "M": 0.61, "L": 0.71}
+_V2_AU = {"M": 0.45, "S": 0.56, "N": 0.704}
+_V2_CIA = {"N": 0.0, "P": 0.275, "C": 0.660}
+_V2_METRICS = ("AV", "AC", "Au", "C", "I", "A")
+
+
+@lru_cache(maxsize=1024)
+def base_score_v2(vector: str) -> float:
+    """The CVSS v2 base score of ``AV:N/AC:L/Au:N/C:P/I:P/A:P`` (optionally in parentheses)."""
+    metrics: dict[str, str] = {}
+    for part in vector.strip().strip("()").split("/"):
+        key, sep, value = part.partition(":")
+        if not sep or key in metrics:
+            raise InvalidInput(f"malformed CVSS v2 vector: {vector}")
+        metrics[key] = value
+    missing = [m for m in _V2_METRICS if m not in metrics]
+    if missing:
+        raise InvalidInput(f"CVSS v2 vector lacks base metrics {', '.join(missing)}: {vector}")
+    try:
+        av, ac, au = _V2_AV[metrics["AV"]], _V2_AC[metrics["AC"]], _V2_AU[metrics["Au"]]
+        conf, integ, avail = _V2_CIA[metrics["C"]], _V2_CIA[metrics["I"]], _V2_CIA[metrics["A"]]
+    except KeyError as exc:
+        raise InvalidInput(f"unknown CVSS v2 metric value {exc.args[0]!r} in {vector}") from None
+    impact = 10.41 * (1 - (1 - conf) * (1 - integ) * (1 - avail))
+    exploitability = 20 * av * ac * au
+    f_impact = 0.0 if impact == 0 else 1.176
+    score = ((0.6 * impact) + (0.4 * exploitability) - 1.5) * f_impact
+    # The guide rounds to one decimal; round half up, as its worked examples do.
+    return math.floor(score * 10 + 0.5 + 1e-9) / 10
+
+
+def rating_v2(score: float) -> Severity | None:
+    """NVD's v2 scale: Low 0.0-3.9, Medium 4.0-6.9, High 7.0-10.0 (v2 has no Critical)."""
+    if score >= 7.0:
+        return Severity.HIGH
+    if score >= 4.0:
+        return Severity.MEDIUM
+    if score > 0.0:
+        return Severity.LOW
+    return None

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from kiln.core.gates.cvss import base_score, rating
+from kiln.core.gates.cvss import base_score, base_score_v2, rating, rating_v2
 from kiln.core.gates.versions import normalize_name, parse_pep440, parse_semver
 from kiln.core.spec.models import Severity
 from kiln.errors import InvalidInput
@@ -216,25 +216,31 @@ def _strings(value: Any, where: str) -> list[str]:
 
 
 def _severity_from(scores: Any, specific: Any, where: str) -> tuple[str, str]:
-    """The highest severity we can establish from CVSS v3 vectors and labels."""
+    """The highest severity we can establish from CVSS v3/v2 vectors and labels."""
     found: list[tuple[str, str]] = []
     if isinstance(scores, list):
         for entry in scores:
             if not isinstance(entry, dict):
                 raise InvalidInput(f"{where}: severity entries must be objects")
-            if entry.get("type") == "CVSS_V3" and isinstance(entry.get("score"), str):
-                try:
-                    score = base_score(entry["score"])
-                except InvalidInput as exc:
-                    raise InvalidInput(f"{where}: {exc.message}") from None
-                level = rating(score)
-                found.append((level.value if level else "none", f"CVSS {score:.1f}"))
+            kind, vector = entry.get("type"), entry.get("score")
+            if kind not in ("CVSS_V3", "CVSS_V2") or not isinstance(vector, str):
+                continue
+            try:
+                if kind == "CVSS_V3":
+                    score = base_score(vector)
+                    level, label = rating(score), f"CVSS {score:.1f}"
+                else:
+                    score = base_score_v2(vector)
+                    level, label = rating_v2(score), f"CVSS v2 {score:.1f}"
+            except InvalidInput as exc:
+                raise InvalidInput(f"{where}: {exc.message}") from None
+            found.append((level.value if level else "none", label))
     if isinstance(specific, Mapping):
-        label = specific.get("severity")
-        if isinstance(label, str) and label.strip().lower() in _LABELS:
-            found.append((_LABELS[label.strip().lower()].value, f"label {label}"))
+        named = specific.get("severity")
+        if isinstance(named, str) and named.strip().lower() in _LABELS:
+            found.append((_LABELS[named.strip().lower()].value, f"label {named}"))
     if not found:
-        return ("unknown", "no CVSS v3 vector or severity label")
+        return ("unknown", "no CVSS v2/v3 vector or severity label")
     return max(found, key=lambda s: RANK[s[0]])
 
 
