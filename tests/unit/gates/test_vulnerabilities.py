@@ -131,3 +131,10 @@ def test_ignores_need_a_date(advisories: tuple[Advisory, ...]) -> None:
         advisories, [_pypi("requests", "2.90.1")], VulnerabilityPolicy(ignore=[ignore]), None
     )
     assert isinstance(verdict, Inconclusive)
+
+
+def test_an_ignore_that_matches_nothing_is_noted(advisories: tuple[Advisory, ...]) -> None:
+    ignore = VulnIgnore(id="KILN-2099-9999", reason="old", expires="2030-01-01")
+    verdict = _run(advisories, [_pypi("requests", "2.90.3")], VulnerabilityPolicy(ignore=[ignore]))
+    assert isinstance(verdict, Passed)
+    assert verdict.notes == ("the ignore of KILN-2099-9999 matched no finding; remove it?",)

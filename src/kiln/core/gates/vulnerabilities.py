@@ -141,6 +141,11 @@ class VulnerabilitiesGate:
         }
         if not inputs.sbom.components:
             notes.append("the SBOM lists no components")
+        used = {
+            i.id.upper() for f in findings if (i := _ignore_for(f.advisory, self.policy.ignore))
+        }
+        for stale in (i for i in self.policy.ignore if i.id.upper() not in used):
+            notes.append(f"the ignore of {stale.id} matched no finding; remove it?")
         return combine(reasons, undecided, details, notes)
 
 
