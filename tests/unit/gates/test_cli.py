@@ -68,6 +68,7 @@ def test_a_clean_sbom_passes_dev_and_exits_0(
     assert out.splitlines() == [
         "gates for dev",
         "  vulnerabilities  PASSED",
+        "                     - the ignore of CVE-2999-10002 matched no finding; remove it?",
         "  licenses         PASSED",
         "result: PASSED",
     ]
