@@ -45,6 +45,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "kiln.cli.secrets:secrets",
         "Store secrets (value on stdin); list names and versions.",
     ),
+    # gates
+    "gate": ("kiln.cli.gates:gate", "Evaluate an environment's gates; exit 1 if any blocks."),
+    "policy": ("kiln.cli.gates:policy", "Check the spec's policies: rules, licenses, OSV data."),
+    "perf": ("kiln.cli.gates:perf", "Load-test a release against the last good one, side by side."),
 }
 
 
