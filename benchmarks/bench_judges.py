@@ -363,9 +363,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
         when, failed = threshold_vectorised(bad, every, checks, 1.5)
-        mismatches += sum(
-            (k == "Fail") != bool(f) or (k == "Fail" and t != w)
-            for (t, k), w, f in zip(detect, when, failed, strict=True)
+        mismatches += int(
+            sum(
+                (k == "Fail") != bool(f) or (k == "Fail" and t != w)
+                for (t, k), w, f in zip(detect, when, failed, strict=True)
+            )
         )
     interval, checks, multiple, median, fpr = best_threshold(bad, same)
     rows.append(
