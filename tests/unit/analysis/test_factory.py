@@ -88,3 +88,26 @@ def test_a_router_metric_without_a_figure_is_a_config_error() -> None:
 def test_each_call_gives_a_fresh_judge() -> None:
     metric = spec(metric="error-rate")
     assert judge_for(metric) is not judge_for(metric)
+
+
+def test_every_metric_of_a_loaded_kiln_yaml_gets_its_judge() -> None:
+    from kiln.core.spec.loader import load_spec
+
+    text = b"""
+service: shop
+environments:
+  - name: prod
+    analysis:
+      metrics:
+        - {name: errors, metric: error-rate}
+        - {name: slow, metric: latency-p95, judge: comparative, interval: 10s}
+        - {name: budget, metric: error-rate, judge: threshold, max: 0.05, failureLimit: 1}
+        - name: fds
+          source: prometheus
+          query: 'max(process_open_fds{release="{{release}}"})'
+          judge: threshold
+          max: 800
+"""
+    metrics = load_spec(text, source="kiln.yaml").environment("prod").analysis.metrics
+    judges = [type(judge_for(m)).__name__ for m in metrics]
+    assert judges == ["SequentialJudge", "ComparativeJudge", "ThresholdJudge", "ThresholdJudge"]

@@ -178,3 +178,15 @@ def test_an_unreachable_prometheus_is_temporary() -> None:
     with pytest.raises(Temporary) as info:
         source.query("up")
     assert "cannot reach Prometheus" in str(info.value)
+
+
+def test_metric_sources_dispatch_by_the_metrics_source() -> None:
+    from kiln.adapters.metrics.composite import MetricSources
+
+    router_source = router(lambda request: httpx.Response(200, text=EXPOSITION))
+    both = MetricSources(router=router_source, prometheus=prometheus(vector("0.5")))
+    assert isinstance(both.read(["v1"], metric(metric="error-rate"))["v1"], Counters)
+    assert isinstance(both.read(["v1"], metric(source="prometheus", query="q"))["v1"], Gauge)
+    with pytest.raises(ConfigError) as info:
+        MetricSources(router=router_source).read(["v1"], metric(source="prometheus", query="q"))
+    assert "not configured" in str(info.value)

@@ -34,6 +34,7 @@ from kiln.core.analysis.verdicts import (
     Pending,
     Status,
     Verdict,
+    combine,
 )
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "ThresholdConfig",
     "ThresholdJudge",
     "Verdict",
+    "combine",
     "judge_for",
     "window",
 ]

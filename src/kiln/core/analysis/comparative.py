@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
-from scipy.stats import mannwhitneyu, norm
+from scipy.special import ndtri
+from scipy.stats import mannwhitneyu
 
 from kiln.core.analysis.observations import (
     Direction,
@@ -67,7 +68,7 @@ class MetricResult:
     estimate: float = 0.0
     ci_low: float = 0.0
     ci_high: float = 0.0
-    p_value: float = 1.0
+    p_value: float = math.nan
     ratio: float = math.nan
 
 
@@ -85,7 +86,7 @@ def hodges_lehmann(
     diffs = np.sort(np.subtract.outer(x, y).ravel())
     m, n = x.size, y.size
     mn = m * n
-    z = float(norm.ppf(1.0 - (1.0 - confidence) / 2.0))
+    z = float(ndtri(1.0 - (1.0 - confidence) / 2.0))
     k = math.floor(mn / 2.0 - z * math.sqrt(mn * (m + n + 1) / 12.0))
     k = min(max(k, 0), mn - 1)
     return float(np.median(diffs)), float(diffs[k]), float(diffs[mn - 1 - k])
@@ -107,20 +108,20 @@ def classify(
     if list(canary) == list(baseline):
         return MetricResult(Classification.PASS, ratio=ratio)
     estimate, low, high = hodges_lehmann(canary, baseline, confidence)
-    p_value = float(mannwhitneyu(canary, baseline, alternative="two-sided").pvalue)
+    bound = effect_fraction * abs(estimate)
+    up = direction in (Direction.INCREASE, Direction.EITHER) and low > bound
+    down = direction in (Direction.DECREASE, Direction.EITHER) and high < -bound
+    if not (up or down):
+        return MetricResult(Classification.PASS, estimate, low, high, math.nan, ratio)
     # Kayenta classifies on the interval alone; with a handful of points the
     # widest achievable interval still "excludes" the bound, so the rank test's
-    # own p-value must also be below 1 - confidence.
-    significant = p_value < 1.0 - confidence
-    bound = effect_fraction * abs(estimate)
-    up = direction in (Direction.INCREASE, Direction.EITHER)
-    down = direction in (Direction.DECREASE, Direction.EITHER)
-    if significant and up and low > bound:
-        label = Classification.HIGH
-    elif significant and down and high < -bound:
-        label = Classification.LOW
-    else:
+    # own p-value must also be below 1 - confidence. (Only computed here, where
+    # it can change the answer: it is the costly part.)
+    p_value = float(mannwhitneyu(canary, baseline, alternative="two-sided").pvalue)
+    if p_value >= 1.0 - confidence:
         label = Classification.PASS
+    else:
+        label = Classification.HIGH if up else Classification.LOW
     return MetricResult(label, estimate, low, high, p_value, ratio)
 
 
@@ -276,7 +277,8 @@ class ComparativeJudge:
         if total is not None:
             figures["score"] = total
         for name, r in results.items():
-            figures[f"{name}.p_value"] = r.p_value
+            if not math.isnan(r.p_value):
+                figures[f"{name}.p_value"] = r.p_value
             figures[f"{name}.shift"] = r.estimate
             figures[f"{name}.points"] = float(len(self._points[name][0]))
         return figures

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from kiln.core.spec.models import RouterMetric
@@ -266,7 +266,6 @@ class Observation:
 
     canary: Sample | Missing
     baseline: Sample | Missing | None = None
-    notes: tuple[str, ...] = field(default=())
 
     @property
     def end(self) -> float:

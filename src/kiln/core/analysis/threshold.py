@@ -18,6 +18,10 @@ Runs*, and the metric fields of the AnalysisTemplate specification
   and fails when consecutive errors exceed ``consecutive_error_limit``;
 * after ``count`` measurements with none of the above, it **passes**.
 
+Argo takes its first measurement when the run starts, reading whatever range
+the query itself looks back over; kiln measures the traffic of each interval,
+so its first measurement comes one interval after the start.
+
 Two deliberate departures, both failing closed: Argo reports *Successful* when
 an analysis is stopped before its first measurement; kiln reports
 *Inconclusive*. And fewer than ``min_samples`` requests over the whole analysis

@@ -12,7 +12,7 @@ anything secret.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -78,3 +78,26 @@ class Judge(Protocol):
     def conclude(self) -> Verdict:
         """The answer now that the analysis step is over."""
         ...
+
+
+def combine(statuses: Sequence[tuple[str, Status]]) -> Status:
+    """One answer for an analysis step from its metrics' answers, failing closed.
+
+    Any failure fails the step (with every failing metric's reasons); otherwise
+    any metric still pending keeps the step pending; otherwise any inconclusive
+    metric makes it inconclusive; the step passes only when every metric
+    passed. No metrics at all is inconclusive, never a pass.
+    """
+    if not statuses:
+        return Inconclusive("the analysis has no metrics")
+    figures = {f"{name}.{key}": value for name, s in statuses for key, value in s.figures.items()}
+    failed = [s for _, s in statuses if isinstance(s, Fail)]
+    if failed:
+        return Fail(tuple(r for s in failed for r in s.reasons), figures)
+    pending = [name for name, s in statuses if isinstance(s, Pending)]
+    if pending:
+        return Pending(f"waiting for {', '.join(pending)}", figures)
+    unsure = [s for _, s in statuses if isinstance(s, Inconclusive)]
+    if unsure:
+        return Inconclusive("; ".join(s.reason for s in unsure), figures)
+    return Pass("; ".join(s.summary for _, s in statuses if isinstance(s, Pass)), figures)
