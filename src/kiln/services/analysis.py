@@ -109,8 +109,8 @@ class AnalysisSession:
         if final:
             statuses = {name: judge.conclude() for name, judge in self.judges.items()}
             self.last = dict(statuses)
-            return aggregate(statuses, final=True)
-        return aggregate(self.last, final=False)
+            return aggregate(statuses)
+        return aggregate(self.last)
 
     def figures(self) -> dict[str, dict[str, float]]:
         return {name: dict(status.figures) for name, status in self.last.items()}
