@@ -77,6 +77,18 @@ class Recovery:
     reaped: tuple[Orphan, ...]
 
 
+class _Detached(subprocess.Popen[bytes]):
+    """A child meant to outlive this object (and this process).
+
+    ``Popen.__del__`` warns about a running child and queues it for reaping by
+    the next ``Popen``; an instance is supposed to keep running, and its exit
+    status belongs to whoever watches it (``_reap``), so neither applies.
+    """
+
+    def __del__(self) -> None:
+        return
+
+
 def host_interpreter() -> Path:
     """The real interpreter behind this one (a venv's ``python`` is a symlink to it)."""
     base = Path(sys.base_prefix) / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
@@ -115,7 +127,7 @@ class ProcessProvider:
         self._log_dir = self._state / "logs" / "instances"
         # Popen objects of processes this object started: polled so they never
         # linger as zombies, and the source of exit codes.
-        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._children: dict[int, _Detached] = {}
         self._exits: dict[int, int] = {}
 
     @property
@@ -173,7 +185,7 @@ class ProcessProvider:
         log = self._log_dir / f"{instance.value}.log"
         read_end, write_end = os.pipe()
         try:
-            writer = subprocess.Popen(  # noqa: S603 - fixed argv, our own script
+            writer = _Detached(  # noqa: S603 - fixed argv, our own script
                 [
                     str(self._interpreter),
                     "-S",
@@ -190,7 +202,7 @@ class ProcessProvider:
                 close_fds=True,
             )
             self._children[writer.pid] = writer
-            process = subprocess.Popen(  # noqa: S603 - argv built by kiln.core.runtime.launch
+            process = _Detached(  # noqa: S603 - argv built by kiln.core.runtime.launch
                 command,
                 cwd=cwd,
                 env=env,
