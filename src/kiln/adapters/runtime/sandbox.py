@@ -65,11 +65,12 @@ def wrap(
             args += ["--ro-bind", top, top]
     for name in _ETC:
         args += ["--ro-bind-try", name, name]
+    # A private tmpfs, not the host's /tmp; mounted before the binds so a tree or
+    # scratch directory that lives under the host's /tmp stays visible.
+    args += ["--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev"]  # noqa: S108
     args += ["--ro-bind", str(python_prefix), str(python_prefix)]
     args += ["--ro-bind", str(tree), str(tree)]
     args += ["--bind", str(scratch), str(scratch)]
-    # A private tmpfs inside the sandbox, not the host's /tmp.
-    args += ["--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev"]  # noqa: S108
     args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--cap-drop", "ALL"]
     args += ["--chdir", str(cwd), "--", *command]
     return args
