@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -161,10 +162,8 @@ def test_an_instance_that_does_not_drain_in_time_is_killed(
 
 
 def _swallow(instance: Instance) -> None:
-    try:
+    with contextlib.suppress(OSError):
         get(instance, timeout=10)
-    except OSError:
-        pass
 
 
 CREATE_AND_EXIT = """

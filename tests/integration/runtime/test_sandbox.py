@@ -55,9 +55,7 @@ def probe_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_a_sandboxed_instance_cannot_write_into_its_tree(
-    state_dir: Path, probe_tree: Path
-) -> None:
+def test_a_sandboxed_instance_cannot_write_into_its_tree(state_dir: Path, probe_tree: Path) -> None:
     provider = make_provider(state_dir)
     (instance,) = provider.create(hello_spec(probe_tree, sandbox="bubblewrap"), 1)
     result = provider.wait_ready([instance.id], timeout=15)[instance.id]
@@ -75,9 +73,7 @@ def test_a_sandboxed_instance_cannot_write_into_its_tree(
     assert not Path("/tmp/probe.txt").exists()  # the instance's /tmp is private
 
 
-def test_sandboxed_instances_are_not_mistaken_for_orphans(
-    state_dir: Path, tree: Path
-) -> None:
+def test_sandboxed_instances_are_not_mistaken_for_orphans(state_dir: Path, tree: Path) -> None:
     provider: ProcessProvider = make_provider(state_dir)
     made = provider.create(hello_spec(tree, sandbox="bubblewrap"), 2)
     provider.wait_ready([i.id for i in made], timeout=15)

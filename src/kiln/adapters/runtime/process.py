@@ -185,7 +185,7 @@ class ProcessProvider:
         log = self._log_dir / f"{instance.value}.log"
         read_end, write_end = os.pipe()
         try:
-            writer = _Detached(  # noqa: S603 - fixed argv, our own script
+            writer = _Detached(
                 [
                     str(self._interpreter),
                     "-S",
@@ -202,7 +202,7 @@ class ProcessProvider:
                 close_fds=True,
             )
             self._children[writer.pid] = writer
-            process = _Detached(  # noqa: S603 - argv built by kiln.core.runtime.launch
+            process = _Detached(
                 command,
                 cwd=cwd,
                 env=env,
