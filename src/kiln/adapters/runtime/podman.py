@@ -22,7 +22,9 @@ mounts.
 
 This machine's podman quirks (ARCHITECTURE.md): podman works only with a
 ``CONTAINERS_CONF`` that selects runc and the cgroupfs manager and sets default
-ulimits. The provider writes that file under ``<state>/run/podman/`` unless it
+ulimits; we also pin the CNI network backend (with fresh storage podman picks
+netavark, whose forwarding of 127.0.0.1 ports never answered here). The
+provider writes that file under ``<state>/run/podman/`` unless it
 is given one. Logs use podman's k8s-file driver with ``max-size``; podman
 truncates at that size rather than keeping numbered backups.
 """
@@ -57,7 +59,7 @@ from kiln.core.runtime.model import (
     Unhealthy,
     matches,
 )
-from kiln.errors import InvalidInput, NotFound, Permanent, Temporary
+from kiln.errors import ConfigError, InvalidInput, NotFound, Permanent, Temporary
 from kiln.ports.secrets import SecretResolver
 
 OWNER = "dev.kiln.owner"
@@ -71,6 +73,11 @@ cgroup_manager = "cgroupfs"
 
 [containers]
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+
+[network]
+# With fresh storage podman 4.3 picks netavark, whose loopback port forwarding
+# does not answer on this host; CNI's does.
+network_backend = "cni"
 """
 BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 
@@ -121,6 +128,11 @@ class PodmanProvider:
         if root is not None:
             self._base += ["--root", str(root)]
         if runroot is not None:
+            if len(str(runroot)) > 50:  # podman 4.3 refuses longer ones with an opaque error
+                raise ConfigError(
+                    f"podman's runroot {runroot} is longer than 50 characters",
+                    hint="choose a shorter path, e.g. under /run or /tmp",
+                )
             self._base += ["--runroot", str(runroot)]
         if storage_driver is not None:
             self._base += ["--storage-driver", storage_driver]
@@ -222,15 +234,18 @@ class PodmanProvider:
         }
         for key, value in sorted(labels.items()):
             args += ["--label", f"{key}={value}"]
-        for name in sorted(env):
-            args += ["--env", name]  # value from podman's environment, not our argv
+        for name, value in sorted(env.items()):
+            if name in values:
+                args += ["--env", name]  # a secret: podman reads it from its environment
+            else:
+                args += ["--env", f"{name}={value}"]
         args += ["--volume", "/usr:/usr:ro"]
         for top in ("/lib", "/lib64"):
             if Path(top).exists():
                 args += ["--volume", f"{os.path.realpath(top)}:{top}:ro"]
         args += ["--volume", f"{self._prefix}:{self._prefix}:ro"]
         args += [image, *launch.argv(spec.command, interpreter=str(self._interpreter))]
-        self._podman(*args, env=env)
+        self._podman(*args, env={name: env[name] for name in values})
         return self._find(instance)
 
     # --- observe -------------------------------------------------------------------------
