@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -75,11 +77,24 @@ def test_a_sandboxed_instance_cannot_write_into_its_tree(state_dir: Path, probe_
 
 def test_sandboxed_instances_are_not_mistaken_for_orphans(state_dir: Path, tree: Path) -> None:
     provider: ProcessProvider = make_provider(state_dir)
-    made = provider.create(hello_spec(tree, sandbox="bubblewrap"), 2)
+    spec = hello_spec(tree, sandbox="bubblewrap", config={"EXTRA_LATENCY_MS": "600"})
+    made = provider.create(spec, 2)
     provider.wait_ready([i.id for i in made], timeout=15)
     assert [i.state for i in provider.list()] == [State.RUNNING, State.RUNNING]
     assert provider.recover().reaped == ()
+    # Graceful inside the sandbox too: the in-flight request finishes.
+    answers: list[int] = []
+
+    def request() -> None:
+        with urllib.request.urlopen(f"http://{made[0].address}/", timeout=5) as response:
+            answers.append(response.status)
+
+    thread = threading.Thread(target=request)
+    thread.start()
+    time.sleep(0.25)
     ended = provider.destroy(made[0].id, drain_timeout=5)
-    assert ended.graceful
+    thread.join(5)
+    assert answers == [200]
+    assert ended.graceful and ended.seconds > 0.2
     time.sleep(0.1)
     assert [i.id for i in provider.list()] == [made[1].id]

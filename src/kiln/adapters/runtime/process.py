@@ -356,8 +356,7 @@ class ProcessProvider:
             raise NotFound(f"no instance {instance}", hint="see `kiln instances list`")
         graceful = True
         if self._running(record):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(record.pid, signal.SIGTERM)
+            self._terminate(record)
             if not self._wait_gone(record, drain_timeout):
                 graceful = False
                 with contextlib.suppress(ProcessLookupError):
@@ -370,6 +369,22 @@ class ProcessProvider:
         return Decommissioned(
             instance, graceful, time.monotonic() - started, self._exits.get(record.pid)
         )
+
+    def _terminate(self, record: InstanceRecord) -> None:
+        """SIGTERM the app, not the sandbox around it.
+
+        Under bubblewrap the session leader is bwrap, and bwrap dies of SIGTERM
+        at once, taking its PID namespace (and the draining app) with it. So the
+        app's processes get SIGTERM and bwrap is left to exit when they do.
+        """
+        if record.sandbox != "bubblewrap":
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(record.pid, signal.SIGTERM)
+            return
+        for process in procfs.labelled_processes(self._owner):
+            if process.session == record.pid and procfs.comm(process.pid) != "bwrap":
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGTERM)
 
     def _wait_gone(self, record: InstanceRecord, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

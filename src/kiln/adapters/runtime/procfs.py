@@ -50,6 +50,13 @@ def is_running(pid: int, start_time: int) -> bool:
     return info is not None and info.alive and info.start_time == start_time
 
 
+def comm(pid: int) -> str:
+    try:
+        return (PROC / str(pid) / "comm").read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return ""
+
+
 def environ(pid: int) -> dict[str, str] | None:
     try:
         raw = (PROC / str(pid) / "environ").read_bytes()
