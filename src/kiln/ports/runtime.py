@@ -17,6 +17,7 @@ import builtins
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from kiln.core.runtime.adoption import Recovery
 from kiln.core.runtime.model import (
     Decommissioned,
     HealthResult,
@@ -60,6 +61,11 @@ class Provider(Protocol):
         Returns the last result per instance. A dead instance stops being polled
         at once (its result is ``Unhealthy``), so a crash costs no timeout.
         """
+        ...
+
+    def recover(self, *, drain_timeout: float = 2.0) -> Recovery:
+        """Run once when a controller starts: adopt live instances, forget dead
+        ones' records, reap orphans of this provider."""
         ...
 
     def logs(self, instance: InstanceId, *, tail: int = 100) -> builtins.list[str]:

@@ -97,6 +97,7 @@ def test_a_container_is_created_listed_probed_and_destroyed(
     result = podman.wait_ready([instance.id], timeout=30)[instance.id]
     assert isinstance(result, Healthy), (result, podman.logs(instance.id))
 
+    assert podman.recover().adopted == (instance.id.value,)
     (listed,) = podman.list({"dev.kiln.release": "r1"})
     assert listed.state is State.RUNNING
     assert listed.port == instance.port and listed.host == "127.0.0.1"

@@ -47,6 +47,7 @@ from typing import Any
 from kiln.adapters.runtime import portpick
 from kiln.adapters.runtime.probe import probe
 from kiln.core.runtime import launch
+from kiln.core.runtime.adoption import Recovery
 from kiln.core.runtime.model import (
     INSTANCE,
     LABEL_KEYS,
@@ -354,6 +355,17 @@ class PodmanProvider:
         if result.returncode != 0:
             raise NotFound(f"no logs for instance {instance}", hint="see `kiln instances list`")
         return (result.stdout + result.stderr).splitlines()[-tail:] if tail else []
+
+    def recover(self, *, drain_timeout: float = 2.0) -> Recovery:
+        """Adopt our running containers; podman itself is the record.
+
+        Exited containers of ours stay listed as ``dead`` until healed, so their
+        exit code and logs remain readable. Containers with kiln labels but
+        another owner are never touched: they may belong to another state
+        directory sharing this podman storage.
+        """
+        mine = [i for i in self.list() if i.state is State.RUNNING]
+        return Recovery(tuple(sorted(i.id.value for i in mine)), (), ())
 
     # --- destroy -------------------------------------------------------------------------
 

@@ -40,7 +40,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -48,7 +47,7 @@ from kiln.adapters.runtime import logpipe, portpick, procfs, sandbox
 from kiln.adapters.runtime.probe import probe
 from kiln.adapters.runtime.records import InstanceRecord, RecordStore
 from kiln.core.runtime import launch
-from kiln.core.runtime.adoption import Orphan, Recorded, classify
+from kiln.core.runtime.adoption import Orphan, Recorded, Recovery, classify
 from kiln.core.runtime.model import (
     INSTANCE,
     Decommissioned,
@@ -66,15 +65,6 @@ from kiln.ports.secrets import Resolved, SecretResolver
 MiB = 1024 * 1024
 BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 _AUTO = "auto"
-
-
-@dataclass(frozen=True)
-class Recovery:
-    """What ``recover()`` found: instances adopted, records of dead ones, orphans reaped."""
-
-    adopted: tuple[str, ...]
-    gone: tuple[str, ...]
-    reaped: tuple[Orphan, ...]
 
 
 class _Detached(subprocess.Popen[bytes]):
@@ -155,6 +145,18 @@ class ProcessProvider:
 
     def _start(self, spec: LaunchSpec, resolved: Sequence[Resolved], bwrap: str | None) -> Instance:
         instance = InstanceId.new(spec.service, spec.environment, secrets.token_hex(4))
+        # Held from choosing the port until the record names it, so two creates
+        # (threads or processes sharing this state directory) never pick the same one.
+        with self._records.locked():
+            return self._start_locked(instance, spec, resolved, bwrap)
+
+    def _start_locked(
+        self,
+        instance: InstanceId,
+        spec: LaunchSpec,
+        resolved: Sequence[Resolved],
+        bwrap: str | None,
+    ) -> Instance:
         taken = {record.port for record in self._records.all()}
         port = portpick.pick(self._host, taken=taken, port_range=self._port_range)
         scratch = self._scratch_root / instance.value

@@ -11,7 +11,10 @@ skipped (its process, if any, then shows up as an orphan and is reaped).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,6 +148,17 @@ def from_json(data: dict[str, Any]) -> InstanceRecord:
 class RecordStore:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """An exclusive lock over this directory (``flock``), across threads and processes."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def _path(self, instance: InstanceId) -> Path:
         return self.directory / f"{instance.value}.json"

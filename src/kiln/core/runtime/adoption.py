@@ -56,6 +56,15 @@ class Adoption:
     orphans: tuple[Orphan, ...]
 
 
+@dataclass(frozen=True)
+class Recovery:
+    """What a provider's ``recover()`` did: adopted, forgot (gone) and reaped."""
+
+    adopted: tuple[str, ...]
+    gone: tuple[str, ...]
+    reaped: tuple[Orphan, ...]
+
+
 def classify(records: Sequence[Recorded], processes: Sequence[Process], *, owner: str) -> Adoption:
     ours = [p for p in processes if p.owner == owner and INSTANCE in p.labels]
     by_pid = {p.pid: p for p in processes}
