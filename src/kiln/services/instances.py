@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from kiln.core.ledger.kinds import EventKind
 from kiln.core.runtime.model import ENVIRONMENT, Instance, InstanceId, LaunchSpec
-from kiln.core.runtime.planner import Action, Create, Keep, Remove, Replace, plan
+from kiln.core.runtime.planner import Action, Create, Ignore, Keep, Remove, Replace, plan
 from kiln.ports.ledger import Recorder
 from kiln.ports.runtime import Provider
 
@@ -55,7 +55,7 @@ def heal(
     actions = plan(desired, observed, failures or {}, failure_threshold=failure_threshold)
     created: list[Instance] = []
     for action in actions:
-        if isinstance(action, Keep):
+        if isinstance(action, Keep | Ignore):
             continue
         if isinstance(action, Remove):
             provider.destroy(action.instance, drain_timeout=drain_timeout)

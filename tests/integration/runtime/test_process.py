@@ -224,6 +224,29 @@ def test_a_restarted_provider_adopts_survivors_and_reaps_orphans(
         orphan.wait()
 
 
+def test_an_impostor_is_reported_but_never_signalled(state_dir: Path, tree: Path) -> None:
+    spec = hello_spec(tree)
+    labels = spec.labels(InstanceId("hello-dev-1badc0de"))
+    from kiln.core.runtime.model import LABEL_ENV
+
+    impostor = subprocess.Popen(
+        [sys.executable, "-S", "-c", "import time; time.sleep(60)"],
+        env={LABEL_ENV[key]: value for key, value in labels.items()},
+        start_new_session=True,
+    )
+    try:
+        provider = make_provider(state_dir, bwrap=None)
+        wait_for(lambda: any(i.state is State.IMPOSTOR for i in provider.list(spec.selector())))
+        assert provider.recover().reaped == ()
+        heal(provider, spec, 1, recorder=Ledger())
+        states = sorted(i.state.value for i in provider.list(spec.selector()))
+        assert states == ["impostor", "running"]
+        assert impostor.poll() is None
+    finally:
+        impostor.kill()
+        impostor.wait()
+
+
 def test_logs_rotate_by_size_and_tail_reads_across_files(state_dir: Path, tree: Path) -> None:
     provider = make_provider(state_dir, bwrap=None, log_max_bytes=4096, log_backups=2)
     (instance,) = provider.create(hello_spec(tree, config={"ACCESS_LOG": "1"}), 1)

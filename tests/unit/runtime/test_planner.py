@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kiln.core.runtime.model import Instance, InstanceId, State
-from kiln.core.runtime.planner import Create, Keep, Reason, Remove, Replace, plan
+from kiln.core.runtime.planner import Create, Ignore, Keep, Reason, Remove, Replace, plan
 
 
 def inst(name: str, state: State = State.RUNNING) -> Instance:
@@ -60,6 +60,13 @@ CASES = [
         id="orphans-are-removed-never-counted",
     ),
     pytest.param(0, [inst("a")], {}, [Remove(A, Reason.SURPLUS)], id="scale-to-zero"),
+    pytest.param(
+        1,
+        [inst("a", State.IMPOSTOR)],
+        {},
+        [Ignore(A, Reason.IMPOSTOR), Create(1)],
+        id="impostors-are-neither-counted-nor-touched",
+    ),
 ]
 
 

@@ -47,7 +47,7 @@ from kiln.adapters.runtime import logpipe, portpick, procfs, sandbox
 from kiln.adapters.runtime.probe import probe
 from kiln.adapters.runtime.records import InstanceRecord, RecordStore
 from kiln.core.runtime import launch
-from kiln.core.runtime.adoption import Orphan, Recorded, Recovery, classify
+from kiln.core.runtime.adoption import Orphan, Process, Recorded, Recovery, classify
 from kiln.core.runtime.model import (
     INSTANCE,
     Decommissioned,
@@ -293,6 +293,19 @@ class ProcessProvider:
                     detail=f"no record; session {orphan.session}, pids {list(orphan.pids)}",
                 )
             )
+        sessions: dict[int, Process] = {}
+        for process in procfs.impostors():
+            sessions.setdefault(process.session, process)
+        for session, process in sorted(sessions.items()):
+            seen.append(
+                Instance(
+                    id=_safe_id(process.labels[INSTANCE]),
+                    state=State.IMPOSTOR,
+                    labels=dict(process.labels),
+                    pid=process.pid,
+                    detail=f"kiln labels but no owner marker; session {session}; not touched",
+                )
+            )
         return [instance for instance in seen if matches(instance.labels, wanted)]
 
     def health(self, instance: InstanceId, *, timeout: float = 1.0) -> HealthResult:
@@ -437,7 +450,15 @@ class ProcessProvider:
     # --- restart -----------------------------------------------------------------------
 
     def recover(self, *, drain_timeout: float = 2.0) -> Recovery:
-        """Adopt live instances, forget dead ones, reap orphans. Run once at start-up."""
+        """Adopt live instances, forget dead ones, reap orphans. Run once at start-up.
+
+        Holds the records lock, so an instance another process is creating right
+        now (started, record not yet written) is not mistaken for an orphan.
+        """
+        with self._records.locked():
+            return self._recover(drain_timeout)
+
+    def _recover(self, drain_timeout: float) -> Recovery:
         records = self._records.all()
         recorded = [Recorded(r.instance.value, r.pid, r.start_time) for r in records]
         found = procfs.labelled_processes(self._owner)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from kiln.core.runtime.adoption import Process
 from kiln.core.runtime.launch import OWNER_ENV, labels_from_environment
+from kiln.core.runtime.model import LABEL_ENV
 
 PROC = Path("/proc")
 
@@ -68,6 +69,30 @@ def environ(pid: int) -> dict[str, str] | None:
         if sep:
             env[name.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
     return env
+
+
+def impostors() -> list[Process]:
+    """Live processes carrying all six kiln label variables but no owner marker.
+
+    All six are required so that a process that merely sets
+    ``KILN_INSTANCE_ID`` (as a hand-run example app might) is not flagged.
+    """
+    found: list[Process] = []
+    me = os.getpid()
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        pid = int(entry.name)
+        env = environ(pid)
+        if not env or OWNER_ENV in env:
+            continue
+        labels = labels_from_environment(env)
+        if len(labels) < len(LABEL_ENV):
+            continue
+        info = stat(pid)
+        if info is not None and info.alive:
+            found.append(Process(pid, info.start_time, info.session, "", labels))
+    return found
 
 
 def labelled_processes(owner: str) -> list[Process]:

@@ -172,13 +172,17 @@ class State(StrEnum):
     """What the provider sees of an instance, before any health probe.
 
     ``running``: ours and alive. ``dead``: ours, recorded, but its process or
-    container is gone. ``orphan``: carries kiln labels of this provider but no
-    record claims it (a leftover of a crash, or an impostor); never routed to.
+    container is gone. ``orphan``: carries this provider's owner marker and kiln
+    labels but no record claims it (a leftover of a crash); reaped.
+    ``impostor``: carries all kiln labels but no owner marker, so no kiln
+    provider made it; reported so a human looks, never routed to, never
+    signalled (kiln does not kill what it did not start).
     """
 
     RUNNING = "running"
     DEAD = "dead"
     ORPHAN = "orphan"
+    IMPOSTOR = "impostor"
 
 
 @dataclass(frozen=True)

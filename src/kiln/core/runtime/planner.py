@@ -22,6 +22,7 @@ class Reason(StrEnum):
     MISSING = "missing"
     SURPLUS = "surplus"
     ORPHAN = "orphan"
+    IMPOSTOR = "impostor"
     HEALTHY = "healthy"
     STARTING = "starting"
 
@@ -50,7 +51,15 @@ class Remove:
     reason: Reason
 
 
-Action = Keep | Replace | Create | Remove
+@dataclass(frozen=True)
+class Ignore:
+    """Neither counted nor touched (an impostor: kiln did not start it)."""
+
+    instance: InstanceId
+    reason: Reason
+
+
+Action = Keep | Replace | Create | Remove | Ignore
 
 
 def plan(
@@ -72,7 +81,9 @@ def plan(
     actions: list[Action] = []
     alive: list[Instance] = []
     for instance in sorted(observed, key=lambda i: (i.created, i.id)):
-        if instance.state is State.ORPHAN:
+        if instance.state is State.IMPOSTOR:
+            actions.append(Ignore(instance.id, Reason.IMPOSTOR))
+        elif instance.state is State.ORPHAN:
             actions.append(Remove(instance.id, Reason.ORPHAN))
         elif instance.state is State.DEAD:
             actions.append(Replace(instance.id, Reason.DEAD))
