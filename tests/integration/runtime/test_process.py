@@ -17,7 +17,7 @@ import pytest
 
 from kiln.adapters.runtime.process import ProcessProvider
 from kiln.core.runtime.model import RELEASE, Healthy, Instance, InstanceId, State, Unhealthy
-from kiln.errors import Refused
+from kiln.errors import Permanent, Refused
 from kiln.services.instances import heal
 from tests.integration.runtime.conftest import hello_spec, make_provider
 
@@ -123,6 +123,16 @@ def test_an_instance_that_crashes_at_start_fails_readiness_at_once(
     wait_for(lambda: any("InvalidVersion" in line for line in provider.logs(instance.id)))
 
 
+def test_a_missing_interpreter_is_a_clear_error_and_leaves_nothing_behind(
+    state_dir: Path, tree: Path
+) -> None:
+    provider = make_provider(state_dir, bwrap=None, interpreter=state_dir / "no-python")
+    with pytest.raises(Permanent, match="no-python: No such file"):
+        provider.create(hello_spec(tree), 1)
+    assert provider.list() == []
+    assert list((state_dir / "instances" / "scratch").iterdir()) == []
+
+
 def test_a_writable_tree_is_refused(provider: ProcessProvider, tmp_path: Path) -> None:
     (tmp_path / "app").mkdir()
     with pytest.raises(Refused, match="writable"):
@@ -132,13 +142,13 @@ def test_a_writable_tree_is_refused(provider: ProcessProvider, tmp_path: Path) -
 def test_graceful_decommission_lets_the_in_flight_request_finish(
     provider: ProcessProvider, tree: Path, state_dir: Path
 ) -> None:
-    spec = hello_spec(tree, config={"EXTRA_LATENCY_MS": "700"})
+    spec = hello_spec(tree, config={"EXTRA_LATENCY_MS": "1500"})
     (instance,) = provider.create(spec, 1)
     provider.wait_ready([instance.id], timeout=10)
     answers: list[int] = []
     request = threading.Thread(target=lambda: answers.append(get(instance)[0]))
     request.start()
-    time.sleep(0.3)  # the request is now inside the handler's sleep
+    time.sleep(0.6)  # margin for a loaded machine: the request is inside the handler
     ended = provider.destroy(instance.id, drain_timeout=5)
     request.join(5)
     assert answers == [200]

@@ -77,7 +77,7 @@ def test_a_sandboxed_instance_cannot_write_into_its_tree(state_dir: Path, probe_
 
 def test_sandboxed_instances_are_not_mistaken_for_orphans(state_dir: Path, tree: Path) -> None:
     provider: ProcessProvider = make_provider(state_dir)
-    spec = hello_spec(tree, sandbox="bubblewrap", config={"EXTRA_LATENCY_MS": "600"})
+    spec = hello_spec(tree, sandbox="bubblewrap", config={"EXTRA_LATENCY_MS": "1500"})
     made = provider.create(spec, 2)
     provider.wait_ready([i.id for i in made], timeout=15)
     assert [i.state for i in provider.list()] == [State.RUNNING, State.RUNNING]
@@ -91,7 +91,7 @@ def test_sandboxed_instances_are_not_mistaken_for_orphans(state_dir: Path, tree:
 
     thread = threading.Thread(target=request)
     thread.start()
-    time.sleep(0.25)
+    time.sleep(0.6)  # margin for a loaded machine: the request is inside the handler
     ended = provider.destroy(made[0].id, drain_timeout=5)
     thread.join(5)
     assert answers == [200]

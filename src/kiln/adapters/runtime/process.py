@@ -59,7 +59,7 @@ from kiln.core.runtime.model import (
     Unhealthy,
     matches,
 )
-from kiln.errors import InvalidInput, KilnError, NotFound, Refused
+from kiln.errors import InvalidInput, KilnError, NotFound, Permanent, Refused
 from kiln.ports.secrets import Resolved, SecretResolver
 
 MiB = 1024 * 1024
@@ -214,6 +214,13 @@ class ProcessProvider:
                 start_new_session=True,
                 close_fds=True,
             )
+        except OSError as exc:
+            # The log writer (if it started) sees end-of-file once the pipe closes and exits.
+            self._remove_scratch(scratch)
+            raise Permanent(
+                f"cannot start instance {instance}: {command[0]}: {exc.strerror}",
+                hint="is the host interpreter (or bwrap) installed and executable?",
+            ) from None
         finally:
             os.close(read_end)
             os.close(write_end)
