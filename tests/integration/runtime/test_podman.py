@@ -39,7 +39,11 @@ SECRET = "podman-Secret-5d2e"
 
 @pytest.fixture(scope="module")
 def layout(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return oci_layout(tree, tmp_path_factory.mktemp("oci") / "layout", tag="v1")
+    # A path podman cannot turn into an image name (".kiln", uppercase), as the
+    # artifacts store's paths are: the provider must cope.
+    where = tmp_path_factory.mktemp("oci") / ".kiln" / "store" / "Layout_"
+    where.parent.mkdir(parents=True)
+    return oci_layout(tree, where, tag="v1")
 
 
 @pytest.fixture
@@ -149,9 +153,12 @@ def test_a_container_is_created_listed_probed_and_destroyed(
 
 def test_the_container_root_is_read_only(podman: PodmanProvider, tree: Path, layout: Path) -> None:
     (instance,) = podman.create(hello_spec(tree, image=ImageRef(layout, "v1")), 1)
-    podman.wait_ready([instance.id], timeout=30)
-    logs = podman.logs(instance.id)
-    assert any("listening on 0.0.0.0:8000" in line for line in logs)
+    assert isinstance(podman.wait_ready([instance.id], timeout=30)[instance.id], Healthy)
+    # conmon writes the log file a moment after the app prints: poll, don't sleep.
+    deadline = time.monotonic() + 10
+    while not any("listening on 0.0.0.0:8000" in x for x in podman.logs(instance.id)):
+        assert time.monotonic() < deadline, podman.logs(instance.id)
+        time.sleep(0.05)
     out = podman._podman(  # the provider's own podman invocation, same storage and conf
         "exec",
         instance.id.value,
