@@ -26,7 +26,7 @@ from kiln.adapters.secrets.resolver import SecretResolver
 from kiln.core.runtime.model import Healthy, ImageRef, Limits, SecretBinding, SecretSource, State
 from kiln.errors import InvalidInput
 from tests.integration.runtime.conftest import hello_spec
-from tests.integration.runtime.trees import oci_layout
+from tests.integration.runtime.trees import oci_layout, wait_connected
 
 pytestmark = [
     pytest.mark.integration,
@@ -143,7 +143,8 @@ def test_a_container_is_created_listed_probed_and_destroyed(
     answers: list[int] = []
     request = threading.Thread(target=lambda: answers.append(get(listed.address)[0]))
     request.start()
-    time.sleep(0.6)  # margin for a loaded machine: the request is inside the handler
+    wait_connected(listed.port)
+    time.sleep(0.3)  # then the handler picks the request up
     ended = podman.destroy(instance.id, drain_timeout=5)
     request.join(5)
     assert answers == [200]

@@ -21,7 +21,13 @@ from kiln.core.runtime.model import RELEASE, Healthy, Instance, InstanceId, Stat
 from kiln.errors import Permanent, Refused
 from kiln.services.instances import heal
 from tests.integration.runtime.conftest import hello_spec, make_provider
-from tests.integration.runtime.trees import HELLO, hello_tree, make_read_only, make_writable
+from tests.integration.runtime.trees import (
+    HELLO,
+    hello_tree,
+    make_read_only,
+    make_writable,
+    wait_connected,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -150,7 +156,8 @@ def test_graceful_decommission_lets_the_in_flight_request_finish(
     answers: list[int] = []
     request = threading.Thread(target=lambda: answers.append(get(instance)[0]))
     request.start()
-    time.sleep(0.6)  # margin for a loaded machine: the request is inside the handler
+    wait_connected(instance.port)
+    time.sleep(0.3)  # then the handler picks the request up
     ended = provider.destroy(instance.id, drain_timeout=5)
     request.join(5)
     assert answers == [200]
