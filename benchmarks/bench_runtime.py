@@ -71,6 +71,46 @@ def _cycle(provider: Provider, spec: LaunchSpec) -> tuple[float, float]:
     return ready, time.perf_counter() - start
 
 
+def _list_costs(
+    state: Path, resolver: SecretResolver, spec: LaunchSpec, repeat: int
+) -> list[dict[str, object]]:
+    """``list()`` reads every record and scans /proc for orphans: what does it cost?
+
+    Baseline: ``os.listdir('/proc')`` alone, the floor of any scan.
+    """
+    provider = ProcessProvider(state, resolver=resolver, bwrap=None)
+    processes = sum(1 for entry in Path("/proc").iterdir() if entry.name.isdigit())
+    rows: list[dict[str, object]] = []
+    base = statistics.median(
+        _time(lambda: list(Path("/proc").iterdir())) for _ in range(repeat * 5)
+    )
+    rows.append({"call": "listdir(/proc) (baseline)", "instances": 0, "ms": base * 1000})
+    made = []
+    try:
+        for count in (0, 10):
+            made += provider.create(spec, count - len(made))
+            cost = statistics.median(_time(provider.list) for _ in range(repeat * 5))
+            rows.append(
+                {
+                    "call": "ProcessProvider.list()",
+                    "instances": count,
+                    "ms": cost * 1000,
+                    "ratio": cost / base,
+                    "host_processes": processes,
+                }
+            )
+    finally:
+        for instance in made:
+            provider.destroy(instance.id, drain_timeout=0)
+    return rows
+
+
+def _time(func: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    func()
+    return time.perf_counter() - start
+
+
 def main(argv: list[str]) -> int:
     repeat = 3 if "--quick" in argv else 10
     work = Path(tempfile.mkdtemp(prefix="kiln-bench-"))
@@ -131,6 +171,7 @@ def main(argv: list[str]) -> int:
                 }
             )
         report("runtime", rows, {"repeat": repeat, "python": sys.version.split()[0]})
+        report("runtime_list", _list_costs(state, resolver, spec("none"), repeat), {})
     finally:
         if shutil.which("podman"):
             conf = work / ".kiln" / "run" / "podman" / "containers.conf"

@@ -96,7 +96,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, stop)
     host, port = server.server_address[:2]
     print(f"hello {VERSION} ({INSTANCE}) listening on {host!s}:{port}", flush=True)
-    server.serve_forever()
+    server.serve_forever(poll_interval=0.05)  # SIGTERM is noticed within 50 ms, not 0.5 s
     server.server_close()
     while IN_FLIGHT:  # drain: handler threads finish the requests they hold
         time.sleep(0.01)

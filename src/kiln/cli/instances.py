@@ -11,10 +11,25 @@ _PROVIDER = click.option(
     "--provider",
     "provider_kind",
     type=click.Choice(["process", "podman"]),
-    default="process",
-    show_default=True,
-    help="Which runtime to ask.",
+    default=None,
+    help="Which runtime to ask [default: the environment's runtime.provider, else process].",
 )
+
+
+def _kind(app: App, environment: str | None, chosen: str | None) -> str:
+    if chosen:
+        return chosen
+    if environment and app.spec_file.exists():
+        from kiln.errors import NotFound
+
+        try:
+            return app.spec().environment(environment).runtime.provider.value
+        except KeyError:
+            raise NotFound(
+                f"{app.spec_file} has no environment {environment!r}",
+                hint="the environments are: " + ", ".join(e.name for e in app.spec().environments),
+            ) from None
+    return "process"
 
 
 @click.group()
@@ -27,7 +42,9 @@ def instances() -> None:
 @_PROVIDER
 @output_option
 @click.pass_obj
-def list_command(app: App, environment: str | None, provider_kind: str, output: str | None) -> None:
+def list_command(
+    app: App, environment: str | None, provider_kind: str | None, output: str | None
+) -> None:
     """List instances (all environments, or ENVIRONMENT's), dead and orphan ones included.
 
     Secrets appear by name and version only.
@@ -35,7 +52,8 @@ def list_command(app: App, environment: str | None, provider_kind: str, output: 
     from kiln.bootstrap.runtime import provider
     from kiln.services.instances import list_instances
 
-    found = list_instances(provider(provider_kind, app.state_dir()), environment)
+    kind = _kind(app, environment, provider_kind)
+    found = list_instances(provider(kind, app.state_dir()), environment)
     data = {"instances": [i.summary() for i in found]}
 
     def human() -> None:
@@ -66,10 +84,11 @@ def list_command(app: App, environment: str | None, provider_kind: str, output: 
 @click.option("-n", "--tail", default=100, show_default=True, help="Lines from the end.")
 @_PROVIDER
 @click.pass_obj
-def logs_command(app: App, instance: str, tail: int, provider_kind: str) -> None:
+def logs_command(app: App, instance: str, tail: int, provider_kind: str | None) -> None:
     """Print the last lines INSTANCE wrote to stdout and stderr (across rotated files)."""
     from kiln.bootstrap.runtime import provider
     from kiln.services.instances import read_logs
 
-    for line in read_logs(provider(provider_kind, app.state_dir()), instance, tail=tail):
+    kind = provider_kind or "process"
+    for line in read_logs(provider(kind, app.state_dir()), instance, tail=tail):
         click.echo(line)

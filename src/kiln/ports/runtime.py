@@ -50,7 +50,11 @@ class Provider(Protocol):
         ...
 
     def health(self, instance: InstanceId, *, timeout: float = 1.0) -> HealthResult:
-        """One HTTP readiness probe of the instance's health path."""
+        """One HTTP readiness probe of the instance's health path.
+
+        ``Unhealthy`` for a known instance that fails (or is dead); ``NotFound``
+        for an instance the provider does not know (never created, or destroyed).
+        """
         ...
 
     def wait_ready(

@@ -26,7 +26,7 @@ from kiln.adapters.secrets.resolver import SecretResolver
 from kiln.core.runtime.model import Healthy, ImageRef, Limits, SecretBinding, SecretSource, State
 from kiln.errors import InvalidInput
 from tests.integration.runtime.conftest import hello_spec
-from tests.integration.runtime.trees import oci_layout
+from tests.integration.runtime.trees import oci_layout, wait_connected
 
 pytestmark = [
     pytest.mark.integration,
@@ -39,7 +39,11 @@ SECRET = "podman-Secret-5d2e"
 
 @pytest.fixture(scope="module")
 def layout(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return oci_layout(tree, tmp_path_factory.mktemp("oci") / "layout", tag="v1")
+    # A path podman cannot turn into an image name (".kiln", uppercase), as the
+    # artifacts store's paths are: the provider must cope.
+    where = tmp_path_factory.mktemp("oci") / ".kiln" / "store" / "Layout_"
+    where.parent.mkdir(parents=True)
+    return oci_layout(tree, where, tag="v1")
 
 
 @pytest.fixture
@@ -88,7 +92,7 @@ def test_a_container_is_created_listed_probed_and_destroyed(
 ) -> None:
     spec = hello_spec(
         tree,
-        config={"APP_VERSION": "2.0.0", "EXTRA_LATENCY_MS": "600"},
+        config={"APP_VERSION": "2.0.0", "EXTRA_LATENCY_MS": "1500"},
         image=ImageRef(layout, "v1"),
         secrets=(SecretBinding("DB_PASSWORD", SecretSource.STORE, "db"),),
     )
@@ -139,7 +143,8 @@ def test_a_container_is_created_listed_probed_and_destroyed(
     answers: list[int] = []
     request = threading.Thread(target=lambda: answers.append(get(listed.address)[0]))
     request.start()
-    time.sleep(0.25)
+    wait_connected(listed.port)
+    time.sleep(0.3)  # then the handler picks the request up
     ended = podman.destroy(instance.id, drain_timeout=5)
     request.join(5)
     assert answers == [200]
@@ -149,9 +154,12 @@ def test_a_container_is_created_listed_probed_and_destroyed(
 
 def test_the_container_root_is_read_only(podman: PodmanProvider, tree: Path, layout: Path) -> None:
     (instance,) = podman.create(hello_spec(tree, image=ImageRef(layout, "v1")), 1)
-    podman.wait_ready([instance.id], timeout=30)
-    logs = podman.logs(instance.id)
-    assert any("listening on 0.0.0.0:8000" in line for line in logs)
+    assert isinstance(podman.wait_ready([instance.id], timeout=30)[instance.id], Healthy)
+    # conmon writes the log file a moment after the app prints: poll, don't sleep.
+    deadline = time.monotonic() + 10
+    while not any("listening on 0.0.0.0:8000" in x for x in podman.logs(instance.id)):
+        assert time.monotonic() < deadline, podman.logs(instance.id)
+        time.sleep(0.05)
     out = podman._podman(  # the provider's own podman invocation, same storage and conf
         "exec",
         instance.id.value,

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from kiln.adapters.runtime.process import ProcessProvider
 from kiln.core.runtime.model import RELEASE, Healthy, Instance, InstanceId, State, Unhealthy
-from kiln.errors import Refused
+from kiln.errors import Permanent, Refused
 from kiln.services.instances import heal
 from tests.integration.runtime.conftest import hello_spec, make_provider
+from tests.integration.runtime.trees import (
+    HELLO,
+    hello_tree,
+    make_read_only,
+    make_writable,
+    wait_connected,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -123,6 +131,16 @@ def test_an_instance_that_crashes_at_start_fails_readiness_at_once(
     wait_for(lambda: any("InvalidVersion" in line for line in provider.logs(instance.id)))
 
 
+def test_a_missing_interpreter_is_a_clear_error_and_leaves_nothing_behind(
+    state_dir: Path, tree: Path
+) -> None:
+    provider = make_provider(state_dir, bwrap=None, interpreter=state_dir / "no-python")
+    with pytest.raises(Permanent, match="no-python: No such file"):
+        provider.create(hello_spec(tree), 1)
+    assert provider.list() == []
+    assert list((state_dir / "instances" / "scratch").iterdir()) == []
+
+
 def test_a_writable_tree_is_refused(provider: ProcessProvider, tmp_path: Path) -> None:
     (tmp_path / "app").mkdir()
     with pytest.raises(Refused, match="writable"):
@@ -132,13 +150,14 @@ def test_a_writable_tree_is_refused(provider: ProcessProvider, tmp_path: Path) -
 def test_graceful_decommission_lets_the_in_flight_request_finish(
     provider: ProcessProvider, tree: Path, state_dir: Path
 ) -> None:
-    spec = hello_spec(tree, config={"EXTRA_LATENCY_MS": "700"})
+    spec = hello_spec(tree, config={"EXTRA_LATENCY_MS": "1500"})
     (instance,) = provider.create(spec, 1)
     provider.wait_ready([instance.id], timeout=10)
     answers: list[int] = []
     request = threading.Thread(target=lambda: answers.append(get(instance)[0]))
     request.start()
-    time.sleep(0.3)  # the request is now inside the handler's sleep
+    wait_connected(instance.port)
+    time.sleep(0.3)  # then the handler picks the request up
     ended = provider.destroy(instance.id, drain_timeout=5)
     request.join(5)
     assert answers == [200]
@@ -147,23 +166,38 @@ def test_graceful_decommission_lets_the_in_flight_request_finish(
     assert provider.list() == []
 
 
+STUBBORN_APP = """
+import signal, runpy
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # never stops on its own
+import hello
+hello.signal.signal = lambda *args: None  # and hello may not re-arm SIGTERM
+hello.main()
+"""
+
+
+@pytest.fixture(scope="module")
+def stubborn_tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    source = tmp_path_factory.mktemp("stubborn-src") / "app.py"
+    source.write_text(STUBBORN_APP)
+    root = tmp_path_factory.mktemp("stubborn") / "root"
+    hello_tree(root, app_source=source)
+    make_writable(root)
+    shutil.copy2(HELLO / "app.py", root / "app" / "hello.py")
+    make_read_only(root)
+    yield root
+    make_writable(root)
+
+
 def test_an_instance_that_does_not_drain_in_time_is_killed(
-    provider: ProcessProvider, tree: Path
+    provider: ProcessProvider, stubborn_tree: Path
 ) -> None:
-    spec = hello_spec(tree, config={"EXTRA_LATENCY_MS": "5000"})
-    (instance,) = provider.create(spec, 1)
-    provider.wait_ready([instance.id], timeout=10)
-    threading.Thread(target=lambda: _swallow(instance), daemon=True).start()
-    time.sleep(0.3)
+    (instance,) = provider.create(hello_spec(stubborn_tree), 1)
+    assert isinstance(provider.wait_ready([instance.id], timeout=10)[instance.id], Healthy)
     ended = provider.destroy(instance.id, drain_timeout=0.3)
     assert not ended.graceful
     assert ended.exit_code == -signal.SIGKILL
-    assert ended.seconds < 3
-
-
-def _swallow(instance: Instance) -> None:
-    with contextlib.suppress(OSError):
-        get(instance, timeout=10)
+    assert 0.3 <= ended.seconds < 3
+    assert provider.list() == []
 
 
 CREATE_AND_EXIT = """

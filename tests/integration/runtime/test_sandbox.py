@@ -14,7 +14,7 @@ import pytest
 from kiln.adapters.runtime.process import ProcessProvider
 from kiln.core.runtime.model import Healthy, State
 from tests.integration.runtime.conftest import hello_spec, make_provider
-from tests.integration.runtime.trees import HELLO, hello_tree, make_writable
+from tests.integration.runtime.trees import HELLO, hello_tree, make_writable, wait_connected
 
 pytestmark = [
     pytest.mark.integration,
@@ -77,7 +77,7 @@ def test_a_sandboxed_instance_cannot_write_into_its_tree(state_dir: Path, probe_
 
 def test_sandboxed_instances_are_not_mistaken_for_orphans(state_dir: Path, tree: Path) -> None:
     provider: ProcessProvider = make_provider(state_dir)
-    spec = hello_spec(tree, sandbox="bubblewrap", config={"EXTRA_LATENCY_MS": "600"})
+    spec = hello_spec(tree, sandbox="bubblewrap", config={"EXTRA_LATENCY_MS": "1500"})
     made = provider.create(spec, 2)
     provider.wait_ready([i.id for i in made], timeout=15)
     assert [i.state for i in provider.list()] == [State.RUNNING, State.RUNNING]
@@ -91,7 +91,8 @@ def test_sandboxed_instances_are_not_mistaken_for_orphans(state_dir: Path, tree:
 
     thread = threading.Thread(target=request)
     thread.start()
-    time.sleep(0.25)
+    wait_connected(made[0].port)
+    time.sleep(0.3)  # then the handler picks the request up
     ended = provider.destroy(made[0].id, drain_timeout=5)
     thread.join(5)
     assert answers == [200]

@@ -126,3 +126,14 @@ def test_logs_of_an_unknown_instance_is_a_clear_error(
     assert main(["--state-dir", str(state_dir), "instances", "logs", "hello-dev-00000000"]) == 1
     err = capsys.readouterr().err
     assert "no logs for instance hello-dev-00000000" in err and "Traceback" not in err
+
+
+def test_instances_list_of_an_unknown_environment_names_the_known_ones(
+    state_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "kiln.yaml"
+    spec.write_text("service: hello\nenvironments:\n  - name: dev\n  - name: prod\n")
+    code = main(["-f", str(spec), "--state-dir", str(state_dir), "instances", "list", "qa"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "has no environment 'qa'" in err and "dev, prod" in err

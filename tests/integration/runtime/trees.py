@@ -122,3 +122,23 @@ def oci_layout(tree: Path, dest: Path, *, tag: str = "latest") -> Path:
     (dest / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
     os.sync()
     return dest
+
+
+def wait_connected(port: int, timeout: float = 5.0) -> None:
+    """Wait until some local socket has an established connection *to* ``port``.
+
+    Tests of graceful drain start a slow request in a thread and must not send
+    SIGTERM before the request has reached the app; on a loaded machine a fixed
+    sleep is not enough. /proc/net/tcp lists the client's socket with the
+    server's port as its remote address (state 01 = ESTABLISHED).
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[2].split(":")[1], 16) == port:
+                return
+        time.sleep(0.01)
+    raise AssertionError(f"no connection to port {port} within {timeout} s")

@@ -64,7 +64,9 @@ class FakeProvider:
 
     def health(self, instance: InstanceId, *, timeout: float = 1.0) -> HealthResult:
         current = self.instances.get(instance)
-        if current is None or current.state is not State.RUNNING:
+        if current is None:
+            raise NotFound(f"no instance {instance}")
+        if current.state is not State.RUNNING:
             return Unhealthy(instance, "not running")
         return Healthy(instance, 200, 0.001)
 
@@ -72,7 +74,7 @@ class FakeProvider:
         self, instances: Sequence[InstanceId], *, timeout: float, interval: float = 0.02
     ) -> dict[InstanceId, HealthResult]:
         assert timeout > 0 and interval > 0
-        return {i: self.health(i) for i in instances}
+        return {i: self.health(i) for i in instances}  # raises NotFound like the real ones
 
     def recover(self, *, drain_timeout: float = 2.0) -> Recovery:
         alive = [i.id.value for i in self.instances.values() if i.state is State.RUNNING]

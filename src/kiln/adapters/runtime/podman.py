@@ -36,9 +36,12 @@ import contextlib
 import json
 import math
 import os
+import re
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -53,6 +56,7 @@ from kiln.core.runtime.model import (
     LABEL_KEYS,
     Decommissioned,
     HealthResult,
+    ImageRef,
     Instance,
     InstanceId,
     LaunchSpec,
@@ -81,6 +85,14 @@ default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
 network_backend = "cni"
 """
 BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+
+_IMAGE_PATH = re.compile(r"^(/[a-z0-9]+([._-][a-z0-9]+)*)+$")
+
+
+def _alias_dir() -> Path:
+    temp = tempfile.gettempdir()
+    return Path(temp if _IMAGE_PATH.match(temp) else "/tmp")  # noqa: S108 - a link, mode 0700
 
 
 def _secret_label(versions: Mapping[str, int | None]) -> str:
@@ -181,9 +193,7 @@ class PodmanProvider:
                 "the podman runtime runs OCI layouts; this launch spec has none",
                 hint="the artifacts store provides the layout of every artifact",
             )
-        image = self._podman(
-            "pull", "--quiet", f"oci:{spec.image.layout}:{spec.image.reference}"
-        ).stdout.strip()
+        image = self._pull(spec.image)
         resolved = self._resolver.resolve(spec.secrets)
         versions = {item.binding.name: item.version for item in resolved}
         values = {item.binding.name: item.value.reveal() for item in resolved}
@@ -197,6 +207,23 @@ class PodmanProvider:
                     self.destroy(instance.id, drain_timeout=0)
             raise
         return made
+
+    def _pull(self, image: ImageRef) -> str:
+        """Import the layout into podman's storage; return the image id.
+
+        podman names an image pulled from ``oci:DIR`` after DIR's path, and
+        refuses the pull when that path is not a valid image name (an uppercase
+        letter, a component starting with ``.`` such as ``.kiln``, a trailing
+        ``_``). So the layout is pulled through a symlink with a plain name.
+        """
+        alias = _alias_dir() / f"kiln-oci-{secrets.token_hex(8)}"
+        alias.mkdir(mode=0o700)
+        try:
+            (alias / "layout").symlink_to(image.layout.resolve())
+            source = f"oci:{alias / 'layout'}:{image.reference}"
+            return self._podman("pull", "--quiet", source).stdout.strip()
+        finally:
+            shutil.rmtree(alias, ignore_errors=True)  # removes the link, never its target
 
     def _run(
         self,
@@ -351,7 +378,10 @@ class PodmanProvider:
         return results
 
     def logs(self, instance: InstanceId, *, tail: int = 100) -> builtins.list[str]:
-        result = self._podman("logs", "--tail", str(tail), instance.value, check=False)
+        # No --tail: podman 4.3's k8s-file reader prints an empty line for
+        # --tail N when the log has fewer than N lines. The file is bounded by
+        # max-size, so reading it whole is fine.
+        result = self._podman("logs", instance.value, check=False)
         if result.returncode != 0:
             raise NotFound(f"no logs for instance {instance}", hint="see `kiln instances list`")
         return (result.stdout + result.stderr).splitlines()[-tail:] if tail else []

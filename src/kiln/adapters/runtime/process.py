@@ -59,7 +59,7 @@ from kiln.core.runtime.model import (
     Unhealthy,
     matches,
 )
-from kiln.errors import InvalidInput, KilnError, NotFound, Refused
+from kiln.errors import InvalidInput, KilnError, NotFound, Permanent, Refused
 from kiln.ports.secrets import Resolved, SecretResolver
 
 MiB = 1024 * 1024
@@ -214,6 +214,13 @@ class ProcessProvider:
                 start_new_session=True,
                 close_fds=True,
             )
+        except OSError as exc:
+            # The log writer (if it started) sees end-of-file once the pipe closes and exits.
+            self._remove_scratch(scratch)
+            raise Permanent(
+                f"cannot start instance {instance}: {command[0]}: {exc.strerror}",
+                hint="is the host interpreter (or bwrap) installed and executable?",
+            ) from None
         finally:
             os.close(read_end)
             os.close(write_end)
@@ -248,7 +255,10 @@ class ProcessProvider:
                 del self._children[pid]
 
     def _running(self, record: InstanceRecord) -> bool:
-        self._reap()
+        child = self._children.get(record.pid)
+        if child is not None and child.poll() is not None:
+            self._exits[record.pid] = child.returncode
+            del self._children[record.pid]
         return procfs.is_running(record.pid, record.start_time)
 
     def _exit_detail(self, pid: int) -> str:
@@ -280,10 +290,14 @@ class ProcessProvider:
 
     def list(self, selector: Mapping[str, str] | None = None) -> list[Instance]:
         wanted = selector or {}
+        self._reap()
         records = self._records.all()
         seen = [self._observe(record) for record in records]
-        for orphan in self._orphans(records):
-            labels = _orphan_labels(orphan)
+        found = procfs.scan(self._owner)
+        recorded = [Recorded(r.instance.value, r.pid, r.start_time) for r in records]
+        labels_of = {p.pid: p.labels for p in found.ours}
+        for orphan in classify(recorded, found.ours, owner=self._owner).orphans:
+            labels = labels_of.get(min(orphan.pids), {INSTANCE: orphan.instance})
             seen.append(
                 Instance(
                     id=_safe_id(orphan.instance),
@@ -294,7 +308,7 @@ class ProcessProvider:
                 )
             )
         sessions: dict[int, Process] = {}
-        for process in procfs.impostors():
+        for process in found.impostors:
             sessions.setdefault(process.session, process)
         for session, process in sorted(sessions.items()):
             seen.append(
@@ -494,13 +508,3 @@ def _safe_id(value: str) -> InstanceId:
         return InstanceId(value)
     except InvalidInput:
         return InstanceId("invalid-" + secrets.token_hex(4))
-
-
-def _orphan_labels(orphan: Orphan) -> dict[str, str]:
-    labels: dict[str, str] = {INSTANCE: orphan.instance}
-    for pid in orphan.pids:
-        env = procfs.environ(pid)
-        if env:
-            labels = launch.labels_from_environment(env)
-            break
-    return labels

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from kiln.core.runtime.adoption import Process
 from kiln.core.runtime.launch import OWNER_ENV, labels_from_environment
-from kiln.core.runtime.model import LABEL_ENV
+from kiln.core.runtime.model import INSTANCE, LABEL_ENV
 
 PROC = Path("/proc")
 
@@ -71,55 +71,73 @@ def environ(pid: int) -> dict[str, str] | None:
     return env
 
 
-def impostors() -> list[Process]:
-    """Live processes carrying all six kiln label variables but no owner marker.
+@dataclass(frozen=True)
+class Scan:
+    ours: list[Process]
+    impostors: list[Process]
 
-    All six are required so that a process that merely sets
-    ``KILN_INSTANCE_ID`` (as a hand-run example app might) is not flagged.
+
+def _raw_environ(pid: str) -> bytes:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            return handle.read()
+    except OSError:
+        return b""
+
+
+def scan(owner: str) -> Scan:
+    """One pass over /proc: this owner's labelled processes, and impostors.
+
+    Impostors carry all six kiln label variables but no owner marker at all.
+    Requiring all six keeps a process that merely sets ``KILN_INSTANCE_ID`` (a
+    hand-run example app) from being flagged. Processes of other owners (other
+    state directories) are in neither list. Environments are only parsed when
+    their raw bytes mention kiln, and everything but the marker and labels is
+    dropped (the rest may hold secrets).
     """
-    found: list[Process] = []
-    me = os.getpid()
-    for entry in PROC.iterdir():
-        if not entry.name.isdigit() or int(entry.name) == me:
+    marker = f"{OWNER_ENV}=".encode()
+    mine = marker + owner.encode() + b"\0"
+    label = f"{LABEL_ENV[INSTANCE]}=".encode()
+    me = str(os.getpid())
+    ours: list[Process] = []
+    others: list[Process] = []
+    for name in os.listdir(PROC):  # noqa: PTH208 - hot path, strings are enough
+        if not name.isdigit() or name == me:
             continue
-        pid = int(entry.name)
-        env = environ(pid)
-        if not env or OWNER_ENV in env:
+        raw = _raw_environ(name)
+        if label not in raw:
+            continue
+        raw += b"\0"
+        is_ours = mine in raw
+        if not is_ours and marker in raw:
+            continue
+        env = _parse(raw)
+        if is_ours and env.get(OWNER_ENV) != owner:
             continue
         labels = labels_from_environment(env)
-        if len(labels) < len(LABEL_ENV):
+        if not is_ours and len(labels) < len(LABEL_ENV):
             continue
-        info = stat(pid)
-        if info is not None and info.alive:
-            found.append(Process(pid, info.start_time, info.session, "", labels))
-    return found
+        info = stat(int(name))
+        if info is None or not info.alive:
+            continue
+        process = Process(info.pid, info.start_time, info.session, owner if is_ours else "", labels)
+        (ours if is_ours else others).append(process)
+    return Scan(ours, others)
+
+
+def _parse(raw: bytes) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for item in raw.split(b"\0"):
+        key, sep, value = item.partition(b"=")
+        if sep:
+            env[key.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
+    return env
+
+
+def impostors() -> list[Process]:
+    return scan("").impostors
 
 
 def labelled_processes(owner: str) -> list[Process]:
-    """Live processes whose environment says this owner made them.
-
-    Only the owner marker and the kiln label variables are kept; the rest of the
-    environment (which may hold secrets) is dropped here and never stored.
-    """
-    found: list[Process] = []
-    me = os.getpid()
-    for entry in PROC.iterdir():
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        pid = int(entry.name)
-        env = environ(pid)
-        if not env or env.get(OWNER_ENV) != owner:
-            continue
-        info = stat(pid)
-        if info is None or not info.alive:
-            continue
-        found.append(
-            Process(
-                pid=pid,
-                start_time=info.start_time,
-                session=info.session,
-                owner=owner,
-                labels=labels_from_environment(env),
-            )
-        )
-    return found
+    """Live processes whose environment says this owner made them."""
+    return scan(owner).ours
