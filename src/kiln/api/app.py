@@ -9,11 +9,27 @@ answers only "ok" so supervisors can probe liveness without a credential.
 # dependencies below, which refer to closures.
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, status
+from fastapi import Body, Depends, FastAPI, Header, HTTPException, Request, status
+from fastapi.responses import JSONResponse
 
 from kiln import __version__
 from kiln.core.access import Identity, Role, TokenTable
+from kiln.errors import InvalidInput, KilnError, NotFound, Refused, Temporary
 from kiln.services.controller import Controller
+
+_STATUS = (
+    (NotFound, 404),
+    (InvalidInput, 400),
+    (Refused, 409),
+    (Temporary, 503),
+)
+
+
+def _status_of(exc: KilnError) -> int:
+    for kind, code in _STATUS:
+        if isinstance(exc, kind):
+            return code
+    return 422
 
 
 def create_app(*, controller: Controller, tokens: TokenTable) -> FastAPI:
@@ -52,5 +68,42 @@ def create_app(*, controller: Controller, tokens: TokenTable) -> FastAPI:
     def get_status(identity: Annotated[Identity, Depends(who)]) -> dict[str, Any]:
         return controller.status()
 
-    _ = admin  # used by the mutating routes of the rollout API (issue 7)
+    @app.exception_handler(KilnError)
+    async def kiln_error(request: Request, exc: KilnError) -> JSONResponse:
+        return JSONResponse(
+            status_code=_status_of(exc),
+            content={"detail": exc.message, "hint": exc.hint, "kind": type(exc).__name__},
+        )
+
+    @app.get("/v1/environments/{name}")
+    def get_environment(name: str, identity: Annotated[Identity, Depends(who)]) -> dict[str, Any]:
+        for env in controller.status()["environments"]:
+            if env["name"] == name:
+                return dict(env)
+        raise NotFound(f"no environment {name!r}")
+
+    @app.post("/v1/environments/{name}/deploy")
+    def deploy(
+        name: str,
+        identity: Annotated[Identity, Depends(admin)],
+        artifact: Annotated[str, Body(embed=True)],
+    ) -> dict[str, Any]:
+        return controller.deploy(name, artifact, actor=identity.name)
+
+    @app.post("/v1/environments/{name}/promote")
+    def promote(name: str, identity: Annotated[Identity, Depends(admin)]) -> dict[str, Any]:
+        return controller.promote(name, actor=identity.name)
+
+    @app.post("/v1/environments/{name}/abort")
+    def abort(name: str, identity: Annotated[Identity, Depends(admin)]) -> dict[str, Any]:
+        return controller.abort(name, actor=identity.name)
+
+    @app.post("/v1/environments/{name}/rollback")
+    def rollback(
+        name: str,
+        identity: Annotated[Identity, Depends(admin)],
+        to: Annotated[str | None, Body(embed=True)] = None,
+    ) -> dict[str, Any]:
+        return controller.rollback(name, to=to, actor=identity.name)
+
     return app

@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -23,7 +22,8 @@ from typing import Any
 import httpx
 
 from kiln.adapters.keys.tokens import read_local_token
-from kiln.errors import ConfigError, Refused, Temporary
+from kiln.bootstrap.detach import spawn_detached
+from kiln.errors import ConfigError, InvalidInput, KilnError, NotFound, Refused, Temporary
 
 START_TIMEOUT = 15.0
 
@@ -77,8 +77,14 @@ class ControllerClient:
         )
 
     def get(self, path: str) -> Any:
+        return self._call("GET", path, None)
+
+    def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        return self._call("POST", path, body)
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
         try:
-            response = self._http.get(path)
+            response = self._http.request(method, path, json=body)
         except httpx.TransportError as exc:
             raise Temporary(
                 f"cannot reach the controller at {self.address.raw}: {exc}",
@@ -90,11 +96,7 @@ class ControllerClient:
                 hint="set KILN_TOKEN, or use the local token in .kiln/run/controller.token",
             )
         if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
-            raise Refused(f"the controller answered {response.status_code}: {detail}")
+            raise _error_of(response)
         return response.json()
 
     def alive(self) -> bool:
@@ -107,6 +109,32 @@ class ControllerClient:
 
     def close(self) -> None:
         self._http.close()
+
+
+_ERRORS: dict[str, type[KilnError]] = {
+    "NotFound": NotFound,
+    "Refused": Refused,
+    "IntegrityError": Refused,
+    "InvalidInput": InvalidInput,
+    "SpecError": InvalidInput,
+    "ConfigError": InvalidInput,
+    "Temporary": Temporary,
+}
+
+
+def _error_of(response: httpx.Response) -> KilnError:
+    """The controller's error as the same kind of KilnError, so exit codes match."""
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = {"detail": response.text}
+    detail = payload.get("detail", response.text)
+    if not isinstance(detail, str):  # FastAPI validation errors are lists
+        detail = f"invalid request: {detail}"
+    kind = _ERRORS.get(str(payload.get("kind", "")), Refused)
+    if kind is Temporary:
+        return Temporary(detail, hint=str(payload.get("hint", "")))
+    return kind(detail, hint=str(payload.get("hint", "")))
 
 
 def _accepts(path: str) -> bool:
@@ -154,18 +182,7 @@ def _start_background(state_dir: Path) -> None:
     the controller is re-parented to init and never becomes our zombie."""
     log_path = state_dir / "logs" / "controller.log"
     command = [sys.executable, "-m", "kiln", "--state-dir", str(state_dir), "serve"]
-    launcher = (
-        "import subprocess, sys\n"
-        "log = open(sys.argv[1], 'ab')\n"
-        "subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log,"
-        " stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)\n"
-    )
-    subprocess.run(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-c", launcher, str(log_path), *command],
-        check=True,
-        timeout=30,
-        stdin=subprocess.DEVNULL,
-    )
+    spawn_detached(command, log_path)
 
 
 def stop(state_dir: Path, *, timeout: float = 10.0) -> bool:

@@ -1,20 +1,48 @@
-"""The controller's own state: who leads which environment, since when, serving what.
+"""The controller: leadership, rollout workers, and the operations the API exposes.
 
-Rollout workers, the reconciler and runtime supervision attach here as they land
-(issues 7 and 9); today the controller owns leadership and reports its status.
+One worker thread per environment this controller leads. It ticks that
+environment's ``RolloutExecutor`` while a rollout is in progress, and resumes a
+rollout that was in progress when a previous controller died (the state is in
+``DesiredState``; the executor re-observes the world and converges).
+
+Every operation checks admission first: an artifact that is revoked, unsigned
+(unless the environment says ``allowUnsigned``) or not trusted is refused here,
+before anything is provisioned.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from kiln import __version__
+from kiln.core.digest import Digest
+from kiln.core.release import ReleaseId
+from kiln.core.rollout.planner import Decision, RolloutState
 from kiln.core.spec.models import ServiceSpec
+from kiln.errors import KilnError, NotFound, Refused
 from kiln.ports.clock import Clock
 from kiln.ports.leader import LeaderLock
+from kiln.ports.state import DesiredState, Signal
+from kiln.services.rollout import POLL, RolloutExecutor
+
+Admit = Callable[[Digest, str, str], None]
+"""(artifact, environment, actor) -> None, or raise ``Refused`` naming every reason."""
+
+Resolve = Callable[[str], Digest]
+"""A digest or a tag -> the artifact digest; ``NotFound`` when unknown."""
+
+
+@dataclass
+class _Worker:
+    thread: threading.Thread
+    wake: threading.Event = field(default_factory=threading.Event)
+    last: Decision | None = None
+    error: str = ""
 
 
 @dataclass
@@ -23,16 +51,112 @@ class Controller:
     leader: LeaderLock
     clock: Clock
     address: str
+    desired: DesiredState | None = None
+    executors: Mapping[str, RolloutExecutor] = field(default_factory=dict)
+    admit: Admit | None = None
+    resolve: Resolve | None = None
     started: datetime = field(init=False)
+    _workers: dict[str, _Worker] = field(init=False, default_factory=dict)
+    _stop: threading.Event = field(init=False, default_factory=threading.Event)
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.started = self.clock.now()
 
+    # --- leadership and workers ----------------------------------------------------------
+
     def claim_environments(self) -> list[str]:
-        """Try to lead every environment of the spec; return the ones we lead."""
+        """Try to lead every environment of the spec; start a worker for each we lead."""
         if self.spec is None:
             return []
-        return [e.name for e in self.spec.environments if self.leader.try_acquire(e.name)]
+        led = [e.name for e in self.spec.environments if self.leader.try_acquire(e.name)]
+        for name in led:
+            if name in self.executors:
+                self._ensure_worker(name)
+        return led
+
+    def _ensure_worker(self, environment: str) -> _Worker:
+        with self._lock:
+            worker = self._workers.get(environment)
+            if worker is None or not worker.thread.is_alive():
+                thread = threading.Thread(
+                    target=self._work,
+                    args=(environment,),
+                    name=f"rollout-{environment}",
+                    daemon=True,
+                )
+                worker = _Worker(thread)
+                self._workers[environment] = worker
+                thread.start()
+            return worker
+
+    def _work(self, environment: str) -> None:
+        executor = self.executors[environment]
+        worker = self._workers[environment]
+        while not self._stop.is_set():
+            state = self.desired.rollout(environment) if self.desired else None
+            if state is None or state.phase.terminal:
+                worker.wake.wait(1.0)
+                worker.wake.clear()
+                continue
+            try:
+                worker.last = executor.tick(environment)
+                worker.error = ""
+            except KilnError as exc:
+                worker.error = exc.message  # shown by `kiln status`; retried next tick
+                self._stop.wait(1.0)
+            self._stop.wait(POLL)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for worker in self._workers.values():
+            worker.wake.set()
+            worker.thread.join(timeout=5)
+
+    # --- operations ----------------------------------------------------------------------
+
+    def deploy(self, environment: str, reference: str, *, actor: str) -> dict[str, Any]:
+        executor = self._executor(environment)
+        if self.resolve is None or self.admit is None:
+            raise Refused("this controller cannot deploy: it has no artifact store")
+        digest = self.resolve(reference)
+        self.admit(digest, environment, actor)
+        state = executor.start(environment, digest, actor=actor)
+        self._ensure_worker(environment).wake.set()
+        return self._rollout_json(state)
+
+    def promote(self, environment: str, *, actor: str) -> dict[str, Any]:
+        self._executor(environment).signal(environment, Signal.PROMOTE, actor=actor)
+        self._ensure_worker(environment).wake.set()
+        return {"environment": environment, "signal": "promote"}
+
+    def abort(self, environment: str, *, actor: str) -> dict[str, Any]:
+        self._executor(environment).signal(environment, Signal.ABORT, actor=actor)
+        self._ensure_worker(environment).wake.set()
+        return {"environment": environment, "signal": "abort"}
+
+    def rollback(self, environment: str, *, to: str | None, actor: str) -> dict[str, Any]:
+        executor = self._executor(environment)
+        digest = self.resolve(to) if (to and self.resolve) else None
+        state = executor.rollback(environment, to=digest, actor=actor)
+        self._ensure_worker(environment).wake.set()
+        return self._rollout_json(state)
+
+    def _executor(self, environment: str) -> RolloutExecutor:
+        if self.spec is None:
+            raise Refused("this controller has no kiln.yaml", hint="run `kiln serve` beside it")
+        executor = self.executors.get(environment)
+        if executor is None:
+            known = ", ".join(e.name for e in self.spec.environments)
+            raise NotFound(f"no environment {environment!r}", hint=f"known: {known}")
+        if environment not in self.leader.held():
+            raise Refused(
+                f"another controller leads {environment}",
+                hint="send the request to the leader (see `kiln controller status`)",
+            )
+        return executor
+
+    # --- status --------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
         envs = [e.name for e in self.spec.environments] if self.spec else []
@@ -43,5 +167,47 @@ class Controller:
             "address": self.address,
             "started": self.started.isoformat(),
             "service": self.spec.service if self.spec else None,
-            "environments": [{"name": name, "leader": name in held} for name in envs],
+            "environments": [self.environment_status(name, leader=name in held) for name in envs],
+        }
+
+    def environment_status(self, name: str, *, leader: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": name, "leader": leader}
+        if self.desired is None:
+            return out
+        declared = self.desired.environment(name)
+        out["stable"] = self._release_json(declared.stable)
+        state = self.desired.rollout(name)
+        out["rollout"] = self._rollout_json(state) if state else None
+        executor = self.executors.get(name)
+        worker = self._workers.get(name)
+        if executor is not None and state is not None:
+            out["rollout"]["steps"] = executor.steps(name, fast_track=state.fast_track)
+            out["rollout"]["analysis"] = executor.analysis_figures(name)
+        if worker is not None:
+            out["note"] = worker.last.note if worker.last else ""
+            out["error"] = worker.error
+        return out
+
+    def _release_json(self, release_id: str | None) -> dict[str, Any] | None:
+        if not release_id or self.desired is None:
+            return None
+        release = self.desired.release(ReleaseId(release_id))
+        if release is None:
+            return {"id": release_id}
+        return {"id": release.id, "artifact": release.artifact, "config": release.config}
+
+    def _rollout_json(self, state: RolloutState) -> dict[str, Any]:
+        return {
+            "environment": state.environment,
+            "deployment": state.deployment,
+            "phase": str(state.phase),
+            "step": state.step,
+            "weight": state.weight,
+            "preview": state.preview,
+            "candidate": self._release_json(state.candidate),
+            "stable": self._release_json(state.stable),
+            "replacements": state.replacements,
+            "reason": state.reason,
+            "fastTrack": state.fast_track,
+            "started": state.started,
         }

@@ -34,6 +34,7 @@ from kiln.core.ledger.kinds import EventKind
 from kiln.core.release import Release, ReleaseId, resolved_config
 from kiln.core.rollout import planner
 from kiln.core.rollout.planner import (
+    FAST_TRACK,
     ApplyRoute,
     Decision,
     Decommission,
@@ -46,7 +47,7 @@ from kiln.core.rollout.planner import (
     StartAnalysis,
     Wait,
 )
-from kiln.core.rollout.steps import Analyze, steps_for
+from kiln.core.rollout.steps import Analyze, describe, steps_for
 from kiln.core.runtime.model import (
     ENVIRONMENT,
     RELEASE,
@@ -123,7 +124,9 @@ class RolloutExecutor:
 
     # --- starting ------------------------------------------------------------------------
 
-    def start(self, environment: str, artifact: Digest) -> RolloutState:
+    def start(
+        self, environment: str, artifact: Digest, *, actor: str | None = None
+    ) -> RolloutState:
         """Begin moving ``environment`` to ``artifact``: a new release, a persisted rollout."""
         env = self._environment(environment)
         current = self._desired.rollout(environment)
@@ -162,7 +165,7 @@ class RolloutExecutor:
             links["previous_release"] = stable
         self._recorder.record(
             EventKind.DEPLOY_START,
-            actor=self._actor,
+            actor=actor or self._actor,
             artifact=artifact,
             environment=environment,
             release=release.id,
@@ -171,7 +174,9 @@ class RolloutExecutor:
         )
         return state
 
-    def rollback(self, environment: str, *, to: Digest | None = None) -> RolloutState:
+    def rollback(
+        self, environment: str, *, to: Digest | None = None, actor: str | None = None
+    ) -> RolloutState:
         """The fast track back to a known good release, at any time, with no analysis.
 
         During a rollout this is an abort: one route change to the warm stable
@@ -183,7 +188,7 @@ class RolloutExecutor:
         self._environment(environment)
         current = self._desired.rollout(environment)
         if current is not None and not current.phase.terminal:
-            self._desired.signal(environment, Signal.ABORT)
+            self.signal(environment, Signal.ABORT, actor=actor)
             return current
         stable = self._desired.environment(environment).stable
         history = self._desired.stable_history(environment)
@@ -213,13 +218,30 @@ class RolloutExecutor:
             fast_track=True,
         )
         self._desired.save_rollout(state)
+        self._recorder.record(
+            EventKind.ROLLOUT_STEP,
+            actor=actor or self._actor,
+            environment=environment,
+            release=target,
+            details={"deployment": state.deployment, "signal": "rollback", "from": stable},
+        )
         return state
 
-    def signal(self, environment: str, signal: Signal) -> None:
+    def signal(self, environment: str, signal: Signal, *, actor: str | None = None) -> None:
         state = self._desired.rollout(environment)
         if state is None or state.phase.terminal:
-            raise Refused(f"{environment} has no rollout in progress to {signal}")
+            raise Refused(
+                f"{environment} has no rollout in progress to {signal}",
+                hint=f"`kiln status {environment}` shows what it runs",
+            )
         self._desired.signal(environment, signal)
+        self._recorder.record(
+            EventKind.ROLLOUT_STEP,
+            actor=actor or self._actor,
+            environment=environment,
+            release=state.candidate,
+            details={"deployment": state.deployment, "signal": str(signal), "step": state.step},
+        )
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -629,10 +651,9 @@ class RolloutExecutor:
         session = self._tracked.get(environment, _Tracked()).session
         return session.figures() if session else {}
 
-    def steps(self, environment: str) -> list[str]:
-        from kiln.core.rollout.steps import describe
-
-        return [describe(s) for s in steps_for(self._environment(environment))]
+    def steps(self, environment: str, *, fast_track: bool = False) -> list[str]:
+        chosen = FAST_TRACK if fast_track else steps_for(self._environment(environment))
+        return [describe(s) for s in chosen]
 
 
 def _same_split(a: RouteTable, b: RouteTable) -> bool:
