@@ -39,6 +39,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # controller
     "serve": ("kiln.cli.serve:serve", "Run the controller (API, rollout workers, supervision)."),
     "controller": ("kiln.cli.serve:controller", "Show the controller's status, or stop it."),
+    # rollouts
+    "deploy": (
+        "kiln.cli.deploy:deploy",
+        "Roll an artifact out to an environment (fresh instances).",
+    ),
+    "promote": ("kiln.cli.deploy:promote", "Let a paused rollout continue."),
+    "abort": ("kiln.cli.deploy:abort", "Stop a rollout; all traffic back to the stable release."),
+    "rollback": ("kiln.cli.deploy:rollback", "Return an environment to its previous good release."),
+    "status": ("kiln.cli.deploy:status", "What each environment runs, and its rollout."),
     # runtime
     "instances": ("kiln.cli.instances:instances", "List running instances; read their logs."),
     "secrets": (
