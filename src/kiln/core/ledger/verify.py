@@ -1,0 +1,128 @@
+"""Full verification of a ledger: every entry, every stored hash, every checkpoint. Pure.
+
+``verify_log`` reads the entries once, in order, and stops at the first problem:
+
+- a gap in the sequence numbers is a *deletion* (the first missing seq is bad);
+- a sequence number that goes backwards or repeats is a *reordering or insertion*;
+- an entry whose leaf bytes do not start with ``{"seq":N,`` for its position holds
+  another event: *reordered or inserted* rows;
+- leaf bytes that no longer hash to the stored leaf hash were *edited*;
+- a tree root that differs from a signed checkpoint of the same size means the
+  history was *rewritten* even if every stored hash was recomputed: the first bad
+  seq lies between the last matching checkpoint and this one;
+- a checkpoint (or the stored head) larger than the log means entries were
+  *deleted at the end*.
+
+Signatures are checked by the caller (``checkpoint.open_note``) before the
+checkpoints are handed in: this module only compares hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from kiln.core.ledger.checkpoint import Checkpoint
+from kiln.core.ledger.merkle import EMPTY_ROOT, Frontier
+
+_SEQ = re.compile(rb'^\{"seq":(\d+),')
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One stored entry: its position, its leaf bytes, and the hash stored beside it."""
+
+    seq: int
+    leaf: bytes
+    stored_hash: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Verified:
+    size: int
+    root: bytes
+    checkpoints: int  # how many checkpoints were matched
+
+
+@dataclass(frozen=True)
+class Tampered:
+    seq: int  # the first bad sequence number (or the lower bound, see ``upto``)
+    reason: str
+    upto: int | None = None  # for a rewrite: the bad seq is in [seq, upto)
+
+    @property
+    def where(self) -> str:
+        if self.upto is not None and self.upto - self.seq > 1:
+            return f"seq {self.seq}..{self.upto - 1}"
+        return f"seq {self.seq}"
+
+
+Outcome = Verified | Tampered
+
+
+def _seq_in(leaf: bytes) -> int | None:
+    match = _SEQ.match(leaf)
+    return int(match.group(1)) if match else None
+
+
+def verify_log(
+    entries: Iterable[LogEntry],
+    checkpoints: Sequence[Checkpoint],
+    *,
+    head: Checkpoint | None = None,
+) -> Outcome:
+    """Check ``entries`` (in storage order) against ``checkpoints`` and the stored ``head``."""
+    wanted: dict[int, list[Checkpoint]] = {}
+    for cp in [*checkpoints, *([head] if head else [])]:
+        wanted.setdefault(cp.size, []).append(cp)
+    frontier = Frontier()
+    matched = 0
+    last_good = 0  # the size of the latest checkpoint matched so far
+    expected = 0
+    sha256 = hashlib.sha256
+    push = frontier.push
+    for entry in entries:
+        seq, leaf = entry.seq, entry.leaf
+        if seq != expected:
+            if seq > expected:
+                return Tampered(expected, f"seq {expected} is missing (deleted)")
+            return Tampered(seq, f"seq {seq} appears again after seq {expected - 1}")
+        if not leaf.startswith(b'{"seq":%d,' % seq):
+            inner = _seq_in(leaf)
+            what = f"the event of seq {inner}" if inner is not None else "bytes that are no event"
+            return Tampered(seq, f"position {seq} holds {what} (reordered or inserted)")
+        h = sha256(b"\x00" + leaf).digest()
+        if entry.stored_hash is not None and entry.stored_hash != h:
+            return Tampered(seq, f"event {seq} was edited: its bytes no longer match its hash")
+        push(h)
+        expected += 1
+        if expected in wanted:
+            root = frontier.root()
+            for cp in wanted[expected]:
+                if cp.root != root:
+                    return Tampered(
+                        last_good,
+                        f"the tree of the first {expected} events differs from the checkpoint "
+                        f"signed at that size: history was rewritten",
+                        upto=expected,
+                    )
+                matched += 1
+            last_good = expected
+    for size in sorted(wanted):
+        if size > expected:
+            return Tampered(
+                expected,
+                f"a checkpoint covers {size} events but only {expected} exist "
+                f"(seq {expected} onwards deleted)",
+            )
+        if size == 0:
+            for cp in wanted[0]:
+                if cp.root != EMPTY_ROOT:
+                    return Tampered(0, "the checkpoint of the empty log has a wrong root")
+                matched += 1
+    return Verified(size=expected, root=frontier.root(), checkpoints=matched)
+
+
+__all__ = ["LogEntry", "Outcome", "Tampered", "Verified", "verify_log"]
