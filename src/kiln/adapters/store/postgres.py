@@ -71,8 +71,7 @@ class PostgresLedger(SqlLedger):
                         (self.new_log_id(),),
                     )
                     cur.execute(
-                        "INSERT INTO ledger_head (id, size, root, frontier)"
-                        " VALUES (1, 0, %s, %s)",
+                        "INSERT INTO ledger_head (id, size, root, frontier) VALUES (1, 0, %s, %s)",
                         (EMPTY_ROOT, b""),
                     )
                 cur.execute(
@@ -86,7 +85,7 @@ class PostgresLedger(SqlLedger):
         with self._lock:
             try:
                 with self._conn.transaction(), self._conn.cursor() as cur:
-                    yield cur  # type: ignore[misc]
+                    yield cur
             except psycopg.Error as exc:
                 raise _translate(exc) from exc
 
@@ -96,7 +95,7 @@ class PostgresLedger(SqlLedger):
             try:
                 with self._conn.transaction(), self._conn.cursor() as cur:
                     cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                    yield cur  # type: ignore[misc]
+                    yield cur
             except psycopg.Error as exc:
                 raise _translate(exc) from exc
 

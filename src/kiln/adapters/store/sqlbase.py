@@ -51,8 +51,11 @@ class Cursor(Protocol):
 class SqlLedger(ABC):
     """Implements ``LedgerStore`` over a DB-API connection; dialect hooks below."""
 
-    #: placeholder of the driver's paramstyle
+    #: placeholder of the driver's paramstyle; SQL here is written with ``?``
     P = "?"
+
+    def _q(self, sql: str) -> str:
+        return sql if self.P == "?" else sql.replace("?", self.P)
 
     def __init__(self, *, clock: Clock) -> None:
         self._clock = clock
@@ -78,7 +81,7 @@ class SqlLedger(ABC):
     def origin(self) -> str:
         if self._origin is None:
             with self._read() as cur:
-                cur.execute(f"SELECT value FROM ledger_meta WHERE key = {self.P}", ("log_id",))
+                cur.execute(self._q("SELECT value FROM ledger_meta WHERE key = ?"), ("log_id",))
                 row = cur.fetchone()
             self._origin = ORIGIN_PREFIX + str(row[0])
         return self._origin
@@ -112,7 +115,6 @@ class SqlLedger(ABC):
     def append(self, drafts: Sequence[EventDraft]) -> list[int]:
         if not drafts:
             return []
-        p = self.P
         with self._write() as cur:
             size, frontier = self._locked_head(cur)
             now = self._clock.now()
@@ -125,20 +127,21 @@ class SqlLedger(ABC):
                 rows.append((seq, leaf.decode("utf-8"), h))
                 nodes.extend(frontier.push(h))
             cur.executemany(
-                f"INSERT INTO ledger_events (seq, body, leaf_hash) VALUES ({p}, {p}, {p})", rows
+                self._q("INSERT INTO ledger_events (seq, body, leaf_hash) VALUES (?, ?, ?)"), rows
             )
             if nodes:
                 cur.executemany(
-                    f"INSERT INTO ledger_nodes (level, idx, hash) VALUES ({p}, {p}, {p})", nodes
+                    self._q("INSERT INTO ledger_nodes (level, idx, hash) VALUES (?, ?, ?)"), nodes
                 )
             cur.execute(
-                f"UPDATE ledger_head SET size = {p}, root = {p}, frontier = {p} WHERE id = 1",
+                self._q("UPDATE ledger_head SET size = ?, root = ?, frontier = ? WHERE id = 1"),
                 (frontier.size, frontier.root(), b"".join(frontier.hashes)),
             )
         return [size + i for i in range(len(drafts))]
 
     def _locked_head(self, cur: Cursor) -> tuple[int, Frontier]:
-        cur.execute("SELECT size, frontier FROM ledger_head WHERE id = 1" + self._lock_suffix())
+        head = "SELECT size, frontier FROM ledger_head WHERE id = 1"
+        cur.execute(head + self._lock_suffix())
         size, blob = cur.fetchone()
         blob = bytes(blob)
         hashes = [blob[i : i + HASH_SIZE] for i in range(0, len(blob), HASH_SIZE)]
@@ -155,14 +158,12 @@ class SqlLedger(ABC):
         return ""
 
     def add_checkpoint(self, size: int, note: bytes) -> None:
-        p = self.P
         with self._write() as cur:
-            cur.execute(f"SELECT note FROM ledger_checkpoints WHERE size = {p}", (size,))
+            cur.execute(self._q("SELECT note FROM ledger_checkpoints WHERE size = ?"), (size,))
             row = cur.fetchone()
             if row is None:
-                cur.execute(
-                    f"INSERT INTO ledger_checkpoints (size, note) VALUES ({p}, {p})", (size, note)
-                )
+                insert = self._q("INSERT INTO ledger_checkpoints (size, note) VALUES (?, ?)")
+                cur.execute(insert, (size, note))
 
     def checkpoints(self) -> list[bytes]:
         with self._read() as cur:
@@ -183,11 +184,10 @@ class SqlLedger(ABC):
             yield decode(entry.leaf)
 
     def entries(self, start: int = 0, stop: int | None = None) -> Iterator[LogEntry]:
-        p = self.P
-        sql = f"SELECT seq, body, leaf_hash FROM ledger_events WHERE seq >= {p}"
+        sql = self._q("SELECT seq, body, leaf_hash FROM ledger_events WHERE seq >= ?")
         params: list[Any] = [start]
         if stop is not None:
-            sql += f" AND seq < {p}"
+            sql += self._q(" AND seq < ?")
             params.append(stop)
         sql += " ORDER BY seq"
         with self._read() as cur:
@@ -205,40 +205,40 @@ class SqlLedger(ABC):
         until: datetime | None = None,
         kinds: Sequence[EventKind] | None = None,
     ) -> list[Event]:
-        p = self.P
+        # Only fixed column expressions and placeholders are joined here; every
+        # value travels as a parameter.
         where: list[str] = []
         params: list[Any] = []
         if environment is not None:
-            where.append(f"{self._json('subject.environment')} = {p}")
+            where.append(self._json("subject.environment") + " = ?")
             params.append(environment)
         if artifact is not None:
-            where.append(f"{self._json('subject.artifact')} = {p}")
+            where.append(self._json("subject.artifact") + " = ?")
             params.append(artifact)
         if since is not None:
-            where.append(f"{self._json('time')} >= {p}")
+            where.append(self._json("time") + " >= ?")
             params.append(format_time(since))
         if until is not None:
-            where.append(f"{self._json('time')} < {p}")
+            where.append(self._json("time") + " < ?")
             params.append(format_time(until))
         if kinds:
-            where.append(f"{self._json('kind')} IN ({', '.join(p for _ in kinds)})")
+            where.append(self._json("kind") + " IN (" + ", ".join("?" for _ in kinds) + ")")
             params.extend(str(k) for k in kinds)
         sql = "SELECT body FROM ledger_events"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY seq"
         with self._read() as cur:
-            cur.execute(sql, params)
+            cur.execute(self._q(sql), params)
             return [decode(row[0].encode("utf-8")) for row in cur.fetchall()]
 
     def node(self, level: int, index: int) -> bytes:
-        p = self.P
         with self._read() as cur:
             if level == 0:
-                cur.execute(f"SELECT leaf_hash FROM ledger_events WHERE seq = {p}", (index,))
+                cur.execute(self._q("SELECT leaf_hash FROM ledger_events WHERE seq = ?"), (index,))
             else:
                 cur.execute(
-                    f"SELECT hash FROM ledger_nodes WHERE level = {p} AND idx = {p}",
+                    self._q("SELECT hash FROM ledger_nodes WHERE level = ? AND idx = ?"),
                     (level, index),
                 )
             row = cur.fetchone()

@@ -94,9 +94,7 @@ class SqliteLedger(SqlLedger):
 
     def schema_version(self) -> int:
         with self._read() as cur:
-            cur.execute(
-                "SELECT MAX(version) FROM schema_version WHERE component = ?", (COMPONENT,)
-            )
+            cur.execute("SELECT MAX(version) FROM schema_version WHERE component = ?", (COMPONENT,))
             return int(cur.fetchone()[0])
 
     @contextmanager

@@ -119,7 +119,10 @@ def running_at(events: Iterable[Event], *, environment: str, at: datetime) -> Sn
             if given is not None:
                 weights = given
         elif event.kind is EventKind.DEPLOY_COMPLETE:
-            weights = given if given is not None else ({event.release: 100.0} if event.release else weights)
+            if given is not None:
+                weights = given
+            elif event.release:
+                weights = {event.release: 100.0}
         elif event.kind is EventKind.ROLLBACK:
             restored = event.links.get(LINK_PREVIOUS_RELEASE)
             if given is not None:
@@ -209,15 +212,15 @@ def diff(a: Profile, b: Profile) -> list[Change]:
 
     def sets(what: str, left: set[str], right: set[str]) -> None:
         if left != right:
-            changes.append(
-                Change(what, what, ", ".join(sorted(left)) or None, ", ".join(sorted(right)) or None)
-            )
+            a_text = ", ".join(sorted(left)) or None
+            changes.append(Change(what, what, a_text, ", ".join(sorted(right)) or None))
 
     sets("artifact", a.artifacts, b.artifacts)
     sets("config", a.configs, b.configs)
     sets("sbom", a.sboms, b.sboms)
     for kind in sorted(set(a.attestations) | set(b.attestations)):
-        sets(f"attestation.{kind}", a.attestations.get(kind, set()), b.attestations.get(kind, set()))
+        none: set[str] = set()
+        sets(f"attestation.{kind}", a.attestations.get(kind, none), b.attestations.get(kind, none))
     for dep in sorted(set(a.dependencies) | set(b.dependencies)):
         left, right = a.dependencies.get(dep), b.dependencies.get(dep)
         if left != right:
