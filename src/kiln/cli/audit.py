@@ -217,20 +217,18 @@ def log_(
         events = svc.log(ledger.store, environment=environment, artifact=artifact, since=moment)
 
     def human() -> None:
-        from rich.table import Table
-
-        table = Table("seq", "time", "kind", "actor", "env", "release", "artifact", box=None)
         for e in events:
-            table.add_row(
-                str(e.seq),
-                e.time.strftime("%Y-%m-%d %H:%M:%S"),
-                str(e.kind),
-                e.actor,
-                e.environment or "-",
-                _short(e.release),
-                _short(e.artifact),
+            subject = " ".join(
+                f"{name}={value}"
+                for name, value in (
+                    ("env", e.environment),
+                    ("release", e.release),
+                    ("artifact", _short(e.artifact) if e.artifact else None),
+                )
+                if value
             )
-        app.console().print(table)
+            stamp = e.time.strftime("%Y-%m-%dT%H:%M:%SZ")
+            click.echo(f"{e.seq:>6}  {stamp}  {e.kind:<16} {e.actor:<12} {subject}".rstrip())
 
     emit(app, fmt, {"events": [_event_json(e) for e in events]}, human)
 
@@ -366,18 +364,12 @@ def history(app: App, environment: str, output: str | None) -> None:
         if not rows:
             click.echo(f"no deployments to {environment} in the ledger")
             return
-        from rich.table import Table
-
-        table = Table("started", "release", "artifact", "by", "outcome", box=None)
         for d in rows:
-            table.add_row(
-                d.started_at.strftime("%Y-%m-%d %H:%M"),
-                d.release or "-",
-                _short(d.artifact),
-                d.started_by,
-                d.outcome,
+            started = d.started_at.strftime("%Y-%m-%d %H:%M")
+            click.echo(
+                f"{started}  {d.release or '-':<20} {_short(d.artifact)}  "
+                f"by {d.started_by:<12} {d.outcome}"
             )
-        app.console().print(table)
 
     emit(app, fmt, data, human)
 

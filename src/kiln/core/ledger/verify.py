@@ -75,8 +75,11 @@ def verify_log(
 ) -> Outcome:
     """Check ``entries`` (in storage order) against ``checkpoints`` and the stored ``head``."""
     wanted: dict[int, list[Checkpoint]] = {}
-    for cp in [*checkpoints, *([head] if head else [])]:
+    for cp in checkpoints:
         wanted.setdefault(cp.size, []).append(cp)
+    if head is not None:
+        # The stored head is unsigned: it is compared like a checkpoint but not counted.
+        wanted.setdefault(head.size, []).append(head)
     frontier = Frontier()
     matched = 0
     last_good = 0  # the size of the latest checkpoint matched so far
@@ -102,26 +105,28 @@ def verify_log(
             root = frontier.root()
             for cp in wanted[expected]:
                 if cp.root != root:
+                    what = "stored tree head" if cp is head else "checkpoint signed at that size"
                     return Tampered(
                         last_good,
-                        f"the tree of the first {expected} events differs from the checkpoint "
-                        f"signed at that size: history was rewritten",
+                        f"the tree of the first {expected} events differs from the {what}: "
+                        "history was rewritten",
                         upto=expected,
                     )
-                matched += 1
+                matched += cp is not head
             last_good = expected
     for size in sorted(wanted):
         if size > expected:
+            what = "the stored tree head" if wanted[size] == [head] else "a checkpoint"
             return Tampered(
                 expected,
-                f"a checkpoint covers {size} events but only {expected} exist "
+                f"{what} covers {size} events but only {expected} exist "
                 f"(seq {expected} onwards deleted)",
             )
         if size == 0:
             for cp in wanted[0]:
                 if cp.root != EMPTY_ROOT:
                     return Tampered(0, "the checkpoint of the empty log has a wrong root")
-                matched += 1
+                matched += cp is not head
     return Verified(size=expected, root=frontier.root(), checkpoints=matched)
 
 

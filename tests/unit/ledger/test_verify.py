@@ -1,0 +1,91 @@
+"""verify_log names the first bad seq for every kind of tampering (in memory)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from kiln.core.ledger.checkpoint import Checkpoint
+from kiln.core.ledger.events import EventDraft, encode
+from kiln.core.ledger.kinds import EventKind
+from kiln.core.ledger.merkle import leaf_hash, root_of
+from kiln.core.ledger.verify import LogEntry, Tampered, Verified, verify_log
+
+WHEN = datetime(2026, 11, 20, tzinfo=UTC)
+ORIGIN = "kiln.local/ledger/test"
+
+
+def _log(n: int, actor: str = "ci") -> list[LogEntry]:
+    out = []
+    for seq in range(n):
+        leaf = encode(EventDraft(EventKind.BUILD, actor, release=f"r{seq}").at(seq, WHEN))
+        out.append(LogEntry(seq, leaf, leaf_hash(leaf)))
+    return out
+
+
+def _cp(entries: list[LogEntry], size: int) -> Checkpoint:
+    return Checkpoint(ORIGIN, size, root_of([leaf_hash(e.leaf) for e in entries[:size]]))
+
+
+def test_an_untouched_log_verifies_against_its_checkpoints() -> None:
+    log = _log(10)
+    result = verify_log(log, [_cp(log, 4), _cp(log, 10)], head=_cp(log, 10))
+    assert result == Verified(size=10, root=_cp(log, 10).root, checkpoints=2)
+
+
+def test_an_edited_event_is_named() -> None:
+    log = _log(10)
+    log[6] = replace(log[6], leaf=log[6].leaf.replace(b'"ci"', b'"cj"'))
+    result = verify_log(log, [])
+    assert isinstance(result, Tampered) and result.seq == 6 and "edited" in result.reason
+
+
+def test_a_deleted_event_is_named() -> None:
+    log = _log(10)
+    del log[3]
+    result = verify_log(log, [])
+    assert isinstance(result, Tampered) and result.seq == 3 and "missing" in result.reason
+
+
+def test_reordered_events_are_named() -> None:
+    log = _log(10)
+    log[4], log[5] = replace(log[5], seq=4), replace(log[4], seq=5)
+    result = verify_log(log, [])
+    assert isinstance(result, Tampered) and result.seq == 4
+    assert "holds the event of seq 5" in result.reason
+
+
+def test_an_inserted_event_is_named() -> None:
+    log = _log(10)
+    forged = encode(EventDraft(EventKind.APPROVAL, "mallory").at(2, WHEN))
+    shifted = [LogEntry(i + 1, e.leaf, e.stored_hash) for i, e in enumerate(log[2:], start=2)]
+    log = [*log[:2], LogEntry(2, forged, leaf_hash(forged)), *shifted]
+    result = verify_log(log, [])
+    assert isinstance(result, Tampered) and result.seq == 3
+
+
+def test_a_rewrite_with_recomputed_hashes_is_caught_by_an_earlier_checkpoint() -> None:
+    original = _log(10)
+    checkpoints = [_cp(original, 3), _cp(original, 8)]
+    forged = _log(10)
+    leaf = encode(EventDraft(EventKind.BUILD, "mallory", release="r5").at(5, WHEN))
+    forged[5] = LogEntry(5, leaf, leaf_hash(leaf))  # hash recomputed: consistent in itself
+    assert isinstance(verify_log(forged, []), Verified)
+    result = verify_log(forged, checkpoints, head=_cp(forged, 10))
+    assert isinstance(result, Tampered)
+    assert (result.seq, result.upto) == (3, 8) and "rewritten" in result.reason
+    assert result.where == "seq 3..7"
+
+
+def test_a_truncated_log_is_caught_by_a_checkpoint_or_the_head() -> None:
+    log = _log(10)
+    result = verify_log(log[:7], [_cp(log, 10)])
+    assert isinstance(result, Tampered) and result.seq == 7
+    result = verify_log(log[:7], [], head=_cp(log, 10))
+    assert isinstance(result, Tampered) and "stored tree head" in result.reason
+
+
+def test_an_empty_log_verifies() -> None:
+    assert verify_log([], [], head=Checkpoint(ORIGIN, 0, root_of([]))) == Verified(
+        0, root_of([]), 0
+    )
