@@ -129,7 +129,7 @@ def frequency_band(deploy_times: Sequence[datetime], since: datetime, until: dat
         return Band.NONE if until <= since else Band.LOW
     days = {t.date() for t in deploy_times}
     start = since.date()
-    end = until.date()
+    end = (until - timedelta(microseconds=1)).date()  # ``until`` is exclusive
     weeks: dict[object, int] = {}
     months: dict[tuple[int, int], int] = {}
     day = start
