@@ -8,11 +8,11 @@ import pytest
 
 from kiln.core.insights.dora import (
     DAY,
-    HOUR,
-    Band,
     FAILURE_RATE_BANDS,
+    HOUR,
     LEAD_TIME_BANDS,
     RESTORE_BANDS,
+    Band,
     _band_below,
     compute,
     frequency_band,

@@ -59,4 +59,4 @@ def test_values_json_cannot_carry_are_refused_at_the_edge() -> None:
 
 def test_naive_times_are_refused() -> None:
     with pytest.raises(InvalidInput):
-        encode(EventDraft(EventKind.BUILD, "ci").at(0, datetime(2026, 1, 1)))  # noqa: DTZ001
+        encode(EventDraft(EventKind.BUILD, "ci").at(0, datetime(2026, 1, 1)))

@@ -21,18 +21,105 @@ def t(hour: int, minute: int = 0) -> datetime:
 
 
 EVENTS = [
-    Event(0, t(9), K.BUILD, "ci", artifact=A1, details={"dependencies": ["flask==3.0.0", "pkg:pypi/idna@3.6"]}),
-    Event(1, t(9, 5), K.ATTEST, "ci", artifact=A1, links={"attestation.provenance": "sha256:p1", "sbom": "sha256:s1"}),
-    Event(2, t(10), K.DEPLOY_START, "alice", artifact=A1, environment="prod", release="r1", links={"config": C1}, details={"deployment": "d1"}),
-    Event(3, t(10, 5), K.DEPLOY_COMPLETE, "kiln", artifact=A1, environment="prod", release="r1", links={"config": C1}, details={"deployment": "d1", "weights": {"r1": 100}}),
-    Event(4, t(13), K.BUILD, "ci", artifact=A2, details={"dependencies": ["flask==3.0.1", "pkg:pypi/idna@3.6", {"name": "rich", "version": "13.7"}]}),
-    Event(5, t(13, 5), K.ATTEST, "ci", artifact=A2, links={"attestation.provenance": "sha256:p2", "sbom": "sha256:s2"}),
-    Event(6, t(14), K.DEPLOY_START, "bob", artifact=A2, environment="prod", release="r2", links={"config": C2, "previous_release": "r1"}, details={"deployment": "d2"}),
-    Event(7, t(14, 1), K.TRAFFIC_CHANGE, "kiln", environment="prod", details={"deployment": "d2", "weights": {"r1": 90, "r2": 10}}),
-    Event(8, t(14, 3), K.TRAFFIC_CHANGE, "kiln", environment="prod", details={"deployment": "d2", "weights": {"r1": 50, "r2": 50}}),
-    Event(9, t(14, 4), K.ROLLBACK, "kiln", environment="prod", release="r2", links={"previous_release": "r1"}, details={"deployment": "d2"}),
+    Event(
+        0,
+        t(9),
+        K.BUILD,
+        "ci",
+        artifact=A1,
+        details={"dependencies": ["flask==3.0.0", "pkg:pypi/idna@3.6"]},
+    ),
+    Event(
+        1,
+        t(9, 5),
+        K.ATTEST,
+        "ci",
+        artifact=A1,
+        links={"attestation.provenance": "sha256:p1", "sbom": "sha256:s1"},
+    ),
+    Event(
+        2,
+        t(10),
+        K.DEPLOY_START,
+        "alice",
+        artifact=A1,
+        environment="prod",
+        release="r1",
+        links={"config": C1},
+        details={"deployment": "d1"},
+    ),
+    Event(
+        3,
+        t(10, 5),
+        K.DEPLOY_COMPLETE,
+        "kiln",
+        artifact=A1,
+        environment="prod",
+        release="r1",
+        links={"config": C1},
+        details={"deployment": "d1", "weights": {"r1": 100}},
+    ),
+    Event(
+        4,
+        t(13),
+        K.BUILD,
+        "ci",
+        artifact=A2,
+        details={
+            "dependencies": [
+                "flask==3.0.1",
+                "pkg:pypi/idna@3.6",
+                {"name": "rich", "version": "13.7"},
+            ]
+        },
+    ),
+    Event(
+        5,
+        t(13, 5),
+        K.ATTEST,
+        "ci",
+        artifact=A2,
+        links={"attestation.provenance": "sha256:p2", "sbom": "sha256:s2"},
+    ),
+    Event(
+        6,
+        t(14),
+        K.DEPLOY_START,
+        "bob",
+        artifact=A2,
+        environment="prod",
+        release="r2",
+        links={"config": C2, "previous_release": "r1"},
+        details={"deployment": "d2"},
+    ),
+    Event(
+        7,
+        t(14, 1),
+        K.TRAFFIC_CHANGE,
+        "kiln",
+        environment="prod",
+        details={"deployment": "d2", "weights": {"r1": 90, "r2": 10}},
+    ),
+    Event(
+        8,
+        t(14, 3),
+        K.TRAFFIC_CHANGE,
+        "kiln",
+        environment="prod",
+        details={"deployment": "d2", "weights": {"r1": 50, "r2": 50}},
+    ),
+    Event(
+        9,
+        t(14, 4),
+        K.ROLLBACK,
+        "kiln",
+        environment="prod",
+        release="r2",
+        links={"previous_release": "r1"},
+        details={"deployment": "d2"},
+    ),
     Event(10, t(14, 30), K.DECOMMISSION, "kiln", environment="prod", release="r2"),
-]  # fmt: skip
+]
 
 
 def test_history_lists_each_deployment_with_who_and_outcome() -> None:
@@ -55,9 +142,7 @@ def test_history_lists_each_deployment_with_who_and_outcome() -> None:
         (t(15), [Running("r1", 100.0, A1, C1)]),
     ],
 )
-def test_running_at_replays_weights_up_to_the_time(
-    at: datetime, expected: list[Running]
-) -> None:
+def test_running_at_replays_weights_up_to_the_time(at: datetime, expected: list[Running]) -> None:
     assert running_at(EVENTS, environment="prod", at=at).releases == expected
 
 
