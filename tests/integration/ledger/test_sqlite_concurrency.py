@@ -1,0 +1,82 @@
+"""Two processes appending to one SQLite ledger never share a seq or fork the tree."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kiln.adapters.store.sqlite import SqliteLedger
+from kiln.core.ledger.merkle import root_of
+from kiln.core.ledger.verify import Verified, verify_log
+
+pytestmark = pytest.mark.integration
+
+WRITER = """
+import json, sys, time
+from pathlib import Path
+from kiln.adapters.store.sqlite import SqliteLedger
+from kiln.core.ledger.events import EventDraft
+from kiln.core.ledger.kinds import EventKind
+
+db, name, rounds = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+store = SqliteLedger(db)
+# Start together: announce readiness, then wait for the parent's go.
+(db.parent / f"ready-{name}").touch()
+while not (db.parent / "go").exists():
+    time.sleep(0.001)
+seqs = []
+for i in range(rounds):
+    if i % 2:
+        seqs += store.append([EventDraft(EventKind.TEST, name, details={"i": i, "j": j})
+                              for j in range(5)])
+    else:
+        seqs.append(store.record(EventKind.BUILD, actor=name, details={"i": i}))
+store.close()
+print(json.dumps(seqs))
+"""
+
+
+def test_two_writers_get_distinct_seqs_and_one_tree(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    SqliteLedger(db).close()  # migrate once, so both writers start from the same schema
+    rounds = 100
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(db), name, str(rounds)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("alpha", "beta")
+    ]
+    ready = [tmp_path / "ready-alpha", tmp_path / "ready-beta"]
+    deadline = time.monotonic() + 60
+    while not all(p.exists() for p in ready) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (tmp_path / "go").touch()
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        results.append(json.loads(out))
+    per_writer = rounds // 2 * 1 + rounds // 2 * 5
+    assert [len(r) for r in results] == [per_writer, per_writer]
+    assert set(results[0]).isdisjoint(results[1])
+    assert sorted(results[0] + results[1]) == list(range(2 * per_writer))
+
+    store = SqliteLedger(db)
+    try:
+        outcome = verify_log(store.entries(), [], head=store.head())
+        assert isinstance(outcome, Verified) and outcome.size == 2 * per_writer
+        actors = [e.actor for e in store.events()]
+        assert {actors[s] for s in results[0]} == {"alpha"}
+        assert {actors[s] for s in results[1]} == {"beta"}
+        leaves = [e.stored_hash for e in store.entries()]
+        assert store.head().root == root_of([h for h in leaves if h is not None])
+    finally:
+        store.close()
