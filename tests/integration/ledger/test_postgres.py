@@ -65,9 +65,20 @@ def postgres_dsn() -> Iterator[str]:
         options = f"-c listen_addresses=127.0.0.1 -p {port} -k {sockets} -c fsync=off"
         subprocess.run(
             _as_postgres(
-                [PG_CTL, "-D", str(data), "-w", "-t", "60", "-l", str(root / "log"),
-                 "-o", options, "start"]
-            ),  # fmt: skip
+                [
+                    PG_CTL,
+                    "-D",
+                    str(data),
+                    "-w",
+                    "-t",
+                    "60",
+                    "-l",
+                    str(root / "log"),
+                    "-o",
+                    options,
+                    "start",
+                ]
+            ),
             check=True,
             capture_output=True,
             timeout=90,
