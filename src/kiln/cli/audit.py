@@ -283,7 +283,7 @@ def consistency(app: App, old: Path, output: str | None) -> int:
         proof.to_json(),
         lambda: click.echo(
             f"consistent: size {proof.old_size} -> {proof.new.size} "
-            f"({len(proof.path)} hashes in the proof)"
+            f"({len(proof.path)} hash{'' if len(proof.path) == 1 else 'es'} in the proof)"
         ),
     )
     return 0
