@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime
 
 from kiln.core.ledger.checkpoint import Checkpoint
@@ -35,7 +34,7 @@ def test_an_untouched_log_verifies_against_its_checkpoints() -> None:
 
 def test_an_edited_event_is_named() -> None:
     log = _log(10)
-    log[6] = replace(log[6], leaf=log[6].leaf.replace(b'"ci"', b'"cj"'))
+    log[6] = log[6]._replace(leaf=log[6].leaf.replace(b'"ci"', b'"cj"'))
     result = verify_log(log, [])
     assert isinstance(result, Tampered) and result.seq == 6 and "edited" in result.reason
 
@@ -49,7 +48,7 @@ def test_a_deleted_event_is_named() -> None:
 
 def test_reordered_events_are_named() -> None:
     log = _log(10)
-    log[4], log[5] = replace(log[5], seq=4), replace(log[4], seq=5)
+    log[4], log[5] = log[5]._replace(seq=4), log[4]._replace(seq=5)
     result = verify_log(log, [])
     assert isinstance(result, Tampered) and result.seq == 4
     assert "holds the event of seq 5" in result.reason

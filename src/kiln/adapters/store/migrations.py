@@ -28,13 +28,14 @@ SQLITE: list[tuple[int, list[str]]] = [
             "CREATE TABLE ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
             "CREATE TABLE ledger_events ("
             " seq INTEGER PRIMARY KEY CHECK (seq >= 0),"
-            " body TEXT NOT NULL,"
+            " body BLOB NOT NULL,"
             " leaf_hash BLOB NOT NULL CHECK (length(leaf_hash) = 32))",
+            # The leaf bytes are stored as they are hashed (a BLOB); the JSON
+            # functions read them through CAST, which SQLite may index.
             "CREATE INDEX ledger_events_env"
-            " ON ledger_events (json_extract(body, '$.subject.environment'), seq)",
+            " ON ledger_events (json_extract(CAST(body AS TEXT), '$.subject.environment'), seq)",
             "CREATE INDEX ledger_events_artifact"
-            " ON ledger_events (json_extract(body, '$.subject.artifact'), seq)",
-            "CREATE INDEX ledger_events_time ON ledger_events (json_extract(body, '$.time'))",
+            " ON ledger_events (json_extract(CAST(body AS TEXT), '$.subject.artifact'), seq)",
             "CREATE TABLE ledger_nodes ("
             " level INTEGER NOT NULL CHECK (level >= 1),"
             " idx INTEGER NOT NULL,"
@@ -73,7 +74,6 @@ POSTGRES: list[tuple[int, list[str]]] = [
             " ON ledger_events (((body::jsonb) #>> '{subject,environment}'), seq)",
             "CREATE INDEX ledger_events_artifact"
             " ON ledger_events (((body::jsonb) #>> '{subject,artifact}'), seq)",
-            "CREATE INDEX ledger_events_time ON ledger_events (((body::jsonb) #>> '{time}'))",
             "CREATE TABLE ledger_nodes ("
             " level INTEGER NOT NULL CHECK (level >= 1),"
             " idx BIGINT NOT NULL,"

@@ -27,7 +27,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from kiln.core.ledger.checkpoint import Checkpoint
-from kiln.core.ledger.events import Event, EventDraft, decode, encode, format_time
+from kiln.core.ledger.events import Event, EventDraft, decode, encode_draft, format_time
 from kiln.core.ledger.kinds import EventKind
 from kiln.core.ledger.merkle import EMPTY_ROOT, HASH_SIZE, Frontier, leaf_hash
 from kiln.core.ledger.verify import LogEntry
@@ -75,6 +75,16 @@ class SqlLedger(ABC):
     def _json(self, path: str) -> str:
         """SQL text extracting a string at ``path`` (dotted) from ``body``."""
 
+    def _body(self, leaf: bytes) -> bytes | str:
+        """How the leaf bytes are stored in the ``body`` column (text by default)."""
+        return leaf.decode("utf-8")
+
+    @staticmethod
+    def _leaf(body: bytes | str | memoryview) -> bytes:
+        if isinstance(body, str):
+            return body.encode("utf-8")
+        return bytes(body)
+
     # -- LedgerStore ------------------------------------------------------------
 
     @property
@@ -117,14 +127,15 @@ class SqlLedger(ABC):
             return []
         with self._write() as cur:
             size, frontier = self._locked_head(cur)
-            now = self._clock.now()
-            rows: list[tuple[int, str, bytes]] = []
+            when = format_time(self._clock.now())
+            rows: list[tuple[int, bytes | str, bytes]] = []
             nodes: list[tuple[int, int, bytes]] = []
+            body = self._body
             for offset, draft in enumerate(drafts):
                 seq = size + offset
-                leaf = encode(draft.at(seq, now))
+                leaf = encode_draft(draft, seq, when)
                 h = leaf_hash(leaf)
-                rows.append((seq, leaf.decode("utf-8"), h))
+                rows.append((seq, body(leaf), h))
                 nodes.extend(frontier.push(h))
             cur.executemany(
                 self._q("INSERT INTO ledger_events (seq, body, leaf_hash) VALUES (?, ?, ?)"), rows
@@ -194,7 +205,7 @@ class SqlLedger(ABC):
             cur.execute(sql, params)
             while batch := cur.fetchmany(_FETCH):
                 for seq, body, h in batch:
-                    yield LogEntry(seq, body.encode("utf-8"), bytes(h))
+                    yield LogEntry(seq, self._leaf(body), bytes(h))
 
     def query(
         self,
@@ -230,7 +241,7 @@ class SqlLedger(ABC):
         sql += " ORDER BY seq"
         with self._read() as cur:
             cur.execute(self._q(sql), params)
-            return [decode(row[0].encode("utf-8")) for row in cur.fetchall()]
+            return [decode(self._leaf(row[0])) for row in cur.fetchall()]
 
     def node(self, level: int, index: int) -> bytes:
         with self._read() as cur:

@@ -25,6 +25,7 @@ from kiln.adapters.store.migrations import (
 )
 from kiln.adapters.store.sqlbase import Cursor, SqlLedger
 from kiln.core.ledger.merkle import EMPTY_ROOT
+from kiln.core.ledger.verify import LogEntry
 from kiln.errors import ConfigError, Refused, Temporary
 from kiln.ports.clock import Clock, SystemClock
 
@@ -132,7 +133,21 @@ class SqliteLedger(SqlLedger):
             cur.close()
 
     def _json(self, path: str) -> str:
-        return f"json_extract(body, '$.{path}')"
+        return f"json_extract(CAST(body AS TEXT), '$.{path}')"
+
+    def _body(self, leaf: bytes) -> bytes | str:
+        return leaf
+
+    def entries(self, start: int = 0, stop: int | None = None) -> Iterator[LogEntry]:
+        # Rows are (seq, body BLOB, leaf_hash BLOB): already the fields of a
+        # ``LogEntry``, so they are wrapped in C (``map``) without decoding.
+        sql = "SELECT seq, body, leaf_hash FROM ledger_events WHERE seq >= ?"
+        params: list[int] = [start]
+        if stop is not None:
+            sql += " AND seq < ?"
+            params.append(stop)
+        with self._read() as cur:
+            yield from map(LogEntry._make, cur.execute(sql + " ORDER BY seq", params))
 
     def close(self) -> None:
         self._conn.close()

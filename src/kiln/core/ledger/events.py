@@ -18,6 +18,7 @@ the ones JSON requires), and NaN or infinities are refused.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping
@@ -42,7 +43,9 @@ LINK_ATTESTATION_PREFIX = "attestation."
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
+@functools.lru_cache(maxsize=8)
 def format_time(moment: datetime) -> str:
+    # Cached: a batch of appends shares one time, and strftime is not cheap.
     if moment.tzinfo is None:
         raise InvalidInput("event times must be timezone-aware")
     return moment.astimezone(UTC).strftime(TIME_FORMAT)
@@ -74,6 +77,9 @@ class EventDraft:
             if not isinstance(name, str) or not isinstance(value, str):
                 raise InvalidInput(f"link {name!r} must map a string to a string")
         _check_json(self.details, "details")
+        # Own plain copies: the caller's mappings may change, and encoding wants dicts.
+        object.__setattr__(self, "links", dict(self.links))
+        object.__setattr__(self, "details", _plain(self.details))
 
     def at(self, seq: int, time: datetime) -> Event:
         return Event(
@@ -127,10 +133,31 @@ def _check_json(value: Any, where: str) -> None:
         raise InvalidInput(f"{where} holds a {type(value).__name__}, not JSON data")
 
 
-def _dump(value: Any) -> str:
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+# Nested objects are sorted by the C encoder (sort_keys); the top level keeps
+# its fixed member order by being assembled around them. Drafts hold plain dicts
+# and lists (``_plain`` at construction), which the C encoder requires.
+_SORTED = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
+_TEMPLATE = '{"seq":%d,"time":"%s","kind":%s,"actor":%s,"subject":%s,"links":%s,"details":%s}'
+
+
+def _details_json(details: Mapping[str, Any]) -> str:
+    if type(details) is dict:
+        try:
+            return _SORTED(details)
+        except TypeError:  # a nested mapping that is not a dict
+            pass
+    return _SORTED(_plain(details))
+
+
+def _plain(value: Any) -> Any:
+    """A deep copy as dicts and lists, the only containers JSON has."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def leaf_prefix(seq: int) -> bytes:
@@ -138,28 +165,59 @@ def leaf_prefix(seq: int) -> bytes:
     return b'{"seq":%d,' % seq
 
 
-def encode(event: Event) -> bytes:
-    """The canonical leaf bytes of ``event`` (module docstring)."""
-    subject = {
-        "artifact": event.artifact,
-        "environment": event.environment,
-        "release": event.release,
-    }
-    text = (
-        f'{{"seq":{event.seq:d},"time":"{format_time(event.time)}",'
-        f'"kind":{_dump(str(event.kind))},"actor":{_dump(event.actor)},'
-        f'"subject":{_dump(subject)},"links":{_dump(dict(event.links))},'
-        f'"details":{_dump(_plain(event.details))}}}'
+def encode_fields(
+    seq: int,
+    time_text: str,
+    kind: EventKind,
+    actor: str,
+    artifact: str | None,
+    environment: str | None,
+    release: str | None,
+    links: Mapping[str, str],
+    details: Mapping[str, Any],
+) -> bytes:
+    """The canonical leaf bytes (module docstring), from an event's fields."""
+    subject = {"artifact": artifact, "environment": environment, "release": release}
+    text = _TEMPLATE % (
+        seq,
+        time_text,
+        _SORTED(kind.value),
+        _SORTED(actor),
+        _SORTED(subject),
+        _SORTED(links if type(links) is dict else dict(links)),
+        _details_json(details),
     )
     return text.encode("utf-8")
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
+def encode(event: Event) -> bytes:
+    """The canonical leaf bytes of ``event``."""
+    return encode_fields(
+        event.seq,
+        format_time(event.time),
+        event.kind,
+        event.actor,
+        event.artifact,
+        event.environment,
+        event.release,
+        event.links,
+        event.details,
+    )
+
+
+def encode_draft(draft: EventDraft, seq: int, time_text: str) -> bytes:
+    """``encode(draft.at(seq, time))`` without building the intermediate ``Event``."""
+    return encode_fields(
+        seq,
+        time_text,
+        draft.kind,
+        draft.actor,
+        draft.artifact,
+        draft.environment,
+        draft.release,
+        draft.links,
+        draft.details,
+    )
 
 
 def decode(data: bytes) -> Event:
