@@ -114,7 +114,7 @@ def bench_verify(tmp: Path, count: int) -> tuple[list[dict[str, Any]], SqliteLed
     checkpoints = [store.head()]  # one checkpoint at the end, as after `kiln audit verify`
 
     def run() -> None:
-        outcome = verify_log(store.entries(), checkpoints, head=head)
+        outcome = verify_log(store.rows(), checkpoints, head=head)
         if not isinstance(outcome, Verified) or outcome.size != count:
             raise SystemExit(f"verification failed: {outcome}")
 

@@ -71,6 +71,10 @@ class EventLog(Protocol):
         """Raw stored entries (seq, leaf bytes, stored leaf hash) for verification."""
         ...
 
+    def rows(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, bytes, bytes]]:
+        """The same as ``entries`` as plain tuples: the fast path ``verify_log`` reads."""
+        ...
+
     def node(self, level: int, index: int) -> bytes:
         """A perfect Merkle subtree hash (level 0 = leaf hashes); ``NotFound`` if absent."""
         ...

@@ -114,7 +114,7 @@ def verify(
             checkpoints.append(open_note(note, public_key=public_key, origin=origin).checkpoint)
         except IntegrityError as exc:
             raise IntegrityError(f"{where}: {exc.message}", hint=exc.hint) from None
-    outcome = verify_log(store.entries(), checkpoints, head=store.head())
+    outcome = verify_log(store.rows(), checkpoints, head=store.head())
     signed = None
     if isinstance(outcome, Verified) and signer is not None and outcome.size > 0:
         if signer.public_key != public_key:

@@ -207,6 +207,10 @@ class SqlLedger(ABC):
                 for seq, body, h in batch:
                     yield LogEntry(seq, self._leaf(body), bytes(h))
 
+    def rows(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, bytes, bytes]]:
+        for entry in self.entries(start, stop):
+            yield (entry.seq, entry.leaf, entry.stored_hash or b"")
+
     def query(
         self,
         *,

@@ -139,15 +139,18 @@ class SqliteLedger(SqlLedger):
         return leaf
 
     def entries(self, start: int = 0, stop: int | None = None) -> Iterator[LogEntry]:
-        # Rows are (seq, body BLOB, leaf_hash BLOB): already the fields of a
-        # ``LogEntry``, so they are wrapped in C (``map``) without decoding.
+        return map(LogEntry._make, self.rows(start, stop))
+
+    def rows(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, bytes, bytes]]:
+        # Rows are (seq, body BLOB, leaf_hash BLOB), already the fields of a
+        # ``LogEntry``: the verifier reads the driver's tuples as they come.
         sql = "SELECT seq, body, leaf_hash FROM ledger_events WHERE seq >= ?"
         params: list[int] = [start]
         if stop is not None:
             sql += " AND seq < ?"
             params.append(stop)
         with self._read() as cur:
-            yield from map(LogEntry._make, cur.execute(sql + " ORDER BY seq", params))
+            yield from cur.execute(sql + " ORDER BY seq", params)
 
     def close(self) -> None:
         self._conn.close()

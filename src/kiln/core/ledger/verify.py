@@ -72,12 +72,15 @@ def _seq_in(leaf: bytes) -> int | None:
 
 
 def verify_log(
-    entries: Iterable[LogEntry],
+    entries: Iterable[tuple[int, bytes, bytes | None]],
     checkpoints: Sequence[Checkpoint],
     *,
     head: Checkpoint | None = None,
 ) -> Outcome:
-    """Check ``entries`` (in storage order) against ``checkpoints`` and the stored ``head``."""
+    """Check ``entries`` (in storage order) against ``checkpoints`` and the stored ``head``.
+
+    Entries are ``LogEntry`` values or any (seq, leaf, stored hash or None) tuples.
+    """
     wanted: dict[int, list[Checkpoint]] = {}
     for cp in checkpoints:
         wanted.setdefault(cp.size, []).append(cp)
