@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import random
 import statistics
 import tempfile
@@ -209,7 +210,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = [s for s in (1_000, 10_000, 100_000, 1_000_000) if s <= verify_n]
     with tempfile.TemporaryDirectory(prefix="kiln-bench-ledger-") as tmp:
         base = Path(tmp)
-        meta = {"quick": args.quick, "batch": BATCH, "durability": "WAL, synchronous=FULL"}
+        meta = {
+            "quick": args.quick,
+            "batch": BATCH,
+            "durability": "WAL, synchronous=FULL",
+            # Timings on a shared machine move with its load: record it beside them.
+            "load_average_at_start": os.getloadavg(),
+        }
         report("ledger_append", bench_append(base, appends), meta)
         rows, store = bench_verify(base, verify_n)
         report("ledger_verify", rows, {**meta, "target_seconds_for_1M": 5})
