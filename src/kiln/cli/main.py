@@ -34,6 +34,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "history": ("kiln.cli.audit:history", "Deployments of an environment: who, when, outcome."),
     "diff": ("kiln.cli.audit:diff", "Compare two releases or artifacts as the ledger links them."),
     "report": ("kiln.cli.report:report", "Reports from the ledger (DORA metrics)."),
+    # controller
+    "serve": ("kiln.cli.serve:serve", "Run the controller (API, rollout workers, supervision)."),
+    "controller": ("kiln.cli.serve:controller", "Show the controller's status, or stop it."),
 }
 
 
