@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from kiln.core.ledger.checkpoint import Checkpoint
 from kiln.core.ledger.events import EventDraft, encode
 from kiln.core.ledger.kinds import EventKind
@@ -88,3 +91,41 @@ def test_an_empty_log_verifies() -> None:
     assert verify_log([], [], head=Checkpoint(ORIGIN, 0, root_of([]))) == Verified(
         0, root_of([]), 0
     )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    size=st.integers(min_value=0, max_value=70),
+    op=st.sampled_from(["none", "edit", "rehash", "delete", "swap", "insert", "truncate"]),
+    where=st.integers(min_value=0, max_value=69),
+    cps=st.lists(st.integers(min_value=0, max_value=70), max_size=4),
+    exported=st.booleans(),
+)
+def test_the_chunked_walk_gives_the_same_answer_as_the_one_by_one_walk(
+    size: int, op: str, where: int, cps: list[int], exported: bool
+) -> None:
+    log = _log(size)
+    checkpoints = [_cp(log, n) for n in cps if n <= size]
+    head = _cp(log, size)
+    if exported:
+        log = [e._replace(stored_hash=None) for e in log]
+    if size and op != "none":
+        i = where % size
+        if op == "edit":
+            log[i] = log[i]._replace(leaf=log[i].leaf.replace(b'"ci"', b'"cx"'))
+        elif op == "rehash":
+            leaf = log[i].leaf.replace(b'"ci"', b'"cx"')
+            log[i] = LogEntry(i, leaf, None if exported else leaf_hash(leaf))
+        elif op == "delete":
+            del log[i]
+        elif op == "swap" and i + 1 < size:
+            log[i], log[i + 1] = log[i + 1]._replace(seq=i), log[i]._replace(seq=i + 1)
+        elif op == "insert":
+            forged = encode(EventDraft(EventKind.APPROVAL, "m").at(i, WHEN))
+            shifted = [e._replace(seq=e.seq + 1) for e in log[i:]]
+            log = [*log[:i], LogEntry(i, forged, None if exported else leaf_hash(forged)), *shifted]
+        elif op == "truncate":
+            log = log[:i]
+    reference = verify_log(log, checkpoints, head=head, chunk=1 << 40)
+    for chunk in (1, 2, 8, 16):
+        assert verify_log(log, checkpoints, head=head, chunk=chunk) == reference
