@@ -198,3 +198,25 @@ def test_report_dora_counts_the_window(state_dir: Path, capsys: pytest.CaptureFi
     assert run(state_dir, "report", "dora") == 0
     out = capsys.readouterr().out
     assert "change failure rate    50%" in out
+
+
+def test_a_forged_or_foreign_checkpoint_fails_closed(
+    populated: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(populated, "audit", "verify") == 0
+    good = (populated / "ledger" / "checkpoints" / "latest.note").read_bytes()
+    forged = tmp_path / "forged.note"
+    forged.write_bytes(good.replace(b"\n8\n", b"\n9\n"))
+    capsys.readouterr()
+    assert run(populated, "audit", "verify", "--checkpoint", str(forged)) == 1
+    assert capsys.readouterr().err.startswith(f"error: {forged}: checkpoint at size 9 has a bad")
+
+    other = tmp_path / "other" / ".kiln"
+    other.mkdir(parents=True)
+    assert run(other, "audit", "verify") == 0
+    foreign = other / "ledger" / "checkpoints" / "latest.note"
+    capsys.readouterr()
+    assert run(populated, "audit", "verify", "--checkpoint", str(foreign)) == 1
+    assert "checkpoint is for log" in capsys.readouterr().err
+    assert run(populated, "audit", "verify", "--checkpoint", str(tmp_path / "none.note")) == 1
+    assert "does not exist" in capsys.readouterr().err
