@@ -18,6 +18,7 @@ from kiln.adapters.store.sqlite import SqliteLedger
 from kiln.core.ledger.checkpoint import note_key_id, vkey
 from kiln.core.ledger.kinds import EventKind
 from kiln.ports.clock import Clock, SystemClock
+from kiln.ports.ledger import LedgerStore
 
 DB_NAME = "state.db"
 KEY_NAME = "ledger.key"
@@ -25,7 +26,7 @@ KEY_NAME = "ledger.key"
 
 @dataclass
 class Ledger:
-    store: SqliteLedger
+    store: LedgerStore
     state_dir: Path
 
     @property
@@ -64,6 +65,12 @@ class Ledger:
         self.store.close()
 
 
-def open_ledger(state_dir: Path, *, clock: Clock | None = None) -> Ledger:
+def open_ledger(state_dir: Path, *, clock: Clock | None = None, dsn: str | None = None) -> Ledger:
+    """The ledger of ``state_dir``: ``state.db`` there, or PostgreSQL when ``dsn`` is given
+    (keys and the checkpoint copies stay in ``state_dir`` either way)."""
+    if dsn is not None:
+        from kiln.adapters.store.postgres import PostgresLedger
+
+        return Ledger(store=PostgresLedger(dsn, clock=clock or SystemClock()), state_dir=state_dir)
     store = SqliteLedger(state_dir / DB_NAME, clock=clock or SystemClock())
     return Ledger(store=store, state_dir=state_dir)

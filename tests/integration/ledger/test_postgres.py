@@ -187,3 +187,35 @@ def test_concurrent_writers_never_fork_the_tree(dsn: str) -> None:
         assert isinstance(outcome, Verified) and outcome.size == 240
     finally:
         store.close()
+
+
+def test_audit_services_work_unchanged_on_postgres(dsn: str, tmp_path: Path) -> None:
+    from kiln.bootstrap.ledger import open_ledger
+    from kiln.services import audit
+
+    state = tmp_path / ".kiln"
+    (state / "keys").mkdir(parents=True, mode=0o700)
+    ledger = open_ledger(state, dsn=dsn)
+    try:
+        for i in range(10):
+            ledger.store.record(EventKind.DEPLOY_START, actor="ci", environment="prod",
+                                release=f"r{i}", details={"deployment": f"d{i}"})  # fmt: skip
+        result = audit.verify(
+            ledger.store,
+            public_key=ledger.public_key(),
+            checkpoint_dir=ledger.checkpoint_dir,
+            signer=ledger.signer(),
+        )
+        assert result.ok and result.signed is not None and result.signed.size == 11
+        proof = audit.prove(
+            ledger.store, 3, signer=ledger.signer(), checkpoint_dir=ledger.checkpoint_dir
+        )
+        assert audit.verify_proof(proof.to_json(), public_key=ledger.public_key()).seq == 3
+        out = tmp_path / "export.jsonl"
+        audit.export(
+            ledger.store, out, signer=ledger.signer(), checkpoint_dir=ledger.checkpoint_dir
+        )
+        assert audit.verify_export(out, public_key=ledger.public_key()).ok
+        assert [d.release for d in audit.env_history(ledger.store, "prod")][:2] == ["r0", "r1"]
+    finally:
+        ledger.close()
