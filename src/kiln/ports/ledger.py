@@ -60,6 +60,7 @@ class EventLog(Protocol):
         *,
         environment: str | None = None,
         artifact: str | None = None,
+        release: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
         kinds: Sequence[EventKind] | None = None,

@@ -346,9 +346,17 @@ class Diff:
     changes: list[Change]
 
 
+def _related(events: EventLog, name: str) -> list[Event]:
+    """The events of release or artifact ``name``, and of every artifact the release ran."""
+    found = {e.seq: e for e in events.query(release=name)}
+    found.update((e.seq, e) for e in events.query(artifact=name))
+    for artifact in {e.artifact for e in found.values() if e.artifact and e.release == name}:
+        found.update((e.seq, e) for e in events.query(artifact=artifact))
+    return [found[seq] for seq in sorted(found)]
+
+
 def release_diff(events: EventLog, a: str, b: str) -> Diff:
-    every = list(events.events())
-    left, right = profile(every, a), profile(every, b)
+    left, right = profile(_related(events, a), a), profile(_related(events, b), b)
     for side in (left, right):
         if side.events == 0:
             raise NotFound(

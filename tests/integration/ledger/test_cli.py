@@ -99,7 +99,9 @@ def test_diff_of_two_releases_and_of_two_artifacts(
     populated: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run(populated, "diff", "r1", "r2") == 0
-    assert capsys.readouterr().out == (f"artifact: {A1} -> {A2}\nconfig: {C1} -> {C2}\n")
+    assert capsys.readouterr().out == (
+        f"artifact: {A1} -> {A2}\nconfig: {C1} -> {C2}\ndependency flask: 3.0.0 -> 3.1.0\n"
+    )
     assert run(populated, "diff", A1, A2, "-o", "json") == 0
     changes = json.loads(capsys.readouterr().out)["changes"]
     assert {"what": "dependency", "name": "flask", "a": "3.0.0", "b": "3.1.0"} in changes

@@ -147,13 +147,7 @@ def test_running_at_replays_weights_up_to_the_time(at: datetime, expected: list[
 
 
 def test_diff_names_digests_config_attestations_and_dependencies() -> None:
-    changes = diff(profile(EVENTS, "r1"), profile(EVENTS, "r2"))
-    assert [(c.what, c.name, c.a, c.b) for c in changes] == [
-        ("artifact", "artifact", A1, A2),
-        ("config", "config", C1, C2),
-    ]
-    changes = diff(profile(EVENTS, A1), profile(EVENTS, A2))
-    assert [(c.what, c.name, c.a, c.b) for c in changes] == [
+    expected = [
         ("artifact", "artifact", A1, A2),
         ("config", "config", C1, C2),
         ("sbom", "sbom", "sha256:s1", "sha256:s2"),
@@ -161,6 +155,12 @@ def test_diff_names_digests_config_attestations_and_dependencies() -> None:
         ("dependency", "flask", "3.0.0", "3.0.1"),
         ("dependency", "rich", None, "13.7"),
     ]
+    # A release brings in the build and attestations of the artifact it ran.
+    changes = diff(profile(EVENTS, "r1"), profile(EVENTS, "r2"))
+    assert [(c.what, c.name, c.a, c.b) for c in changes] == expected
+    changes = diff(profile(EVENTS, A1), profile(EVENTS, A2))
+    assert [(c.what, c.name, c.a, c.b) for c in changes] == expected
+    assert diff(profile(EVENTS, "r1"), profile(EVENTS, A1)) == []
 
 
 NOW = datetime(2026, 11, 27, 18, 30, tzinfo=UTC)  # a Friday

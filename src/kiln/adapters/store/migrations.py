@@ -36,6 +36,8 @@ SQLITE: list[tuple[int, list[str]]] = [
             " ON ledger_events (json_extract(CAST(body AS TEXT), '$.subject.environment'), seq)",
             "CREATE INDEX ledger_events_artifact"
             " ON ledger_events (json_extract(CAST(body AS TEXT), '$.subject.artifact'), seq)",
+            "CREATE INDEX ledger_events_release"
+            " ON ledger_events (json_extract(CAST(body AS TEXT), '$.subject.release'), seq)",
             "CREATE TABLE ledger_nodes ("
             " level INTEGER NOT NULL CHECK (level >= 1),"
             " idx INTEGER NOT NULL,"
@@ -74,6 +76,8 @@ POSTGRES: list[tuple[int, list[str]]] = [
             " ON ledger_events (((body::jsonb) #>> '{subject,environment}'), seq)",
             "CREATE INDEX ledger_events_artifact"
             " ON ledger_events (((body::jsonb) #>> '{subject,artifact}'), seq)",
+            "CREATE INDEX ledger_events_release"
+            " ON ledger_events (((body::jsonb) #>> '{subject,release}'), seq)",
             "CREATE TABLE ledger_nodes ("
             " level INTEGER NOT NULL CHECK (level >= 1),"
             " idx BIGINT NOT NULL,"

@@ -216,6 +216,7 @@ class SqlLedger(ABC):
         *,
         environment: str | None = None,
         artifact: str | None = None,
+        release: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
         kinds: Sequence[EventKind] | None = None,
@@ -230,6 +231,9 @@ class SqlLedger(ABC):
         if artifact is not None:
             where.append(self._json("subject.artifact") + " = ?")
             params.append(artifact)
+        if release is not None:
+            where.append(self._json("subject.release") + " = ?")
+            params.append(release)
         if since is not None:
             where.append(self._json("time") + " >= ?")
             params.append(format_time(since))

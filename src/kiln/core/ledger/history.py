@@ -173,10 +173,13 @@ def _dependency(entry: Any) -> tuple[str, str] | None:
 
 
 def profile(events: Iterable[Event], name: str) -> Profile:
-    """Fold every event whose release or artifact is ``name``."""
+    """Fold every event whose release or artifact is ``name`` and, for a release, every
+    event of the artifacts it ran (their build, SBOM and attestations)."""
     out = Profile(name)
-    for event in events:
-        if name not in (event.release, event.artifact):
+    every = list(events)
+    artifacts = {e.artifact for e in every if e.release == name and e.artifact}
+    for event in every:
+        if name not in (event.release, event.artifact) and event.artifact not in artifacts:
             continue
         out.events += 1
         if event.artifact:
