@@ -60,3 +60,10 @@ def test_values_json_cannot_carry_are_refused_at_the_edge() -> None:
 def test_naive_times_are_refused() -> None:
     with pytest.raises(InvalidInput):
         encode(EventDraft(EventKind.BUILD, "ci").at(0, datetime(2026, 1, 1)))
+
+
+@pytest.mark.parametrize("name", ["password", "Token", "api-key", "client_secret"])
+def test_details_that_name_a_secret_are_refused(name: str) -> None:
+    with pytest.raises(InvalidInput, match="secret"):
+        EventDraft(EventKind.DEPLOY_START, "ci", details={"env": {name: "hunter2"}})
+    assert EventDraft(EventKind.DEPLOY_START, "ci", details={"secret_ref": "db-password"})

@@ -118,6 +118,14 @@ class Event:
         return json.loads(encode(self))  # type: ignore[no-any-return]
 
 
+# Detail names that only ever hold a secret. The ledger is public to anyone who
+# audits it, so an event carrying one is refused rather than stored (fail closed).
+SECRET_NAMES = frozenset(
+    {"password", "passwd", "secret", "token", "api_key", "apikey", "private_key",
+     "authorization", "credentials", "client_secret"}
+)  # fmt: skip
+
+
 def _check_json(value: Any, where: str) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidInput(f"{where} holds {value}, which JSON cannot carry")
@@ -125,6 +133,11 @@ def _check_json(value: Any, where: str) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidInput(f"{where} has a non-string key {key!r}")
+            if key.lower().replace("-", "_") in SECRET_NAMES:
+                raise InvalidInput(
+                    f"{where}.{key} looks like a secret; the ledger never stores secret values",
+                    hint="record a reference to the secret (its name or digest) instead",
+                )
             _check_json(item, f"{where}.{key}")
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
