@@ -8,6 +8,7 @@ bad sequence number, through the service and through ``kiln audit verify``.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -112,6 +113,10 @@ def test_an_edited_row_is_named(
     assert out == (
         "ledger TAMPERED at seq 6: event 6 was edited: its bytes no longer match its hash\n"
     )
+    code = main(["--state-dir", str(state_dir), "audit", "verify", "-o", "json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert (report["ok"], report["firstBadSeq"], report["upto"]) == (False, 6, None)
 
 
 @needs_shell
