@@ -54,9 +54,49 @@ LATEST = "latest.note"
 # -- checkpoints --------------------------------------------------------------------
 
 
+def latest_signed(
+    store: EventLog, public_key: bytes, *, checkpoint_dir: Path
+) -> SignedCheckpoint | None:
+    """The largest checkpoint signed so far, from the store or the copy outside it."""
+    notes = store.checkpoints()[-1:]
+    latest_file = checkpoint_dir / LATEST
+    if latest_file.exists():
+        notes.append(latest_file.read_bytes())
+    best: SignedCheckpoint | None = None
+    for note in notes:
+        signed = open_note(note, public_key=public_key, origin=store.origin)
+        if best is None or signed.size > best.size:
+            best = signed
+    return best
+
+
 def sign_head(store: LedgerStore, signer: Signer, *, checkpoint_dir: Path) -> SignedCheckpoint:
-    """Sign the store's current head; keep it in the store and in ``checkpoint_dir``."""
+    """Sign the store's current head; keep it in the store and in ``checkpoint_dir``.
+
+    Refuses unless the head extends the latest checkpoint signed before (a
+    consistency proof, RFC 6962 §2.1.2, from the stored nodes: O(log n)). So a
+    rewritten database is never blessed by a fresh signature, even by commands
+    that do not run a full verification (export, prove).
+    """
     head = store.head()
+    previous = latest_signed(store, signer.public_key, checkpoint_dir=checkpoint_dir)
+    if previous is not None:
+        if previous.size > head.size:
+            raise IntegrityError(
+                f"refusing to sign: a checkpoint covers {previous.size} events "
+                f"but the log holds {head.size}",
+                hint="run `kiln audit verify` to find what was deleted",
+            )
+        try:
+            path = merkle.consistency_proof(store, previous.size, head.size)
+        except NotFound:
+            path = []
+        if not merkle.verify_consistency(previous.size, head.size, previous.root, head.root, path):
+            raise IntegrityError(
+                f"refusing to sign: the log is not an extension of the checkpoint "
+                f"signed at size {previous.size} (history was rewritten)",
+                hint="run `kiln audit verify` to locate the change",
+            )
     signed = sign(head, public_key=signer.public_key, sign_bytes=signer.sign)
     store.add_checkpoint(head.size, signed.note)
     save_checkpoint(signed, checkpoint_dir)

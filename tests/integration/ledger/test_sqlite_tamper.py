@@ -231,6 +231,12 @@ def test_a_full_rewrite_is_caught_by_the_checkpoint_kept_outside_the_database(
         (state_dir / f"state.db{suffix}").unlink(missing_ok=True)
     shutil.copy(forged_db, state_dir / "state.db")
 
+    # Nothing signs the forged history: export checks consistency before signing.
+    code = main(["--state-dir", str(state_dir), "audit", "export", "--out", str(tmp_path / "x")])
+    assert code == 1
+    assert "refusing to sign" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
     # In itself the forged database is consistent: only a saved checkpoint exposes it.
     outcome = reverify(state_dir)
     assert isinstance(outcome, Tampered) and "rewritten" in outcome.reason
