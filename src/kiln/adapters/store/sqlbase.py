@@ -2,9 +2,9 @@
 
 Tables (``docs/ledger.md``, "Storage"):
 
-- ``ledger_events(seq, body, leaf_hash)``: the canonical leaf bytes as text and
-  their RFC 6962 leaf hash. Append-only: triggers refuse UPDATE and DELETE.
-  Queries filter with expression indexes on the JSON body, so there is no second
+- ``ledger_events(seq, body, leaf_hash)``: the canonical leaf bytes (a BLOB in
+  SQLite, UTF-8 text in PostgreSQL) and their RFC 6962 leaf hash. Append-only:
+  triggers refuse UPDATE and DELETE. Queries filter with expression indexes on the JSON body, so there is no second
   copy of a field that could disagree with the hashed bytes.
 - ``ledger_nodes(level, idx, hash)``: every perfect subtree hash (level >= 1),
   written by the append that completes it, so proofs read O(log n) rows.
@@ -29,9 +29,9 @@ from typing import Any, Protocol
 from kiln.core.ledger.checkpoint import Checkpoint
 from kiln.core.ledger.events import Event, EventDraft, decode, encode_draft, format_time
 from kiln.core.ledger.kinds import EventKind
-from kiln.core.ledger.merkle import EMPTY_ROOT, HASH_SIZE, Frontier, leaf_hash
+from kiln.core.ledger.merkle import HASH_SIZE, Frontier, leaf_hash
 from kiln.core.ledger.verify import LogEntry
-from kiln.errors import NotFound
+from kiln.errors import IntegrityError, NotFound
 from kiln.ports.clock import Clock
 
 ORIGIN_PREFIX = "kiln.local/ledger/"
@@ -157,8 +157,6 @@ class SqlLedger(ABC):
         blob = bytes(blob)
         hashes = [blob[i : i + HASH_SIZE] for i in range(0, len(blob), HASH_SIZE)]
         if len(hashes) != bin(size).count("1"):
-            from kiln.errors import IntegrityError
-
             raise IntegrityError(
                 f"the stored tree head (size {size}) is corrupt",
                 hint="run `kiln audit verify` to find the damaged entries",
@@ -264,6 +262,3 @@ class SqlLedger(ABC):
         if row is None:
             raise NotFound(f"Merkle node ({level}, {index}) is not stored")
         return bytes(row[0])
-
-    def empty_head(self) -> tuple[int, bytes, bytes]:
-        return (0, EMPTY_ROOT, b"")
