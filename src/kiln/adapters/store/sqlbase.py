@@ -4,8 +4,8 @@ Tables (``docs/ledger.md``, "Storage"):
 
 - ``ledger_events(seq, body, leaf_hash)``: the canonical leaf bytes (a BLOB in
   SQLite, UTF-8 text in PostgreSQL) and their RFC 6962 leaf hash. Append-only:
-  triggers refuse UPDATE and DELETE. Queries filter with expression indexes on the JSON body, so there is no second
-  copy of a field that could disagree with the hashed bytes.
+  triggers refuse UPDATE and DELETE. Queries filter with expression indexes on
+  the JSON body, so no second copy of a field can disagree with the hashed bytes.
 - ``ledger_nodes(level, idx, hash)``: every perfect subtree hash (level >= 1),
   written by the append that completes it, so proofs read O(log n) rows.
 - ``ledger_head``: one row, the tree size, root and frontier (the right edge),
