@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -152,7 +152,16 @@ def _check_json(value: Any, where: str) -> None:
 _SORTED = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
 ).encode
-_TEMPLATE = '{"seq":%d,"time":"%s","kind":%s,"actor":%s,"subject":%s,"links":%s,"details":%s}'
+_TEMPLATE = (
+    '{"seq":%d,"time":"%s","kind":"%s","actor":%s,'
+    '"subject":{"artifact":%s,"environment":%s,"release":%s},"links":{%s},"details":%s}'
+)
+# The string escaper the encoder itself uses with ensure_ascii=False (C when built).
+_STR: Callable[[str], str] = json.encoder.encode_basestring
+
+
+def _opt(value: str | None) -> str:
+    return "null" if value is None else _STR(value)
 
 
 def _details_json(details: Mapping[str, Any]) -> str:
@@ -190,14 +199,18 @@ def encode_fields(
     details: Mapping[str, Any],
 ) -> bytes:
     """The canonical leaf bytes (module docstring), from an event's fields."""
-    subject = {"artifact": artifact, "environment": environment, "release": release}
+    # Kind values are fixed identifiers ([a-z.]) and need no escaping; every other
+    # string goes through the encoder's own escaper, so the bytes are exactly what
+    # the encoder would produce for the same object.
     text = _TEMPLATE % (
         seq,
         time_text,
-        _SORTED(kind.value),
-        _SORTED(actor),
-        _SORTED(subject),
-        _SORTED(links if type(links) is dict else dict(links)),
+        kind.value,
+        _STR(actor),
+        _opt(artifact),
+        _opt(environment),
+        _opt(release),
+        ",".join(f"{_STR(k)}:{_STR(links[k])}" for k in sorted(links)),
         _details_json(details),
     )
     return text.encode("utf-8")
