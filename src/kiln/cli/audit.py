@@ -121,7 +121,7 @@ def verify(
         if proof_file is not None:
             return _verify_proof(app, fmt, proof_file, public)
     if export_file is not None:
-        result = svc.verify_export(export_file, public_key=public)
+        result = svc.verify_export(export_file, public_key=public, extra_checkpoints=checkpoints)
     else:
         fmt = output_format(app, output)
         with _ledger(app) as ledger:

@@ -211,11 +211,23 @@ def _export_lines(path: Path) -> tuple[dict[str, Any], list[bytes], bytes]:
     return header, lines[1:-1], note
 
 
-def verify_export(path: Path, *, public_key: bytes) -> VerifyResult:
-    """Verify an export with nothing but the ledger's public key."""
+def verify_export(
+    path: Path, *, public_key: bytes, extra_checkpoints: Sequence[Path] = ()
+) -> VerifyResult:
+    """Verify an export with nothing but the ledger's public key (and, optionally,
+    checkpoints saved earlier, which catch an export of a rewritten history)."""
     header, leaves, note = _export_lines(path)
     origin = str(header.get("origin", ""))
     signed = open_note(note, public_key=public_key, origin=origin)
+    earlier: list[Checkpoint] = []
+    for extra in extra_checkpoints:
+        try:
+            opened = open_note(extra.read_bytes(), public_key=public_key, origin=origin)
+        except FileNotFoundError:
+            raise NotFound(f"checkpoint file {extra} does not exist") from None
+        except IntegrityError as exc:
+            raise IntegrityError(f"{extra}: {exc.message}", hint=exc.hint) from None
+        earlier.append(opened.checkpoint)
 
     def entries() -> Iterator[LogEntry]:
         for position, leaf in enumerate(leaves):
@@ -223,14 +235,14 @@ def verify_export(path: Path, *, public_key: bytes) -> VerifyResult:
 
     # Entries are numbered by position: a deleted or moved line shows up as a
     # leaf whose own seq disagrees with where it stands.
-    outcome = verify_log(entries(), [signed.checkpoint])
+    outcome = verify_log(entries(), [*earlier, signed.checkpoint])
     if isinstance(outcome, Verified) and outcome.size != signed.size:
         outcome = Tampered(
             signed.size,
             f"the export holds {outcome.size} events but its checkpoint covers {signed.size}: "
             f"seq {signed.size} onwards were added after signing",
         )
-    return VerifyResult(outcome, origin, 1, None)
+    return VerifyResult(outcome, origin, 1 + len(earlier), None)
 
 
 # -- proofs -----------------------------------------------------------------------------

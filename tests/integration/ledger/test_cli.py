@@ -222,3 +222,34 @@ def test_a_forged_or_foreign_checkpoint_fails_closed(
     assert "checkpoint is for log" in capsys.readouterr().err
     assert run(populated, "audit", "verify", "--checkpoint", str(tmp_path / "none.note")) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_an_export_resigned_with_a_stolen_key_is_caught_by_an_earlier_checkpoint(
+    populated: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kiln.adapters.keys.file import FileSigner
+    from kiln.core.ledger.checkpoint import Checkpoint, sign
+    from kiln.core.ledger.merkle import leaf_hash, root_of
+
+    assert run(populated, "audit", "verify") == 0
+    earlier = tmp_path / "earlier.note"
+    earlier.write_bytes((populated / "ledger" / "checkpoints" / "latest.note").read_bytes())
+    export = tmp_path / "ledger.jsonl"
+    assert run(populated, "audit", "export", "--out", str(export)) == 0
+    capsys.readouterr()
+
+    lines = export.read_bytes().split(b"\n")[:-1]
+    header, leaves = json.loads(lines[0]), lines[1:-1]
+    leaves[1] = leaves[1].replace(b'"alice"', b'"mallory"')  # who deployed r1
+    key = FileSigner.from_file(populated / "keys" / "ledger.key")
+    forged_cp = Checkpoint(header["origin"], len(leaves), root_of([leaf_hash(x) for x in leaves]))
+    note = sign(forged_cp, public_key=key.public_key, sign_bytes=key.sign).note
+    trailer = json.dumps({"checkpoint": note.decode()}).encode()
+    export.write_bytes(b"\n".join([lines[0], *leaves, trailer]) + b"\n")
+
+    pub = str(populated / "keys" / "ledger.pub")
+    assert run(tmp_path, "audit", "verify", "--export", str(export), "--key", pub) == 0
+    capsys.readouterr()
+    args = ["audit", "verify", "--export", str(export), "--key", pub, "--checkpoint", str(earlier)]
+    assert run(tmp_path, *args) == 1
+    assert "history was rewritten" in capsys.readouterr().out
