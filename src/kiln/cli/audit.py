@@ -95,6 +95,7 @@ def _verify_json(result: VerifyResult) -> dict[str, Any]:
     type=click.Path(dir_okay=False, path_type=Path),
     help="The ledger's public key (PEM); default: the key in the state directory.",
 )
+@click.option("--deep", is_flag=True, help="Also check every stored Merkle node (proof data).")
 @output_option
 @click.pass_obj
 def verify(
@@ -103,6 +104,7 @@ def verify(
     export_file: Path | None,
     proof_file: Path | None,
     key: Path | None,
+    deep: bool,
     output: str | None,
 ) -> int:
     """Check every event, hash and checkpoint; exit 1 naming the first bad seq.
@@ -133,6 +135,7 @@ def verify(
                 checkpoint_dir=ledger.checkpoint_dir,
                 extra_checkpoints=checkpoints,
                 signer=signer,
+                deep=deep,
             )
 
     def human() -> None:

@@ -80,6 +80,10 @@ class EventLog(Protocol):
         """A perfect Merkle subtree hash (level 0 = leaf hashes); ``NotFound`` if absent."""
         ...
 
+    def level(self, level: int) -> Iterator[tuple[int, bytes]]:
+        """Every stored perfect node ``(index, hash)`` of ``level`` (>= 1), by index."""
+        ...
+
     def checkpoints(self) -> list[bytes]:
         """Every signed checkpoint note stored with the log, oldest first."""
         ...

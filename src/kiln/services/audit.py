@@ -41,7 +41,14 @@ from kiln.core.ledger.history import (
     running_at,
 )
 from kiln.core.ledger.kinds import EventKind
-from kiln.core.ledger.verify import LogEntry, Outcome, Tampered, Verified, verify_log
+from kiln.core.ledger.verify import (
+    LogEntry,
+    Outcome,
+    Tampered,
+    Verified,
+    verify_log,
+    verify_nodes,
+)
 from kiln.errors import IntegrityError, InvalidInput, NotFound
 from kiln.fsio import write_atomic, write_new
 from kiln.ports.keys import Signer
@@ -134,8 +141,11 @@ def verify(
     checkpoint_dir: Path,
     extra_checkpoints: Sequence[Path] = (),
     signer: Signer | None = None,
+    deep: bool = False,
 ) -> VerifyResult:
     """Verify every stored entry against every checkpoint known; sign a new one on success.
+
+    ``deep`` also checks every stored Merkle node (the material of proofs).
 
     A checkpoint that fails its signature is an integrity failure on its own:
     kiln never ignores a checkpoint it cannot trust (fail closed).
@@ -154,7 +164,10 @@ def verify(
             checkpoints.append(open_note(note, public_key=public_key, origin=origin).checkpoint)
         except IntegrityError as exc:
             raise IntegrityError(f"{where}: {exc.message}", hint=exc.hint) from None
-    outcome = verify_log(store.rows(), checkpoints, head=store.head())
+    outcome: Outcome = verify_log(store.rows(), checkpoints, head=store.head())
+    if deep and isinstance(outcome, Verified):
+        hashes = [h for _, _, h in store.rows(0, outcome.size)]
+        outcome = verify_nodes(hashes, store.level) or outcome
     signed = None
     if isinstance(outcome, Verified) and signer is not None and outcome.size > 0:
         if signer.public_key != public_key:

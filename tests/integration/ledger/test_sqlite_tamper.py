@@ -254,3 +254,28 @@ def test_a_refused_update_through_the_adapter_is_a_kiln_error(ledger: Ledger) ->
     fill(ledger, 1)
     with pytest.raises(Refused), ledger.store._write() as cur:
         cur.execute("DELETE FROM ledger_events")
+
+
+@needs_shell
+def test_a_damaged_merkle_node_is_found_by_deep_verify_and_never_yields_a_proof(
+    ledger: Ledger, state_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkpointed(ledger)  # 21 events: perfect nodes up to level 4
+    shell(
+        ledger.store.path,
+        "DROP TRIGGER ledger_nodes_no_update;",
+        "UPDATE ledger_nodes SET hash = zeroblob(32) WHERE level = 2 AND idx = 1;",
+    )
+    code, out = cli_verify(state_dir, capsys)
+    assert code == 0  # the events and the tree they imply are intact
+    code = main(["--state-dir", str(state_dir), "audit", "verify", "--deep"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert out == (
+        "ledger TAMPERED at seq 4..7: the stored Merkle node (2, 1) over seq 4..7 is wrong: "
+        "proofs through it would fail\n"
+    )
+    # A proof that would use the node is refused, not handed out wrong.
+    assert main(["--state-dir", str(state_dir), "audit", "prove", "0"]) == 1
+    assert "does not prove against the signed checkpoint" in capsys.readouterr().err
+    assert main(["--state-dir", str(state_dir), "audit", "prove", "9"]) == 0

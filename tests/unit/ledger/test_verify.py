@@ -129,3 +129,28 @@ def test_the_chunked_walk_gives_the_same_answer_as_the_one_by_one_walk(
     reference = verify_log(log, checkpoints, head=head, chunk=1 << 40)
     for chunk in (1, 2, 8, 16):
         assert verify_log(log, checkpoints, head=head, chunk=chunk) == reference
+
+
+def test_verify_nodes_finds_a_wrong_missing_or_extra_node() -> None:
+    from kiln.core.ledger.merkle import MemoryTree
+    from kiln.core.ledger.verify import verify_nodes
+
+    tree = MemoryTree(bytes([i]) for i in range(11))
+    leaves = tree.levels[0]
+
+    def stored(levels: list[list[bytes]]):  # type: ignore[no-untyped-def]
+        return lambda level: list(enumerate(levels[level])) if level < len(levels) else []
+
+    assert verify_nodes(leaves, stored(tree.levels)) is None
+    wrong = [list(level) for level in tree.levels]
+    wrong[1][3] = bytes(32)
+    bad = verify_nodes(leaves, stored(wrong))
+    assert bad is not None and (bad.seq, bad.upto) == (6, 8) and "wrong" in bad.reason
+    missing = [list(level) for level in tree.levels]
+    del missing[2][1]
+    bad = verify_nodes(leaves, stored(missing))
+    assert bad is not None and (bad.seq, bad.upto) == (4, 8) and "missing" in bad.reason
+    extra = [list(level) for level in tree.levels]
+    extra[3].append(bytes(32))
+    bad = verify_nodes(leaves, stored(extra))
+    assert bad is not None and "extra" in bad.reason

@@ -249,6 +249,14 @@ class SqlLedger(ABC):
             cur.execute(self._q(sql), params)
             return [decode(self._leaf(row[0])) for row in cur.fetchall()]
 
+    def level(self, level: int) -> Iterator[tuple[int, bytes]]:
+        sql = self._q("SELECT idx, hash FROM ledger_nodes WHERE level = ? ORDER BY idx")
+        with self._read() as cur:
+            cur.execute(sql, (level,))
+            while batch := cur.fetchmany(_FETCH):
+                for index, h in batch:
+                    yield int(index), bytes(h)
+
     def node(self, level: int, index: int) -> bytes:
         with self._read() as cur:
             if level == 0:

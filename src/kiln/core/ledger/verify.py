@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -229,4 +229,41 @@ def verify_log(
     return Verified(size=expected, root=root, checkpoints=walk.matched)
 
 
-__all__ = ["LogEntry", "Outcome", "Tampered", "Verified", "verify_log"]
+def verify_nodes(
+    leaf_hashes: Sequence[bytes], stored: Callable[[int], Iterable[tuple[int, bytes]]]
+) -> Tampered | None:
+    """Check every stored perfect node against the (already verified) leaf hashes.
+
+    ``stored(level)`` yields the store's ``(index, hash)`` of one level in index
+    order. Nodes only serve proofs, and a proof is checked against a signed root
+    before kiln hands it out, so a bad node can never yield a false proof; this
+    finds such damage before someone asks for the proof that needs it.
+    """
+    level_hashes = list(leaf_hashes)
+    level = 0
+    sha256 = hashlib.sha256
+    while len(level_hashes) > 1:
+        pairs = iter(level_hashes[: len(level_hashes) // 2 * 2])
+        level_hashes = [sha256(b"\x01" + a + b).digest() for a, b in zip(pairs, pairs, strict=True)]
+        level += 1
+        found = list(stored(level))
+        for position, want in enumerate(level_hashes):
+            index, got = found[position] if position < len(found) else (position, None)
+            if index != position or got != want:
+                first = position << level
+                return Tampered(
+                    first,
+                    f"the stored Merkle node ({level}, {position}) over seq {first}.."
+                    f"{first + (1 << level) - 1} is {'missing' if got is None else 'wrong'}: "
+                    "proofs through it would fail",
+                    upto=first + (1 << level),
+                )
+        if len(found) > len(level_hashes):
+            index = found[len(level_hashes)][0]
+            return Tampered(
+                index << level, f"the store holds an extra Merkle node ({level}, {index})"
+            )
+    return None
+
+
+__all__ = ["LogEntry", "Outcome", "Tampered", "Verified", "verify_log", "verify_nodes"]
