@@ -13,6 +13,7 @@ Variants follow Argo Rollouts' shape: a strategy is a mapping with exactly one o
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -24,11 +25,13 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    Strict,
     WithJsonSchema,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
 
+from kiln.core.spec import crosscheck
 from kiln.core.spec.durations import format_duration, parse_duration
 
 API_VERSION = "kiln.dev/v1"
@@ -51,6 +54,11 @@ Duration = Annotated[
     ),
 ]
 Name = Annotated[str, Field(pattern=_NAME)]
+
+# The models are strict (YAML `"5"` is not the integer 5), but strict pydantic only
+# accepts enum *members* from Python input, so every enum field relaxes that one
+# rule: the YAML string "canary" must still become the member.
+LAX = Strict(False)
 Percent = Annotated[int, Field(ge=0, le=100)]
 
 
@@ -63,6 +71,13 @@ def _relative_path(value: str) -> str:
 
 
 RelativePath = Annotated[str, AfterValidator(_relative_path)]
+
+
+def _iso_date(value: object) -> object:
+    # YAML reads an unquoted 2025-01-31 as a date; the field keeps the ISO text.
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
 
 
 class Model(BaseModel):
@@ -137,7 +152,7 @@ class TestKind(StrEnum):
 
 class TestSpec(Model):
     name: Name
-    kind: TestKind = Field(
+    kind: Annotated[TestKind, LAX] = Field(
         TestKind.UNIT,
         description=(
             "unit runs inside the artifact's filesystem; the others run against a live "
@@ -165,7 +180,7 @@ class Severity(StrEnum):
 class VulnIgnore(Model):
     id: str = Field(..., min_length=1, description="Advisory id (OSV id or alias).")
     reason: str = Field(..., min_length=1, description="Why it is acceptable; recorded.")
-    expires: str = Field(
+    expires: Annotated[str, BeforeValidator(_iso_date)] = Field(
         ...,
         pattern=r"^\d{4}-\d{2}-\d{2}$",
         description="Date (YYYY-MM-DD) after which the ignore stops applying.",
@@ -176,7 +191,7 @@ class VulnerabilityPolicy(Model):
     database: RelativePath | None = Field(
         None, description="OSV database: a directory of OSV JSON files or one JSON file."
     )
-    threshold: Severity = Field(
+    threshold: Annotated[Severity, LAX] = Field(
         Severity.HIGH, description="Findings at or above this severity fail the gate."
     )
     ignore: list[VulnIgnore] = Field(default_factory=list)
@@ -257,14 +272,14 @@ class RouterMetric(StrEnum):
 
 class AnalysisMetric(Model):
     name: Name
-    source: MetricSourceKind = MetricSourceKind.ROUTER
-    metric: RouterMetric | None = Field(
+    source: Annotated[MetricSourceKind, LAX] = MetricSourceKind.ROUTER
+    metric: Annotated[RouterMetric, LAX] | None = Field(
         None, description="For source: router, which per-release figure to judge."
     )
     query: str | None = Field(
         None, description="For source: prometheus, a PromQL query; {{release}} is substituted."
     )
-    judge: Judge = Field(
+    judge: Annotated[Judge, LAX] = Field(
         Judge.SEQUENTIAL,
         description="sequential (anytime-valid, stops early), comparative (Mann-Whitney U "
         "against a fresh baseline) or threshold (Argo/Flagger semantics).",
@@ -317,15 +332,38 @@ class Pause(Model):
 
 
 class CanaryStep(Model):
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
+
     set_weight: Percent | None = Field(None, description="Percent of traffic to the canary.")
     pause: Pause | None = None
     analysis: AnalysisStep | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> CanaryStep:
-        chosen = [k for k in ("set_weight", "pause", "analysis") if getattr(self, k) is not None]
-        if len(chosen) != 1:
-            raise ValueError("a canary step has exactly one of setWeight, pause or analysis")
+        chosen = [
+            alias
+            for name, alias in (
+                ("set_weight", "setWeight"),
+                ("pause", "pause"),
+                ("analysis", "analysis"),
+            )
+            if getattr(self, name) is not None
+        ]
+        if not chosen:
+            raise LocatedValueError(
+                (),
+                "a canary step is empty",
+                expected="one of setWeight, pause or analysis",
+                hint="for example `- setWeight: 20`, `- pause: {duration: 1m}` "
+                "or `- analysis: {duration: 30s}`",
+            )
+        if len(chosen) > 1:
+            raise LocatedValueError(
+                (),
+                f"a canary step has both {chosen[0]} and {chosen[1]}",
+                expected="exactly one of setWeight, pause or analysis per step",
+                hint="split it into separate steps, in the order they should run",
+            )
         return self
 
 
@@ -366,13 +404,27 @@ class BlueGreen(Model):
 
 
 class Strategy(Model):
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
+
     blue_green: BlueGreen | None = None
     canary: Canary | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Strategy:
-        if (self.blue_green is None) == (self.canary is None):
-            raise ValueError("a strategy has exactly one of blueGreen or canary")
+        if self.blue_green is None and self.canary is None:
+            raise LocatedValueError(
+                (),
+                "`strategy` names no strategy",
+                expected="one of blueGreen or canary",
+                hint="write `strategy: {canary: {}}` or `strategy: {blueGreen: {}}`",
+            )
+        if self.blue_green is not None and self.canary is not None:
+            raise LocatedValueError(
+                (),
+                "`strategy` has both blueGreen and canary",
+                expected="exactly one of blueGreen or canary",
+                hint="an environment uses one strategy; keep one of the two",
+            )
         return self
 
     @property
@@ -427,7 +479,7 @@ class SecretSource(StrEnum):
 
 
 class SecretRef(Model):
-    source: SecretSource = Field(SecretSource.STORE, alias="from")
+    source: Annotated[SecretSource, LAX] = Field(SecretSource.STORE, alias="from")
     key: str = Field(..., min_length=1, description="Store key, variable name, or file path.")
     version: int | None = Field(None, ge=1, description="Store version; latest when omitted.")
 
@@ -439,7 +491,7 @@ class ProviderKind(StrEnum):
 
 
 class Runtime(Model):
-    provider: ProviderKind = ProviderKind.PROCESS
+    provider: Annotated[ProviderKind, LAX] = ProviderKind.PROCESS
     sandbox: Literal["auto", "bubblewrap", "none"] = Field(
         "auto", description="process provider: bubblewrap when available (auto)."
     )
@@ -454,7 +506,7 @@ class RouterKind(StrEnum):
 
 
 class RouterSpec(Model):
-    kind: RouterKind = RouterKind.EMBEDDED
+    kind: Annotated[RouterKind, LAX] = RouterKind.EMBEDDED
     listen: str = Field(
         "127.0.0.1:0",
         pattern=r"^[^\s:]+:\d{1,5}$",
@@ -476,7 +528,7 @@ class Environment(Model):
     health: Health = Field(default_factory=Health)
     analysis: Analysis = Field(default_factory=Analysis)
     rollback: Rollback = Field(default_factory=Rollback)
-    gates: list[GateName] = Field(
+    gates: list[Annotated[GateName, LAX]] = Field(
         default_factory=lambda: [GateName.SIGNED, GateName.TESTS],
         description="Gates an artifact must pass to enter; an empty list is refused, not passed.",
     )
@@ -497,12 +549,7 @@ class Environment(Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> Environment:
-        if not self.gates:
-            raise ValueError("gates is empty; list at least one gate (an empty list never passes)")
-        if len(set(self.gates)) != len(self.gates):
-            raise ValueError("gates lists the same gate twice")
-        if self.approvals.required > len(self.approvals.approvers) and self.approvals.approvers:
-            raise ValueError("approvals.required is larger than the number of approvers")
+        _raise_first(crosscheck.environment_findings(self.model_dump(mode="json", by_alias=True)))
         return self
 
 
@@ -532,19 +579,7 @@ class ServiceSpec(Model):
 
     @model_validator(mode="after")
     def _names(self) -> ServiceSpec:
-        seen: set[str] = set()
-        for index, env in enumerate(self.environments):
-            if env.name in seen:
-                raise _at(("environments", index, "name"), f"duplicate environment {env.name!r}")
-            seen.add(env.name)
-        tests: set[str] = set()
-        for index, test in enumerate(self.tests):
-            if test.name in tests:
-                raise _at(("tests", index, "name"), f"duplicate test {test.name!r}")
-            tests.add(test.name)
-        for index, name in enumerate(self.promotion or []):
-            if name not in seen:
-                raise _at(("promotion", index), f"unknown environment {name!r}")
+        _raise_first(crosscheck.spec_level_findings(self.model_dump(mode="json", by_alias=True)))
         return self
 
     def environment(self, name: str) -> Environment:
@@ -565,13 +600,20 @@ class LocatedValueError(ValueError):
     reads ``.loc`` to point at the exact key instead.
     """
 
-    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+    def __init__(
+        self, loc: tuple[str | int, ...], message: str, *, hint: str = "", expected: str = ""
+    ) -> None:
         super().__init__(message)
         self.loc = loc
+        self.hint = hint
+        self.expected = expected
 
 
-def _at(loc: tuple[str | int, ...], message: str) -> LocatedValueError:
-    return LocatedValueError(loc, message)
+def _raise_first(findings: list[crosscheck.Finding]) -> None:
+    # A validator can raise only one error; the loader's raw pass reports them all.
+    if findings:
+        first = findings[0]
+        raise LocatedValueError(first.loc, first.message, hint=first.hint, expected=first.expected)
 
 
 def dump(spec: ServiceSpec) -> dict[str, Any]:
