@@ -40,9 +40,12 @@ class App:
 
             self._cache[key] = Console(
                 stderr=stderr,
+                # --no-color / NO_COLOR: no escape codes at all, not even bold.
+                color_system="auto" if self.color else None,
                 no_color=not self.color,
                 highlight=False,
                 soft_wrap=True,
+                # -q silences the human narration on stdout; errors use stderr.
                 quiet=self.verbosity < 0 and not stderr,
             )
         console: Console = self._cache[key]

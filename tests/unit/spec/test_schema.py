@@ -89,3 +89,33 @@ def test_every_field_has_a_type_or_a_reference() -> None:
 def test_kiln_schema_prints_the_schema_as_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema"]) == 0
     assert json.loads(capsys.readouterr().out) == json_schema()
+
+
+def test_every_default_in_the_schema_is_valid_under_its_own_schema() -> None:
+    schema = json_schema()
+    checked = 0
+
+    def walk(node: Any) -> None:
+        nonlocal checked
+        if isinstance(node, dict):
+            if "default" in node:
+                sub = {k: v for k, v in node.items() if k != "default"}
+                validator = Draft202012Validator({**sub, "$defs": schema["$defs"]})
+                assert validator.is_valid(node["default"]), (node.get("title"), node["default"])
+                checked += 1
+            for key, value in node.items():
+                if key != "default":
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(schema)
+    assert checked > 50
+
+
+def test_defaults_made_by_factories_are_in_the_schema() -> None:
+    schema = json_schema()
+    steps = schema["$defs"]["Canary"]["properties"]["steps"]["default"]
+    assert steps[0] == {"setWeight": 20}
+    assert schema["$defs"]["Environment"]["properties"]["gates"]["default"] == ["signed", "tests"]

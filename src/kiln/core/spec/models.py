@@ -96,6 +96,8 @@ class Model(BaseModel):
 
 
 class Build(Model):
+    """How the artifact is built: the app layer, its Python dependencies, how it starts."""
+
     context: RelativePath = Field(
         ".", description="Directory the application layer is built from, relative to kiln.yaml."
     )
@@ -144,6 +146,8 @@ class Build(Model):
 
 
 class TestKind(StrEnum):
+    """Where a test runs."""
+
     UNIT = "unit"
     INTEGRATION = "integration"
     E2E = "e2e"
@@ -151,7 +155,9 @@ class TestKind(StrEnum):
 
 
 class TestSpec(Model):
-    name: Name
+    """A test run against the built artifact (never the source tree); its result is attested."""
+
+    name: Name = Field(..., description="Unique among the tests.")
     kind: Annotated[TestKind, LAX] = Field(
         TestKind.UNIT,
         description=(
@@ -159,7 +165,7 @@ class TestSpec(Model):
             "ephemeral instance whose URL is in $KILN_TARGET_URL."
         ),
     )
-    command: list[str] = Field(..., min_length=1)
+    command: list[str] = Field(..., min_length=1, description="The test command, as a list.")
     timeout: Duration = Field(300.0, description="A test that runs longer fails.")
     matrix: dict[Annotated[str, Field(pattern=_ENV_KEY)], list[str]] = Field(
         default_factory=dict,
@@ -171,6 +177,8 @@ class TestSpec(Model):
 
 
 class Severity(StrEnum):
+    """Vulnerability severity, lowest to highest."""
+
     LOW = "low"
     MEDIUM = "medium"
     HIGH = "high"
@@ -178,6 +186,8 @@ class Severity(StrEnum):
 
 
 class VulnIgnore(Model):
+    """An accepted advisory, with a reason and an expiry date."""
+
     id: str = Field(..., min_length=1, description="Advisory id (OSV id or alias).")
     reason: str = Field(..., min_length=1, description="Why it is acceptable; recorded.")
     expires: Annotated[str, BeforeValidator(_iso_date)] = Field(
@@ -188,22 +198,30 @@ class VulnIgnore(Model):
 
 
 class VulnerabilityPolicy(Model):
+    """The vulnerability gate: the OSV database and the failing severity."""
+
     database: RelativePath | None = Field(
         None, description="OSV database: a directory of OSV JSON files or one JSON file."
     )
     threshold: Annotated[Severity, LAX] = Field(
         Severity.HIGH, description="Findings at or above this severity fail the gate."
     )
-    ignore: list[VulnIgnore] = Field(default_factory=list)
+    ignore: list[VulnIgnore] = Field(
+        default_factory=list, description="Accepted advisories; each expires."
+    )
 
 
 class LicensePolicy(Model):
+    """The license gate over the SBOM."""
+
     allow: list[str] = Field(default_factory=list, description="SPDX ids allowed.")
     deny: list[str] = Field(default_factory=list, description="SPDX ids refused.")
 
 
 class ConfigRule(Model):
-    name: Name
+    """A CEL rule over an environment's resolved config."""
+
+    name: Name = Field(..., description="Unique; named in the gate's verdict.")
     expr: str = Field(
         ...,
         min_length=1,
@@ -216,6 +234,8 @@ class ConfigRule(Model):
 
 
 class PerformanceBudget(Model):
+    """The performance gate: a side-by-side load run against the last good release."""
+
     max_p95_ratio: float = Field(
         1.25, gt=0, description="Fail if p95 latency exceeds the last good release's by this ratio."
     )
@@ -226,6 +246,8 @@ class PerformanceBudget(Model):
 
 
 class NamingPolicy(Model):
+    """The naming gate over human tags."""
+
     tag_pattern: str = Field(
         r"^[a-z][a-z0-9-]*:\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?-g[0-9a-f]{7,}$",
         description="Regular expression every human tag must match.",
@@ -241,9 +263,13 @@ class NamingPolicy(Model):
 
 
 class Policies(Model):
+    """Policies the gates evaluate."""
+
     vulnerabilities: VulnerabilityPolicy = Field(default_factory=VulnerabilityPolicy)
     licenses: LicensePolicy = Field(default_factory=LicensePolicy)
-    rules: list[ConfigRule] = Field(default_factory=list)
+    rules: list[ConfigRule] = Field(
+        default_factory=list, description="CEL rules over each environment's config."
+    )
     performance: PerformanceBudget = Field(default_factory=PerformanceBudget)
     naming: NamingPolicy = Field(default_factory=NamingPolicy)
 
@@ -252,17 +278,23 @@ class Policies(Model):
 
 
 class Judge(StrEnum):
+    """How an analysis metric is judged."""
+
     THRESHOLD = "threshold"
     COMPARATIVE = "comparative"
     SEQUENTIAL = "sequential"
 
 
 class MetricSourceKind(StrEnum):
+    """Where metric samples come from."""
+
     ROUTER = "router"
     PROMETHEUS = "prometheus"
 
 
 class RouterMetric(StrEnum):
+    """A per-release figure the router measures."""
+
     ERROR_RATE = "error-rate"
     LATENCY_P50 = "latency-p50"
     LATENCY_P95 = "latency-p95"
@@ -271,8 +303,14 @@ class RouterMetric(StrEnum):
 
 
 class AnalysisMetric(Model):
-    name: Name
-    source: Annotated[MetricSourceKind, LAX] = MetricSourceKind.ROUTER
+    """One metric to judge during analysis."""
+
+    name: Name = Field(
+        ..., description="Unique within the environment; analysis steps refer to it."
+    )
+    source: Annotated[MetricSourceKind, LAX] = Field(
+        MetricSourceKind.ROUTER, description="router (per-release figures, no setup) or prometheus."
+    )
     metric: Annotated[RouterMetric, LAX] | None = Field(
         None, description="For source: router, which per-release figure to judge."
     )
@@ -314,6 +352,8 @@ def _default_metrics() -> list[AnalysisMetric]:
 
 
 class Analysis(Model):
+    """The metrics an environment's analysis steps judge."""
+
     metrics: list[AnalysisMetric] = Field(
         default_factory=_default_metrics,
         description="What to judge; by default the router's error rate, sequential judge.",
@@ -321,6 +361,8 @@ class Analysis(Model):
 
 
 class AnalysisStep(Model):
+    """Judge the new release for a while; a failure rolls back."""
+
     duration: Duration = Field(60.0, description="Upper bound; sequential judges may stop early.")
     metrics: list[Name] = Field(
         default_factory=list, description="Names from the environment's analysis; empty = all."
@@ -328,15 +370,19 @@ class AnalysisStep(Model):
 
 
 class Pause(Model):
+    """Hold the rollout for a time, or until `kiln promote`."""
+
     duration: Duration | None = Field(None, description="Omit to wait for `kiln promote`.")
 
 
 class CanaryStep(Model):
+    """One canary step: exactly one of setWeight, pause or analysis."""
+
     model_config = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
 
     set_weight: Percent | None = Field(None, description="Percent of traffic to the canary.")
-    pause: Pause | None = None
-    analysis: AnalysisStep | None = None
+    pause: Pause | None = Field(None, description="Hold for a duration, or until promoted.")
+    analysis: AnalysisStep | None = Field(None, description="Judge the canary for a while.")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> CanaryStep:
@@ -378,10 +424,18 @@ def _default_steps() -> list[CanaryStep]:
 
 
 class Canary(Model):
-    steps: list[CanaryStep] = Field(default_factory=_default_steps, min_length=1)
+    """Shift traffic in steps, judging the canary between them."""
+
+    steps: list[CanaryStep] = Field(
+        default_factory=_default_steps,
+        min_length=1,
+        description="In order; the default moves 20% then 50% then 100%, judging in between.",
+    )
 
 
 class BlueGreen(Model):
+    """Start the new release beside the old, preview it, then switch all traffic at once."""
+
     preview_header: str = Field(
         "x-kiln-preview", description="Requests with this header set reach the new release."
     )
@@ -395,8 +449,12 @@ class BlueGreen(Model):
             "Promote this long after the preview is healthy; null waits for `kiln promote`."
         ),
     )
-    pre_promotion_analysis: AnalysisStep | None = None
-    post_promotion_analysis: AnalysisStep | None = None
+    pre_promotion_analysis: AnalysisStep | None = Field(
+        None, description="Judge the preview before the switch; a failure keeps the old release."
+    )
+    post_promotion_analysis: AnalysisStep | None = Field(
+        None, description="Judge after the switch, while the old release is still warm."
+    )
     bake: Duration = Field(
         0.0,
         description="How long the old release stays warm after promotion, for instant rollback.",
@@ -404,10 +462,12 @@ class BlueGreen(Model):
 
 
 class Strategy(Model):
+    """How traffic moves to a new release: exactly one of blueGreen or canary."""
+
     model_config = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
 
-    blue_green: BlueGreen | None = None
-    canary: Canary | None = None
+    blue_green: BlueGreen | None = Field(None, description="Preview, then switch at once.")
+    canary: Canary | None = Field(None, description="Shift traffic in steps.")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Strategy:
@@ -433,20 +493,26 @@ class Strategy(Model):
 
 
 class Health(Model):
+    """Readiness checks that gate every new instance."""
+
     path: str = Field("/healthz", pattern=r"^/", description="Readiness path, polled over HTTP.")
     interval: Duration = Field(
         0.05, description="Poll interval while starting; tight so deploys are not tick-bound."
     )
     timeout: Duration = Field(1.0, description="One probe's timeout.")
-    success_threshold: int = Field(1, ge=1)
-    failure_threshold: int = Field(3, ge=1)
+    success_threshold: int = Field(1, ge=1, description="Consecutive passes that make ready.")
+    failure_threshold: int = Field(
+        3, ge=1, description="Consecutive failures that make an instance unhealthy."
+    )
     start_timeout: Duration = Field(30.0, description="An instance not ready by then is replaced.")
     max_replacements: int = Field(3, ge=0, description="Replacements before the rollout fails.")
 
 
 class Rollback(Model):
-    on_health_failure: bool = True
-    on_analysis_failure: bool = True
+    """When a rollout is rolled back automatically."""
+
+    on_health_failure: bool = Field(True, description="Roll back when instances fail health.")
+    on_analysis_failure: bool = Field(True, description="Roll back when analysis fails.")
     progress_deadline: Duration = Field(
         600.0, description="The whole rollout must finish in this time or it is rolled back."
     )
@@ -456,6 +522,8 @@ class Rollback(Model):
 
 
 class GateName(StrEnum):
+    """A gate an artifact must pass to enter an environment."""
+
     SIGNED = "signed"
     TESTS = "tests"
     VULNERABILITIES = "vulnerabilities"
@@ -466,6 +534,8 @@ class GateName(StrEnum):
 
 
 class Approvals(Model):
+    """Signed human approvals required before promotion."""
+
     required: int = Field(0, ge=0, description="Signed approvals needed before promotion.")
     approvers: list[str] = Field(
         default_factory=list, description="Identities (key ids or names in trust.yaml) allowed."
@@ -473,40 +543,58 @@ class Approvals(Model):
 
 
 class SecretSource(StrEnum):
+    """Where a secret's value is read from, at instance start only."""
+
     STORE = "store"
     ENV = "env"
     FILE = "file"
 
 
 class SecretRef(Model):
-    source: Annotated[SecretSource, LAX] = Field(SecretSource.STORE, alias="from")
+    """A reference to a secret; the value never appears in specs, logs or the ledger."""
+
+    source: Annotated[SecretSource, LAX] = Field(
+        SecretSource.STORE, alias="from", description="store (kiln's secret store), env or file."
+    )
     key: str = Field(..., min_length=1, description="Store key, variable name, or file path.")
     version: int | None = Field(None, ge=1, description="Store version; latest when omitted.")
 
 
 class ProviderKind(StrEnum):
+    """The runtime provider that creates instances."""
+
     PROCESS = "process"
     PODMAN = "podman"
     KUBERNETES = "kubernetes"
 
 
 class Runtime(Model):
-    provider: Annotated[ProviderKind, LAX] = ProviderKind.PROCESS
+    """Where and how instances run."""
+
+    provider: Annotated[ProviderKind, LAX] = Field(
+        ProviderKind.PROCESS, description="process (no setup), podman or kubernetes."
+    )
     sandbox: Literal["auto", "bubblewrap", "none"] = Field(
         "auto", description="process provider: bubblewrap when available (auto)."
     )
     memory: str | None = Field(None, pattern=r"^\d+[kmg]?$", description="Limit, e.g. 256m.")
-    cpus: float | None = Field(None, gt=0)
+    cpus: float | None = Field(None, gt=0, description="CPU limit in cores; none by default.")
 
 
 class RouterKind(StrEnum):
+    """The data plane that owns the environment's listener."""
+
     EMBEDDED = "embedded"
     HAPROXY = "haproxy"
     KUBERNETES = "kubernetes"
 
 
 class RouterSpec(Model):
-    kind: Annotated[RouterKind, LAX] = RouterKind.EMBEDDED
+    """The environment's router: its listener and stickiness."""
+
+    kind: Annotated[RouterKind, LAX] = Field(
+        RouterKind.EMBEDDED, description="embedded (kiln router, no setup), haproxy or kubernetes."
+    )
     listen: str = Field(
         "127.0.0.1:0",
         pattern=r"^[^\s:]+:\d{1,5}$",
@@ -519,8 +607,12 @@ ConfigValue = str | int | float | bool
 
 
 class Environment(Model):
-    name: Name
-    replicas: int = Field(1, ge=0, le=1000)
+    """One stage of the promotion path."""
+
+    name: Name = Field(..., description="Unique; used in promotion, rules and commands.")
+    replicas: int = Field(
+        1, ge=0, le=1000, description="Instances per release; one is enough to start."
+    )
     strategy: Strategy = Field(
         default_factory=lambda: Strategy(canary=Canary()),
         description="How traffic moves to a new release; canary by default.",
@@ -554,6 +646,8 @@ class Environment(Model):
 
 
 class Settings(Model):
+    """Local settings; flags and KILN_* variables override them."""
+
     state_dir: str | None = Field(None, description="Where kiln keeps state; default .kiln/ here.")
     controller: str | None = Field(
         None, description="Controller address: unix:PATH or http://127.0.0.1:PORT."
@@ -562,10 +656,14 @@ class Settings(Model):
 
 
 class ServiceSpec(Model):
+    """kiln.yaml: the desired state of one service."""
+
     api_version: Literal["kiln.dev/v1"] = Field("kiln.dev/v1", description="Spec format version.")
     service: Name = Field(..., description="The service's name: lowercase, digits and dashes.")
     build: Build = Field(default_factory=Build)
-    tests: list[TestSpec] = Field(default_factory=list)
+    tests: list[TestSpec] = Field(
+        default_factory=list, description="Tests run against the artifact before promotion."
+    )
     policies: Policies = Field(default_factory=Policies)
     environments: list[Environment] = Field(
         default_factory=lambda: [Environment(name="dev")],
