@@ -668,7 +668,8 @@ class ServiceSpec(Model):
     environments: list[Environment] = Field(
         default_factory=lambda: [Environment(name="dev")],
         min_length=1,
-        description="The promotion path, in order.",
+        description="The promotion path, in order. By default one environment, dev, "
+        "with every default.",
     )
     promotion: list[Name] | None = Field(
         None, description="Order of promotion; defaults to the order of environments."
