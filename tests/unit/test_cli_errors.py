@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import re
 import stat
+import tempfile
 from pathlib import Path
 
 import click
 import pytest
 
-from kiln.cli import errors
 from kiln.cli.errors import GlobalFlags, global_flags
 from kiln.cli.main import main
 from kiln.errors import NotFound
@@ -86,7 +86,7 @@ def test_outside_a_project_the_crash_log_goes_to_the_temp_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(errors.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
     from kiln.cli import main as entry
 
     monkeypatch.setitem(entry.COMMANDS, "boom", (f"{THIS}:boom", "test command"))

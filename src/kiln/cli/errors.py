@@ -9,15 +9,15 @@ document on stdout so scripts never parse prose.
 The click context is gone by the time an exception reaches ``handle``, so the few
 global flags that shape error output (-f, --state-dir, --no-color, -q, -v) are
 read again from the arguments.
+
+This module is imported on every run (``kiln --help`` included), so what only a
+failure needs (tempfile, traceback, datetime) is imported when one happens.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
-import tempfile
-import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +138,8 @@ def _report_kiln_error(exc: KilnError, flags: GlobalFlags) -> None:
     if exc.hint:
         click.echo(f"hint: {exc.hint}", err=True)
     if flags.verbosity >= 2:
+        import traceback
+
         # -vv: the full chain, for someone debugging kiln itself.
         click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
 
@@ -148,6 +150,8 @@ def crash_dir(flags: GlobalFlags) -> Path:
     A state directory is created for the log only in a project (a spec exists
     beside it), so a crash in an unrelated directory leaves nothing behind there.
     """
+    import tempfile
+
     from kiln.bootstrap.statedir import ensure_state_dir
 
     spec = Path(flags.spec)
@@ -161,6 +165,9 @@ def crash_dir(flags: GlobalFlags) -> Path:
 
 
 def _report_bug(exc: BaseException, flags: GlobalFlags) -> int:
+    import datetime as _dt
+    import traceback
+
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     text = "".join(traceback.format_exception(exc))
     try:
