@@ -145,3 +145,25 @@ def test_no_color_flag_and_variable_reach_the_app(
     monkeypatch.setenv("NO_COLOR", "1")
     main(["config", "-o", "json"])
     assert [(a.color, a.verbosity) for a in seen] == [(True, -1), (False, 2), (False, 0)]
+
+
+def test_a_huge_spec_is_refused_without_reading_it_all(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "kiln.yaml").write_bytes(b"service: shop\n" + b"#" * (8 << 20))
+    assert main(["validate"]) == 2
+    assert "kiln.yaml: the file is larger than 1 MiB, the limit for a spec" in (
+        capsys.readouterr().err
+    )
+
+
+def test_an_unreadable_spec_is_a_clear_error(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Tests may run as root, which reads any file; make the read fail instead.
+    def denied(self: Path, *args: object, **kwargs: object) -> object:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "open", denied)
+    assert main(["validate"]) == 2
+    assert "kiln.yaml: cannot read the file: Permission denied" in capsys.readouterr().err

@@ -520,7 +520,8 @@ INVALID: list[Case] = [
         None,
         None,
         "",
-        "a spec is at most 1 MiB",
+        "the file is larger than 1 MiB, the limit for a spec",
+        "point kiln at your kiln.yaml",
         schema=None,
     ),
 ]

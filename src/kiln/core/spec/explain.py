@@ -98,14 +98,20 @@ def explain(
         return _wrong_type(kind, value, loc, parent)
     if kind in {"enum", "literal_error"}:
         expected = str(ctx.get("expected", ""))
+        if isinstance(value, dict | list) or value is None:
+            return (
+                ("the value is empty" if value is None else "wrong type"),
+                f"one of {expected}",
+                "",
+            )
         options = [o.strip(" '") for o in expected.replace(" or ", ",").split(",") if o.strip()]
         guess = difflib.get_close_matches(str(value), options, n=1, cutoff=0.5)
         hint = f"did you mean `{guess[0]}`?" if guess else ""
-        return f"unknown value {value!r}", f"one of {expected}", hint
+        return f"unknown value {_show(value)}", f"one of {expected}", hint
     if kind in _BOUNDS:
         symbol, key = _BOUNDS[kind]
         return (
-            f"{value!r} is out of range",
+            f"{_show(value)} is out of range",
             f"a value {symbol} {ctx.get(key)}",
             _RANGES.get(str(field), ""),
         )
@@ -124,12 +130,18 @@ def explain(
         text = text.removeprefix("Value error, ")
         if text.startswith("a duration"):
             return (
-                f"invalid duration {value!r}",
+                f"invalid duration {_show(value)}",
                 text,
                 "units: ms, s, m, h, d; combine them as in 1h30m; a bare number is seconds",
             )
         return text, "", ""
     return str(err.get("msg", "invalid value")), "", ""
+
+
+def _show(value: object) -> str:
+    """A value as the user wrote it, cut short: inputs can be whole subtrees."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 _BOUNDS = {
@@ -142,7 +154,7 @@ _BOUNDS = {
 
 def _explain_key(kind: str, value: object, field: str) -> tuple[str, str, str]:
     if kind == "string_pattern_mismatch":
-        return f"invalid variable name {value!r}", _VARIABLE_FORM, "for example DATABASE_URL"
+        return f"invalid variable name {_show(value)}", _VARIABLE_FORM, "for example DATABASE_URL"
     return f"invalid key {field!r}", "a string", ""
 
 
@@ -225,10 +237,10 @@ def _pattern(value: object, loc: Loc) -> tuple[str, str, str]:
         "environments",
     }
     if is_name:
-        return f"invalid name {value!r}", _NAME_FORM, "for example my-app"
+        return f"invalid name {_show(value)}", _NAME_FORM, "for example my-app"
     if field in _FORMS:
-        return f"invalid {field} {value!r}", _FORMS[field], ""
-    return f"{value!r} has the wrong form", "a value matching the documented pattern", ""
+        return f"invalid {field} {_show(value)}", _FORMS[field], ""
+    return f"{_show(value)} has the wrong form", "a value matching the documented pattern", ""
 
 
 # --- the model tree, for "did you mean" and per-model wording ---------------------

@@ -41,7 +41,7 @@ MAX_SPEC_BYTES = 1 << 20
 # kiln.yaml is at most ~8 levels deep; anything far deeper is a mistake or an attack.
 MAX_DEPTH = 64
 # Aliases let a small file expand exponentially ("billion laughs"); cap the copy.
-MAX_NODES = 200_000
+MAX_NODES = 50_000
 
 
 def load_spec(data: bytes | str, *, source: str = "kiln.yaml") -> ServiceSpec:
@@ -84,17 +84,15 @@ def _fatal(message: str, source: str, **where: Any) -> SpecError:
 
 
 def _decode(data: bytes | str, source: str) -> str:
+    # read_spec reads at most MAX_SPEC_BYTES + 1, so the true size is unknown here.
+    too_big = "the file is larger than 1 MiB, the limit for a spec"
     if isinstance(data, str):
         if len(data) > MAX_SPEC_BYTES:
-            raise _fatal("the file is larger than 1 MiB; a spec is far smaller", source)
+            raise _fatal(too_big, source, hint="point kiln at your kiln.yaml")
         text = data
     else:
         if len(data) > MAX_SPEC_BYTES:
-            raise _fatal(
-                f"the file is {len(data)} bytes; a spec is at most 1 MiB",
-                source,
-                hint="point kiln at your kiln.yaml",
-            )
+            raise _fatal(too_big, source, hint="point kiln at your kiln.yaml")
         if data.startswith((b"\xff\xfe", b"\xfe\xff")):
             raise _fatal("the file is UTF-16", source, hint="save kiln.yaml as UTF-8")
         if b"\x00" in data:
