@@ -167,3 +167,9 @@ def test_an_unreadable_spec_is_a_clear_error(
     monkeypatch.setattr(Path, "open", denied)
     assert main(["validate"]) == 2
     assert "kiln.yaml: cannot read the file: Permission denied" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_scripts_are_printed(shell: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["completion", shell]) == 0
+    assert "_KILN_COMPLETE" in capsys.readouterr().out

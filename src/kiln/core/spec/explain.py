@@ -95,7 +95,7 @@ def explain(
     if kind == "missing":
         return f"`{field}` is required", "", f"add `{field}:` here"
     if kind.endswith(("_type", "_parsing")) or kind in {"model_attributes_type", "dataclass_type"}:
-        return _wrong_type(kind, value, loc, parent)
+        return _wrong_type(kind, value, loc)
     if kind in {"enum", "literal_error"}:
         expected = str(ctx.get("expected", ""))
         if isinstance(value, dict | list) or value is None:
@@ -177,9 +177,7 @@ def _unknown_key(field: str, parent: type[BaseModel] | None) -> tuple[str, str, 
     return f"unknown key `{field}`", "", hint
 
 
-def _wrong_type(
-    kind: str, value: object, loc: Loc, parent: type[BaseModel] | None
-) -> tuple[str, str, str]:
+def _wrong_type(kind: str, value: object, loc: Loc) -> tuple[str, str, str]:
     expected = _TYPE_WORDS.get(kind.removesuffix("_parsing").removesuffix("_type"), "")
     hint = ""
     target = _model_at(loc)

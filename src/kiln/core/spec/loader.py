@@ -31,6 +31,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.reader import ReaderError
+from ruamel.yaml.scalarbool import ScalarBoolean
 
 from kiln.core.spec import crosscheck, models
 from kiln.core.spec.explain import Loc, dotted, explain, real_loc
@@ -306,7 +307,7 @@ class _Plain:
             return str(node.value)
         # ruamel wraps scalars in subclasses that carry formatting (HexInt,
         # ScalarFloat, LiteralScalarString, and ScalarBoolean, an int); unwrap them.
-        if isinstance(node, bool) or type(node).__name__ == "ScalarBoolean":
+        if isinstance(node, bool | ScalarBoolean):
             return bool(node)
         if isinstance(node, int):
             return int(node)
