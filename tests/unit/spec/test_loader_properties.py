@@ -117,3 +117,41 @@ def test_typos_in_the_example_end_in_a_spec_or_a_kiln_error(at: int, edit: str, 
         index = at % len(lines)
         text = "".join(lines[: index + 1] + lines[index:])
     assert isinstance(_outcome(text), ServiceSpec | KilnError)
+
+
+def _leaves(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    if isinstance(node, dict):
+        return [path] + [p for k, v in node.items() for p in _leaves(v, (*path, k))]
+    if isinstance(node, list):
+        return [path] + [p for i, v in enumerate(node) for p in _leaves(v, (*path, i))]
+    return [path]
+
+
+def _replace(tree: Any, path: tuple[Any, ...], value: Any) -> Any:
+    if not path:
+        return value
+    head, rest = path[0], path[1:]
+    if isinstance(tree, dict):
+        return {k: (_replace(v, rest, value) if k == head else v) for k, v in tree.items()}
+    return [(_replace(v, rest, value) if i == head else v) for i, v in enumerate(tree)]
+
+
+def _everything() -> Any:
+    from tests.unit.spec.test_valid_specs import EVERYTHING
+
+    return YAML(typ="safe", pure=True).load(EVERYTHING)
+
+
+EVERYTHING_TREE = _everything()
+EVERYTHING_PATHS = _leaves(EVERYTHING_TREE)
+
+
+@settings(FAST, max_examples=40)
+@given(st.sampled_from(EVERYTHING_PATHS), documents)
+def test_any_field_of_a_full_spec_replaced_by_anything_ends_well(
+    path: tuple[Any, ...], value: Any
+) -> None:
+    outcome = _outcome(_yaml(_replace(EVERYTHING_TREE, path, value)))
+    if isinstance(outcome, SpecError):
+        # Each problem points into the document, at a line of it.
+        assert all(p.line is not None for p in outcome.problems)
