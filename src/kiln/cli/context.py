@@ -64,15 +64,16 @@ class App:
         """Flags > KILN_* > kiln.yaml settings > defaults (kiln.core.settings)."""
         key = f"settings:{output}"
         if key not in self._cache:
-            from kiln.core.settings import resolve
+            from kiln.core.settings import SETTINGS, resolve
 
             from_spec: dict[str, str | None] = {}
             if self.spec_file.exists():
                 block = self.spec().settings
+                # Every setting the spec's `settings:` block can hold (not `output`).
                 from_spec = {
-                    "state_dir": block.state_dir,
-                    "controller": block.controller,
-                    "trust_policy": block.trust_policy,
+                    s.name: getattr(block, s.name)
+                    for s in SETTINGS
+                    if s.name in type(block).model_fields
                 }
             self._cache[key] = resolve(
                 flags={**self.flags, "output": output},
