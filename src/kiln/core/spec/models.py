@@ -88,6 +88,8 @@ class Model(BaseModel):
         populate_by_name=True,
         extra="forbid",
         frozen=True,
+        # Strict: YAML `replicas: "3"`, `selfHeal: yes` or `port: 80.0` are mistakes to
+        # report, not values to coerce. Enum fields opt out (LAX) so "canary" loads.
         strict=True,
     )
 
