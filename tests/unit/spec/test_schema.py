@@ -38,6 +38,7 @@ def test_the_schema_is_valid_draft_2020_12() -> None:
     Draft202012Validator.check_schema(schema)
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert schema["$id"] == SCHEMA_ID
+    assert schema["title"] == "kiln.yaml"
 
 
 @pytest.mark.parametrize(

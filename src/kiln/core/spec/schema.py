@@ -27,8 +27,8 @@ def json_schema() -> dict[str, Any]:
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
-        "title": "kiln.yaml",
         **schema,
+        "title": "kiln.yaml",  # over pydantic's "ServiceSpec": editors show this name
     }
 
 
