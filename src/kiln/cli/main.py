@@ -34,9 +34,23 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "history": ("kiln.cli.audit:history", "Deployments of an environment: who, when, outcome."),
     "diff": ("kiln.cli.audit:diff", "Compare two releases or artifacts as the ledger links them."),
     "report": ("kiln.cli.report:report", "Reports from the ledger (DORA metrics)."),
+    # trust
+    "keys": ("kiln.cli.keys:keys", "Make and list the Ed25519 keys that sign attestations."),
+    "attest": ("kiln.cli.attest:attest", "Sign attestations about an artifact and list them."),
+    "verify": ("kiln.cli.verify:verify", "Check an artifact's attestations against trust.yaml."),
     # controller
     "serve": ("kiln.cli.serve:serve", "Run the controller (API, rollout workers, supervision)."),
     "controller": ("kiln.cli.serve:controller", "Show the controller's status, or stop it."),
+    # gates
+    "gate": ("kiln.cli.gates:gate", "Evaluate an environment's gates; exit 1 if any blocks."),
+    "policy": ("kiln.cli.gates:policy", "Check the spec's policies: rules, licenses, OSV data."),
+    "perf": ("kiln.cli.gates:perf", "Load-test a release against the last good one, side by side."),
+    # runtime
+    "instances": ("kiln.cli.instances:instances", "List running instances; read their logs."),
+    "secrets": (
+        "kiln.cli.secrets:secrets",
+        "Store secrets (value on stdin); list names and versions.",
+    ),
 }
 
 
