@@ -74,3 +74,9 @@ def open_ledger(state_dir: Path, *, clock: Clock | None = None, dsn: str | None 
         return Ledger(store=PostgresLedger(dsn, clock=clock or SystemClock()), state_dir=state_dir)
     store = SqliteLedger(state_dir / DB_NAME, clock=clock or SystemClock())
     return Ledger(store=store, state_dir=state_dir)
+
+
+def recorder(state_dir: Path) -> LedgerStore:
+    """The ``Recorder`` other wiring hands to services (``kiln.bootstrap.trust.recorder``
+    can return this): the state directory's ledger, open for the life of the process."""
+    return open_ledger(state_dir).store

@@ -190,3 +190,16 @@ def test_parse_when_accepts_iso_and_human_forms(text: str, expected: datetime) -
 def test_parse_when_refuses_what_it_cannot_read(text: str) -> None:
     with pytest.raises(InvalidInput):
         parse_when(text, now=NOW)
+
+
+def test_attestations_recorded_by_kiln_attest_are_typed_by_predicate() -> None:
+    def attest(seq: int, artifact: str, digest: str) -> Event:
+        return Event(seq, t(9), K.ATTEST, "ci", artifact=artifact, links={"attestation": digest},
+                     details={"predicateType": "https://slsa.dev/provenance/v1"})  # fmt: skip
+
+    events = [attest(0, A1, "sha256:x1"), attest(1, A2, "sha256:x2")]
+    changes = diff(profile(events, A1), profile(events, A2))
+    assert [(c.what, c.a, c.b) for c in changes] == [
+        ("artifact", A1, A2),
+        ("attestation.https://slsa.dev/provenance/v1", "sha256:x1", "sha256:x2"),
+    ]

@@ -38,6 +38,7 @@ LINK_CONFIG = "config"
 LINK_PREVIOUS_RELEASE = "previous_release"
 LINK_OUTCOME = "outcome"
 LINK_SBOM = "sbom"
+LINK_ATTESTATION = "attestation"
 LINK_ATTESTATION_PREFIX = "attestation."
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -109,9 +110,15 @@ class Event:
 
     @property
     def attestations(self) -> dict[str, str]:
-        """Links whose name starts with ``attestation.``, keyed by the rest."""
+        """Linked attestation digests by type: links named ``attestation.<type>``, and a
+        bare ``attestation`` link typed by ``details.predicateType`` (as ``kiln attest``
+        records it)."""
         n = len(LINK_ATTESTATION_PREFIX)
-        return {k[n:]: v for k, v in self.links.items() if k.startswith(LINK_ATTESTATION_PREFIX)}
+        found = {k[n:]: v for k, v in self.links.items() if k.startswith(LINK_ATTESTATION_PREFIX)}
+        if (bare := self.links.get(LINK_ATTESTATION)) is not None:
+            kind = self.details.get("predicateType")
+            found[kind if isinstance(kind, str) and kind else "attestation"] = bare
+        return found
 
     def to_json(self) -> dict[str, Any]:
         """The event as the JSON object its leaf bytes encode."""
