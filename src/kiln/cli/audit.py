@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from kiln.cli.context import App
-from kiln.cli.render import emit, output_format, output_option, to_json
+from kiln.cli.render import emit, output_format, output_option
 
 if TYPE_CHECKING:
     from kiln.bootstrap.ledger import Ledger
@@ -407,4 +407,4 @@ def diff(app: App, a: str, b: str, output: str | None) -> None:
     emit(app, fmt, data, human)
 
 
-__all__ = ["audit", "diff", "history", "to_json"]
+__all__ = ["audit", "diff", "history"]

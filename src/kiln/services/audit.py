@@ -13,7 +13,6 @@ object, then one line per event holding exactly its leaf bytes, then a trailer
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -429,7 +428,3 @@ def release_diff(events: EventLog, a: str, b: str) -> Diff:
                 hint="use a release id from `kiln history ENV` or an artifact digest",
             )
     return Diff(left, right, diff(left, right))
-
-
-def root_b64(root: bytes) -> str:
-    return base64.b64encode(root).decode()
