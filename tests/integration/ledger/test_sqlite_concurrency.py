@@ -80,3 +80,25 @@ def test_two_writers_get_distinct_seqs_and_one_tree(tmp_path: Path) -> None:
         assert store.head().root == root_of([h for h in leaves if h is not None])
     finally:
         store.close()
+
+
+def test_readers_in_other_threads_never_see_an_uncommitted_append(tmp_path: Path) -> None:
+    import threading
+
+    from kiln.core.ledger.events import EventDraft
+    from kiln.core.ledger.kinds import EventKind
+
+    store = SqliteLedger(tmp_path / "state.db")
+    try:
+        store.append([EventDraft(EventKind.BUILD, "ci")])
+        seen: list[int] = []
+        with pytest.raises(RuntimeError), store._write() as cur:
+            cur.execute("UPDATE ledger_head SET size = 2 WHERE id = 1")
+            reader = threading.Thread(target=lambda: seen.append(store.size()))
+            reader.start()
+            reader.join(timeout=30)
+            raise RuntimeError("roll the transaction back")
+        assert seen == [1]
+        assert store.size() == 1
+    finally:
+        store.close()

@@ -5,7 +5,9 @@ is on disk when ``append`` returns (in WAL mode NORMAL may lose the last commits
 on power loss). Writers take SQLite's write lock up front (``BEGIN IMMEDIATE``)
 before reading the tree head, so two processes appending at once are serialised:
 neither can reuse a seq or fork the tree. ``busy_timeout`` makes the second wait
-instead of failing.
+instead of failing. Reads go through one connection per thread (closed by
+``close``), so a reader never sees another thread's append before it commits and
+never waits for it.
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ class SqliteLedger(SqlLedger):
         super().__init__(clock=clock or SystemClock())
         self.path = path
         self._lock = threading.RLock()
+        # Reads use one connection per thread: on the writer's own connection a
+        # reader in another thread would see a transaction before it commits.
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()  # not the writer's lock: readers never wait
         try:
             self._conn = sqlite3.connect(
                 str(path),
@@ -122,9 +129,26 @@ class SqliteLedger(SqlLedger):
             finally:
                 cur.close()
 
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(
+                    str(self.path),
+                    timeout=BUSY_TIMEOUT_S,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            except sqlite3.Error as exc:
+                raise _translate(exc, self.path) from exc
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
     @contextmanager
     def _read(self) -> Iterator[Cursor]:
-        cur = self._conn.cursor()
+        cur = self._reader().cursor()
         try:
             yield cur
         except sqlite3.Error as exc:
@@ -153,4 +177,8 @@ class SqliteLedger(SqlLedger):
             yield from cur.execute(sql + " ORDER BY seq", params)
 
     def close(self) -> None:
-        self._conn.close()
+        with self._lock, self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+            self._conn.close()
