@@ -202,6 +202,7 @@ def export(app: App, out: Path | None) -> None:
 @click.option("--env", "environment", help="Only this environment.")
 @click.option("--artifact", help="Only this artifact digest.")
 @click.option("--since", help='Only events at or after this time ("30d", "2026-11-20 14:02").')
+@click.option("--kind", "kinds", multiple=True, help="Only this kind (repeatable), e.g. rollback.")
 @output_option
 @click.pass_obj
 def log_(
@@ -209,15 +210,30 @@ def log_(
     environment: str | None,
     artifact: str | None,
     since: str | None,
+    kinds: tuple[str, ...],
     output: str | None,
 ) -> None:
     """List events, oldest first."""
+    from kiln.core.ledger.kinds import EventKind
     from kiln.services import audit as svc
 
     fmt = output_format(app, output)
     moment = _when(since) if since else None
+    known = {str(k): k for k in EventKind}
+    for kind in kinds:
+        if kind not in known:
+            raise click.BadParameter(
+                f"{kind!r} is not an event kind; one of: {', '.join(sorted(known))}",
+                param_hint="--kind",
+            )
     with _ledger(app) as ledger:
-        events = svc.log(ledger.store, environment=environment, artifact=artifact, since=moment)
+        events = svc.log(
+            ledger.store,
+            environment=environment,
+            artifact=artifact,
+            since=moment,
+            kinds=[known[k] for k in kinds] or None,
+        )
 
     def human() -> None:
         for e in events:

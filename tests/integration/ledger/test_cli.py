@@ -117,6 +117,14 @@ def test_audit_log_filters(populated: Path, capsys: pytest.CaptureFixture[str]) 
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == ["5", "6"]
     assert run(populated, "audit", "log", "--since", "whenever") == 2
+    capsys.readouterr()
+    assert (
+        run(populated, "audit", "log", "--kind", "rollback", "--kind", "build", "-o", "json") == 0
+    )
+    kinds = [e["kind"] for e in json.loads(capsys.readouterr().out)["events"]]
+    assert kinds == ["build", "build", "rollback"]
+    assert run(populated, "audit", "log", "--kind", "rolback") == 2
+    assert "not an event kind" in capsys.readouterr().err
 
 
 def test_verify_prove_and_check_the_proof_offline(
