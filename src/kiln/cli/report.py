@@ -29,9 +29,10 @@ def _duration(seconds: float | None) -> str:
 @report.command()
 @click.option("--env", "environment", default="prod", show_default=True, help="Environment.")
 @click.option("--since", default="30d", show_default=True, help='Window start ("30d", ISO-8601).')
+@click.option("--until", default="now", show_default=True, help="Window end (exclusive).")
 @output_option
 @click.pass_obj
-def dora(app: App, environment: str, since: str, output: str | None) -> None:
+def dora(app: App, environment: str, since: str, until: str, output: str | None) -> None:
     """Deployment frequency, lead time, change failure rate, time to restore."""
     from kiln.bootstrap.ledger import open_ledger
     from kiln.core.ledger.when import parse_when
@@ -40,9 +41,10 @@ def dora(app: App, environment: str, since: str, output: str | None) -> None:
     fmt = output_format(app, output)
     now = datetime.now(UTC)
     start = parse_when(since, now=now)
+    end = parse_when(until, now=now)
     ledger = open_ledger(app.state_dir())
     try:
-        result = svc.dora(ledger.store, environment=environment, since=start, until=now)
+        result = svc.dora(ledger.store, environment=environment, since=start, until=end)
     finally:
         ledger.close()
     figures = {

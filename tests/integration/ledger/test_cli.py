@@ -208,6 +208,13 @@ def test_report_dora_counts_the_window(state_dir: Path, capsys: pytest.CaptureFi
     assert run(state_dir, "report", "dora") == 0
     out = capsys.readouterr().out
     assert "change failure rate    50%" in out
+    # A window that ends before the story: no deployments, no data, never a pass.
+    args = ["report", "dora", "--since", "7d", "--until", "3d", "-o", "json"]
+    assert run(state_dir, *args) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["deployments"] == 0 and data["changeFailureRate"]["band"] == "no data"
+    assert run(state_dir, "report", "dora", "--since", "1d", "--until", "3d") == 2
+    assert "window is empty" in capsys.readouterr().err
 
 
 def test_a_forged_or_foreign_checkpoint_fails_closed(
