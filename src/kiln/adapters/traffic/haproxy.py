@@ -54,6 +54,10 @@ from kiln.errors import ConfigError, InvalidInput, Permanent, Temporary
 from kiln.fsio import write_atomic
 
 MAX_WEIGHT = 256
+# Dynamic servers do not inherit default-server settings and start with no idle
+# connection pool (purge delay 0, max idle 0): every request then opens a new
+# backend connection, about 5x slower. These restore keep-alive reuse.
+SERVER_OPTIONS = "pool-purge-delay 10s pool-max-conn -1"
 
 
 def backend_name(environment: str) -> str:
@@ -255,7 +259,7 @@ class HAProxyRouter:
             row = existing.get(name)
             if row is None:
                 self.api.expect(
-                    f"add server {be}/{name} {backend.address} weight {weight}",
+                    f"add server {be}/{name} {backend.address} weight {weight} {SERVER_OPTIONS}",
                     "New server registered",
                 )
                 self.api.expect(f"set server {be}/{name} state ready")

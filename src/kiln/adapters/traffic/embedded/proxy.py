@@ -29,12 +29,19 @@ import asyncio
 import contextlib
 import socket
 from collections import deque
+from time import monotonic
 from typing import Any
 
 import httptools
 
-from kiln.adapters.traffic.embedded.exchange import HOP_BY_HOP, REASONS, Exchange
-from kiln.adapters.traffic.embedded.routing import EMPTY_ROUTES, BackendState, Routes, Target
+from kiln.adapters.traffic.embedded.exchange import REASONS, Exchange
+from kiln.adapters.traffic.embedded.routing import (
+    EMPTY_ROUTES,
+    HOP_BY_HOP,
+    BackendState,
+    Routes,
+    Target,
+)
 from kiln.adapters.traffic.embedded.stats import ReleaseStats
 from kiln.adapters.traffic.embedded.upstream import Attached, Mirrored, UpstreamConnection
 from kiln.core.traffic.selection import Plan, parse_cookie_header
@@ -221,7 +228,7 @@ class ClientConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # a stream transport
         self.open = True
         self.dp.connections.add(self)
-        self.last_activity = self.dp.loop.time()
+        self.last_activity = monotonic()
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]).encode() if isinstance(peer, tuple) else b"unix"
         sock = transport.get_extra_info("socket")
@@ -440,7 +447,7 @@ class ClientConnection(asyncio.Protocol):
         dp = self.dp
         self.active = ex
         dp.in_flight += 1
-        ex.started = dp.loop.time()
+        ex.started = monotonic()
         target = ex.target
         if target is None:
             ex.fail(503)
@@ -449,6 +456,23 @@ class ClientConnection(asyncio.Protocol):
         if st is None:
             ex.fail(503)
             return
+        # Inlined Exchange.dispatch + DataPlane.connect for the common case: a warm
+        # pooled connection and a head with no body yet.
+        idle = st.idle
+        while idle:
+            conn = idle.pop()
+            if conn.open:
+                ex.state = st
+                ex.attempts = 1
+                conn.exchange = ex
+                conn.got_bytes = False
+                ex.upstream = conn
+                transport = conn.transport
+                if ex.body_pending is None and transport is not None:
+                    transport.write(ex.head)
+                else:
+                    ex.attached(conn)
+                return
         ex.dispatch(target, st)
 
     def exchange_done(self, ex: Exchange) -> None:
@@ -458,7 +482,7 @@ class ClientConnection(asyncio.Protocol):
         self.active = None
         dp = self.dp
         dp.in_flight -= 1
-        self.last_activity = dp.loop.time()
+        self.last_activity = monotonic()
         if not ex.client_keep_alive or not self.open:
             self.close()
             return
@@ -475,7 +499,7 @@ def idle_sweeper(dp: DataPlane) -> Any:
     """Close keep-alive clients idle longer than ``CLIENT_IDLE_TIMEOUT`` (every 5 s)."""
 
     def tick() -> None:
-        dp.sweep_idle(dp.loop.time())
+        dp.sweep_idle(monotonic())
         dp.loop.call_later(5.0, tick)
 
     return dp.loop.call_later(5.0, tick)
