@@ -79,9 +79,7 @@ def _environment(work: Path) -> Iterator[dict[str, str]]:
             subprocess.Popen([haproxy, "-db", "-f", str(static)], stderr=subprocess.DEVNULL)
         )
         _wait_port(backend_port)
-        table = RouteTable(
-            1, "bench", (Release("r", 100, (Backend("127.0.0.1", backend_port),)),)
-        )
+        table = RouteTable(1, "bench", (Release("r", 100, (Backend("127.0.0.1", backend_port),)),))
 
         proxy_port = _free_port()
         cfg, sock = work / "proxy.cfg", work / "proxy.sock"
@@ -141,7 +139,16 @@ def _wrk(url: str, seconds: float) -> dict[str, float]:
 def _hey(url: str, seconds: float, rate: float) -> dict[str, float]:
     per_worker = max(1.0, rate / CONNECTIONS)
     out = subprocess.run(
-        ["hey", "-z", f"{max(1, round(seconds))}s", "-c", str(CONNECTIONS), "-q", f"{per_worker:.1f}", url],
+        [
+            "hey",
+            "-z",
+            f"{max(1, round(seconds))}s",
+            "-c",
+            str(CONNECTIONS),
+            "-q",
+            f"{per_worker:.1f}",
+            url,
+        ],
         capture_output=True,
         text=True,
         check=True,
