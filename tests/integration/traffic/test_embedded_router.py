@@ -248,3 +248,14 @@ def test_an_unreachable_admin_socket_is_temporary(tmp_path: Path) -> None:
         pytest.raises(Temporary, match="does not answer"),
     ):
         client.current()
+
+
+def test_a_large_body_to_a_cold_backend_is_held_bounded_then_streamed(
+    env: Env, procs: Processes
+) -> None:
+    (cold,) = start_backends(procs, ["cold"])
+    env.backends["cold"] = cold
+    env.apply({"cold": 100})
+    body = bytes(range(256)) * (3 * 4096)  # 3 MiB, more than the pending limit
+    with httpx.Client(base_url=env.router.url, timeout=30) as http:
+        assert http.post("/body", content=body).content == body

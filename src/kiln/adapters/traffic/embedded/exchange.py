@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from kiln.adapters.traffic.embedded.upstream import UpstreamConnection
 
 MAX_ATTEMPTS = 3
+PENDING_BODY_LIMIT = 1 << 20
 # Status lines rebuilt from the code (HTTP/1.1 reason phrases carry no meaning, RFC 9112 §4).
 STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
 REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
@@ -93,19 +94,16 @@ class Exchange:
         if pending:
             conn.write(self.head + b"".join(pending))
             self.body_pending = None
+            client = self.client
+            if client.paused and not client.queue:
+                client.resume_reading()  # paused by the bound below
         else:
             conn.write(self.head)
 
     def request_body(self, chunk: bytes) -> None:
         if self.chunked_in:
             chunk = b"%x\r\n%s\r\n" % (len(chunk), chunk)
-        upstream = self.upstream
-        if upstream is not None:
-            upstream.write(chunk)
-        elif self.body_pending is None:
-            self.body_pending = [chunk]
-        else:
-            self.body_pending.append(chunk)
+        self.request_body_raw(chunk)
 
     def request_complete(self) -> None:
         self.request_done = True
@@ -116,10 +114,15 @@ class Exchange:
         upstream = self.upstream
         if upstream is not None:
             upstream.write(data)
-        elif self.body_pending is None:
+            return
+        # No upstream yet (connecting): hold the body, but never more than
+        # PENDING_BODY_LIMIT; past it, stop reading the client until connected.
+        if self.body_pending is None:
             self.body_pending = [data]
         else:
             self.body_pending.append(data)
+        if sum(len(c) for c in self.body_pending) > PENDING_BODY_LIMIT:
+            self.client.pause_reading()
 
     def pause_client(self) -> None:
         self.client.pause_reading()
