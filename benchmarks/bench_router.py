@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import socket
@@ -59,9 +60,15 @@ def _wait_port(port: int, timeout: float = 10.0) -> None:
     raise TimeoutError(f"nothing listens on {port}")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def _environment(work: Path) -> Iterator[dict[str, str]]:
-    """Start backend, HAProxy proxy and kiln router; yield name -> URL."""
+def _environment(work: Path) -> Iterator[dict[str, tuple[str, int]]]:
+    """Start backend, HAProxy proxy and kiln router; yield name -> (URL, pid)."""
     procs: list[subprocess.Popen[bytes]] = []
     haproxy_proxy: HAProxyProcess | None = None
     try:
@@ -108,10 +115,11 @@ def _environment(work: Path) -> Iterator[dict[str, str]]:
         procs.append(kiln)
         assert kiln.stdout is not None
         ready = json.loads(kiln.stdout.readline())
+        assert haproxy_proxy.proc is not None
         yield {
-            "direct": f"http://127.0.0.1:{backend_port}/",
-            "haproxy": f"http://127.0.0.1:{proxy_port}/",
-            "kiln": f"http://{ready['listen']}/",
+            "direct": (f"http://127.0.0.1:{backend_port}/", procs[0].pid),
+            "haproxy": (f"http://127.0.0.1:{proxy_port}/", haproxy_proxy.proc.pid),
+            "kiln": (f"http://{ready['listen']}/", kiln.pid),
         }
     finally:
         if haproxy_proxy is not None:
@@ -132,8 +140,9 @@ def _wrk(url: str, seconds: float) -> dict[str, float]:
         timeout=seconds + 30,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = float(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "non_2xx": float(errors.group(1)) if errors else 0.0}
+    return {"rps": rps, "requests": total, "non_2xx": float(errors.group(1)) if errors else 0.0}
 
 
 def _hey(url: str, seconds: float, rate: float) -> dict[str, float]:
@@ -178,17 +187,23 @@ def main(argv: list[str] | None = None) -> int:
     names = ("direct", "haproxy", "kiln")
     with tempfile.TemporaryDirectory() as tmp, _environment(Path(tmp)) as urls:
         for name in names:  # warm connections and pools
-            _wrk(urls[name], 1)
+            _wrk(urls[name][0], 1)
         thr: dict[str, list[float]] = {n: [] for n in names}
+        cpu: dict[str, list[float]] = {n: [] for n in names}
         for _ in range(runs):
             for name in names:
-                thr[name].append(_wrk(urls[name], seconds)["rps"])
+                url, pid = urls[name]
+                before = _cpu_seconds(pid)
+                got = _wrk(url, seconds)
+                cpu[name].append((_cpu_seconds(pid) - before) / got["requests"] * 1e6)
+                thr[name].append(got["rps"])
         rps = {n: statistics.median(v) for n, v in thr.items()}
+        cpu_us = {n: statistics.median(v) for n, v in cpu.items()}
         rate = 0.5 * rps["kiln"]
         lat: dict[str, list[dict[str, float]]] = {n: [] for n in names}
         for _ in range(runs):
             for name in names:
-                lat[name].append(_hey(urls[name], seconds, rate))
+                lat[name].append(_hey(urls[name][0], seconds, rate))
     p50 = {n: statistics.median(r["p50_ms"] for r in v) for n, v in lat.items()}
     p99 = {n: statistics.median(r["p99_ms"] for r in v) for n, v in lat.items()}
     rows: list[dict[str, Any]] = []
@@ -199,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                 "rps_median": round(rps[name]),
                 "x_haproxy": rps[name] / rps["haproxy"],
                 "x_direct": rps[name] / rps["direct"],
+                "cpu_us_per_req": cpu_us[name],
                 "p50_ms@rate": p50[name],
                 "p99_ms@rate": p99[name],
                 "added_p50_ms": p50[name] - p50["direct"],
@@ -213,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
         "fixed_rate_tool": "hey -q (per-worker rate limit; wrk2 not installed)",
         "throughput_tool": "wrk -t2 -c32",
         "samples_rps": thr,
+        "samples_cpu_us_per_req": cpu,
+        "cpu_note": "CPU time of the one process serving each target (direct: the backend) "
+        "per request during the wrk runs; less sensitive to a shared machine than req/s",
         "targets": {
             "kiln_throughput_vs_haproxy": ">= 0.8",
             "kiln_added_p99_ms_at_half_capacity": "<= 1.0",
@@ -222,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"kiln throughput = {rps['kiln'] / rps['haproxy']:.2f}x HAProxy; "
         f"added p99 at {round(rate)} req/s = {p99['kiln'] - p99['direct']:.2f} ms "
-        f"(HAProxy: {p99['haproxy'] - p99['direct']:.2f} ms)"
+        f"(HAProxy: {p99['haproxy'] - p99['direct']:.2f} ms); CPU per request: kiln "
+        f"{cpu_us['kiln']:.0f} us, HAProxy {cpu_us['haproxy']:.0f} us"
     )
     return 0
 
