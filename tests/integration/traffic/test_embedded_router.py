@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import stat
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -259,3 +260,53 @@ def test_a_large_body_to_a_cold_backend_is_held_bounded_then_streamed(
     body = bytes(range(256)) * (3 * 4096)  # 3 MiB, more than the pending limit
     with httpx.Client(base_url=env.router.url, timeout=30) as http:
         assert http.post("/body", content=body).content == body
+
+
+def test_a_request_in_flight_finishes_on_its_backend_after_the_swap(
+    env: Env, procs: Processes
+) -> None:
+    import threading
+
+    old, new = start_backends(procs, ["old", "new"])
+    env.backends.update({"old": old, "new": new})
+    env.apply({"old": 100})
+    answers: list[httpx.Response] = []
+
+    def slow() -> None:
+        with httpx.Client(base_url=env.router.url, timeout=10) as http:
+            answers.append(http.get("/slow"))
+
+    worker = threading.Thread(target=slow)
+    worker.start()
+    time.sleep(0.3)  # the slow request is now at the old backend
+    env.apply({"new": 100})  # the old backend leaves the table
+    with httpx.Client(base_url=env.router.url) as http:
+        assert {http.get("/").text for _ in range(5)} == {"new"}
+    worker.join(timeout=10)
+    assert [(r.status_code, r.text) for r in answers] == [(200, "old")]
+
+
+def test_sigterm_drains_in_flight_requests_then_exits(tmp_path: Path, procs: Processes) -> None:
+    import signal
+    import threading
+
+    (slow_backend,) = start_backends(procs, ["slow"])
+    router = start_router(procs, tmp_path)
+    with EmbeddedRouterClient(socket_path=router.admin) as client:
+        client.apply(
+            RouteTable(1, "dev", (Release("s", 100, (Backend.parse(slow_backend.address),)),))
+        )
+    answers: list[httpx.Response] = []
+
+    def slow() -> None:
+        with httpx.Client(base_url=router.url, timeout=10) as http:
+            answers.append(http.get("/slow"))
+
+    worker = threading.Thread(target=slow)
+    worker.start()
+    time.sleep(0.3)
+    router.proc.send_signal(signal.SIGTERM)
+    worker.join(timeout=10)
+    assert [(r.status_code, r.text) for r in answers] == [(200, "slow")]
+    assert router.proc.wait(timeout=10) == 0
+    assert not router.admin.exists()
