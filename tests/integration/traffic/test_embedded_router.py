@@ -310,3 +310,16 @@ def test_sigterm_drains_in_flight_requests_then_exits(tmp_path: Path, procs: Pro
     assert [(r.status_code, r.text) for r in answers] == [(200, "slow")]
     assert router.proc.wait(timeout=10) == 0
     assert not router.admin.exists()
+
+
+def test_prometheus_can_scrape_a_tcp_metrics_listener(tmp_path: Path, procs: Processes) -> None:
+    from .conftest import free_port, wait_port
+
+    port = free_port()
+    router = start_router(procs, tmp_path, extra=("--metrics-listen", f"127.0.0.1:{port}"))
+    wait_port(port)
+    answer = httpx.get(f"http://127.0.0.1:{port}/metrics")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert "kiln_router_table_generation" in answer.text
+    assert router.proc.poll() is None
