@@ -9,6 +9,7 @@ idempotent bodiless request elsewhere (``MAX_ATTEMPTS``), else answers 502.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from http import HTTPStatus
 from time import monotonic
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ from kiln.adapters.traffic.embedded.routing import (
     Routes,
     Target,
 )
+from kiln.core.traffic.metrics import LATENCY_BOUNDS
 
 if TYPE_CHECKING:
     from kiln.adapters.traffic.embedded.proxy import ClientConnection
@@ -208,9 +210,20 @@ class Exchange:
                 st.idle.append(conn)
         else:
             conn.close()
+        client = self.client
         if self.chunked_out:
-            self.client.out.append(b"0\r\n\r\n")
-        self._finish()
+            client.out.append(b"0\r\n\r\n")
+        # Inlined _finish and ReleaseStats.observe: once per request.
+        target = self.target
+        if target is not None:
+            stats = target.stats
+            elapsed = monotonic() - self.started
+            index = self.status // 100 - 1
+            if 0 <= index < 5:
+                stats.by_class[index] += 1
+            stats.buckets[bisect_left(LATENCY_BOUNDS, elapsed)] += 1
+            stats.latency_sum += elapsed
+        client.exchange_done(self)
 
     def _finish(self) -> None:
         target = self.target

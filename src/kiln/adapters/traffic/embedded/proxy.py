@@ -180,6 +180,18 @@ class DataPlane:
                 conn.close()
 
 
+def _match_header_rule(routes: Routes, lines: list[bytes]) -> Target | None:
+    """First forwarded header matching a rule (only runs when the table has rules)."""
+    for line in lines:
+        name, _, value = line[:-2].partition(b":")
+        by_value = routes.header_rules.get(name.strip().lower())
+        if by_value is not None:
+            target = by_value.get(value.strip())
+            if target is not None:
+                return target
+    return None
+
+
 _KEEP, _DROP, _CONNECTION, _TRANSFER_ENCODING, _FORWARDED_FOR = range(5)
 # Request headers that need more than forwarding; anything else named proxy-* is dropped.
 _REQUEST_HEADERS = {
@@ -207,9 +219,6 @@ class ClientConnection(asyncio.Protocol):
         self.http11 = True
         self.url = b""
         self.lines: list[bytes] = []
-        self.routes: Routes | None = None
-        self.header_rules: dict[bytes, dict[bytes, Target]] | None = None
-        self.rule_target: Target | None = None
         self.drop: set[bytes] | None = None
         self.host = b""
         self.forwarded_for = b""
@@ -310,12 +319,10 @@ class ClientConnection(asyncio.Protocol):
         self.close()
 
     # httptools callbacks
-    def on_message_begin(self) -> None:
+    def _reset(self) -> None:
+        """Ready for the next request head (instead of an on_message_begin callback)."""
         self.url = b""
         self.lines = []
-        self.routes = routes = self.dp.routes
-        self.header_rules = routes.header_rules if routes is not None else None
-        self.rule_target = None
         self.drop = None
         self.host = b""
         self.forwarded_for = b""
@@ -333,11 +340,6 @@ class ClientConnection(asyncio.Protocol):
         if kind is None:
             if lname[:6] != b"proxy-":
                 self.lines.append(name + b": " + value + b"\r\n")
-                rules = self.header_rules
-                if rules and self.rule_target is None:
-                    by_value = rules.get(lname)
-                    if by_value is not None:
-                        self.rule_target = by_value.get(value)
             return
         if kind == _KEEP:
             self.lines.append(name + b": " + value + b"\r\n")
@@ -375,9 +377,12 @@ class ClientConnection(asyncio.Protocol):
         parser = self.parser
         self.http11 = parser.get_http_version() == "1.1"
         method: bytes = parser.get_method()
-        routes = self.routes
+        routes = dp.routes  # the table current when the head is complete
         chunked = self.chunked
         lines = self.lines
+        rule_target: Target | None = None
+        if routes is not None and routes.header_rules:
+            rule_target = _match_header_rule(routes, lines)
         drop = self.drop
         if drop is not None:
             # Headers named in Connection are hop-by-hop too (RFC 9110 §7.6.1): rare.
@@ -394,8 +399,8 @@ class ClientConnection(asyncio.Protocol):
             lines.append(b"transfer-encoding: chunked\r\n")
         head = b"%s %s HTTP/1.1\r\n%s\r\n" % (method, self.url, b"".join(lines))
         cookie = self.cookie
-        rule_target = self.rule_target
         has_length = self.has_length
+        self._reset()
 
         if routes is None:
             ex = Exchange(self, head, EMPTY_ROUTES)
