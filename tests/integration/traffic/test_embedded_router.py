@@ -323,3 +323,15 @@ def test_prometheus_can_scrape_a_tcp_metrics_listener(tmp_path: Path, procs: Pro
     assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
     assert "kiln_router_table_generation" in answer.text
     assert router.proc.poll() is None
+
+
+def test_a_dead_mirror_never_fails_or_holds_the_real_request(env: Env, procs: Processes) -> None:
+    live, shadow = start_backends(procs, ["live", "shadow"])
+    env.backends.update({"live": live, "shadow": shadow})
+    procs.kill9(shadow.proc)
+    env.apply({"live": 100, "shadow": 0}, mirror=Mirror("shadow", 100))
+    with httpx.Client(base_url=env.router.url) as http:
+        answers = [http.get("/") for _ in range(20)]
+    assert {(a.status_code, a.text) for a in answers} == {(200, "live")}
+    shadow_metrics = env.client.metrics().of("shadow")
+    assert shadow_metrics is not None and shadow_metrics.connect_failures > 0
