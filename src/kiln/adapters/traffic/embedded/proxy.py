@@ -18,7 +18,7 @@ their response ends.
 
 Retries: an idempotent request with no body whose upstream attempt fails before
 any response byte (refused, reset, closed keep-alive race) is sent to another
-backend, preferably of the same release, up to ``MAX_ATTEMPTS``. Passive health
+backend, preferably of the same release, up to ``exchange.MAX_ATTEMPTS``. Passive health
 ejects a backend after ``EJECT_AFTER`` consecutive failures and probes it back
 with a TCP connect every ``PROBE_INTERVAL`` seconds.
 """
