@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import socket
 from collections import deque
+from collections.abc import Coroutine
 from time import monotonic
 from typing import Any
 
@@ -70,6 +71,13 @@ class DataPlane:
         self.draining = False
         self.mirrors_in_flight = 0
         self.mirrors_dropped = 0
+        # The loop holds tasks weakly; keep connect/probe tasks alive until done.
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = self.loop.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     # -- table swap ---------------------------------------------------------------
     def install(self, plan: Plan) -> None:
@@ -117,7 +125,7 @@ class DataPlane:
         self.loop.call_later(PROBE_INTERVAL, self._probe_now, st)
 
     def _probe_now(self, st: BackendState) -> None:
-        self.loop.create_task(self._probe(st))
+        self.spawn(self._probe(st))
 
     async def _probe(self, st: BackendState) -> None:
         st.probing = False
@@ -131,6 +139,8 @@ class DataPlane:
             self._schedule_probe(st)
             return
         writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
         st.up = True
         st.failures = 0
 
@@ -140,7 +150,7 @@ class DataPlane:
         if conn is not None:
             conn.attach(exchange)
             return
-        self.loop.create_task(self._connect(st, exchange))
+        self.spawn(self._connect(st, exchange))
 
     async def _connect(self, st: BackendState, exchange: Attached) -> None:
         try:

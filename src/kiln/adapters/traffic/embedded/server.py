@@ -256,7 +256,7 @@ async def _main(config: RouterConfig) -> int:
     gc.collect()
     gc.freeze()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: loop.create_task(server.stop()))
+        loop.add_signal_handler(sig, lambda: server.dp.spawn(server.stop()))
     ready = {
         "event": "ready",
         "listen": address,
