@@ -329,17 +329,6 @@ class ClientConnection(asyncio.Protocol):
         self.close()
 
     # httptools callbacks
-    def _reset(self) -> None:
-        """Ready for the next request head (instead of an on_message_begin callback)."""
-        self.url = b""
-        self.lines = []
-        self.drop = None
-        self.host = b""
-        self.forwarded_for = b""
-        self.cookie = b""
-        self.has_length = False
-        self.chunked = False
-
     def on_url(self, url: bytes) -> None:
         self.url += url
 
@@ -380,7 +369,10 @@ class ClientConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         ex = self.parsing
         if ex is not None:
-            ex.request_complete()
+            if ex.chunked_in:
+                ex.request_complete()
+            else:
+                ex.request_done = True
 
     def _on_request(self) -> None:
         dp = self.dp
@@ -410,7 +402,15 @@ class ClientConnection(asyncio.Protocol):
         head = b"%s %s HTTP/1.1\r\n%s\r\n" % (method, self.url, b"".join(lines))
         cookie = self.cookie
         has_length = self.has_length
-        self._reset()
+        # Ready for the next head (no on_message_begin callback: one call less).
+        self.url = b""
+        self.lines = []
+        self.drop = None
+        self.host = b""
+        self.forwarded_for = b""
+        self.cookie = b""
+        self.has_length = False
+        self.chunked = False
 
         if routes is None:
             ex = Exchange(self, head, EMPTY_ROUTES)

@@ -114,8 +114,9 @@ class UpstreamConnection(asyncio.Protocol):
             with contextlib.suppress(ValueError):
                 self.state.idle.remove(self)
 
-    # httptools callbacks (no on_status: the reason phrase is rebuilt from the code)
-    def on_message_begin(self) -> None:
+    # httptools callbacks (no on_status: the reason phrase is rebuilt from the code;
+    # no on_message_begin: the head state is reset once it has been consumed)
+    def reset_head(self) -> None:
         self.lines = []
         self.drop = None
         self.has_length = False
@@ -135,8 +136,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.lines.append(name + b": " + value + b"\r\n")
 
     def on_headers_complete(self) -> None:
-        if self.exchange is not None:
-            self.exchange.response_head(self.parser.get_status_code(), self)
+        exchange = self.exchange
+        if exchange is not None:
+            exchange.response_head(self.parser.get_status_code(), self)
+        self.reset_head()
 
     def on_body(self, body: bytes) -> None:
         if self.exchange is not None:
