@@ -335,3 +335,31 @@ def test_a_dead_mirror_never_fails_or_holds_the_real_request(env: Env, procs: Pr
     assert {(a.status_code, a.text) for a in answers} == {(200, "live")}
     shadow_metrics = env.client.metrics().of("shadow")
     assert shadow_metrics is not None and shadow_metrics.connect_failures > 0
+
+
+def test_an_ejected_backend_is_probed_back_into_rotation(env: Env, procs: Processes) -> None:
+    import sys
+
+    from .conftest import BACKEND, wait_port
+
+    flaky, steady = start_backends(procs, ["flaky", "steady"])
+    env.generation += 1
+    env.client.apply(
+        RouteTable(
+            env.generation,
+            "dev",
+            (Release("fs", 100, (Backend.parse(flaky.address), Backend.parse(steady.address))),),
+        )
+    )
+    procs.kill9(flaky.proc)
+    with httpx.Client(base_url=env.router.url) as http:
+        assert {http.get("/").text for _ in range(10)} == {"steady"}
+    assert not {b.address: b.up for b in env.client.health().backends}[flaky.address]
+    procs.start([sys.executable, str(BACKEND), str(flaky.port), "flaky"])
+    wait_port(flaky.port)
+    deadline = time.monotonic() + 10
+    while not {b.address: b.up for b in env.client.health().backends}[flaky.address]:
+        assert time.monotonic() < deadline, "never probed back"
+        time.sleep(0.1)
+    with httpx.Client(base_url=env.router.url) as http:
+        assert {http.get("/").text for _ in range(10)} == {"flaky", "steady"}
