@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections import deque
 from collections.abc import Coroutine
 from time import monotonic
@@ -250,10 +249,7 @@ class ClientConnection(asyncio.Protocol):
         self.last_activity = monotonic()
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]).encode() if isinstance(peer, tuple) else b"unix"
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family != socket.AF_UNIX:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # TCP_NODELAY: uvloop and asyncio already set it on every TCP transport.
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.open = False
