@@ -235,6 +235,7 @@ class ClientConnection(asyncio.Protocol):
         self.has_length = False
         self.chunked = False
         self.peer = b""
+        self.forwarded_line = b""
         self.active: Exchange | None = None
         self.parsing: Exchange | None = None
         self.queue: deque[Exchange] = deque()
@@ -249,6 +250,7 @@ class ClientConnection(asyncio.Protocol):
         self.last_activity = monotonic()
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]).encode() if isinstance(peer, tuple) else b"unix"
+        self.forwarded_line = b"x-forwarded-for: " + self.peer + b"\r\n"
         # TCP_NODELAY: uvloop and asyncio already set it on every TCP transport.
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -388,7 +390,7 @@ class ClientConnection(asyncio.Protocol):
         if self.forwarded_for:
             lines.append(b"x-forwarded-for: " + self.forwarded_for + b", " + self.peer + b"\r\n")
         else:
-            lines.append(b"x-forwarded-for: " + self.peer + b"\r\n")
+            lines.append(self.forwarded_line)
         if self.host:
             lines.append(b"x-forwarded-proto: http\r\nx-forwarded-host: " + self.host + b"\r\n")
         else:
