@@ -163,6 +163,9 @@ def test_hop_by_hop_headers_are_dropped_and_forwarded_headers_added(env: Env) ->
     assert seen["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"
     assert seen["x-forwarded-proto"] == "http"
     assert seen["x-forwarded-host"] == "shop.example"
+    with httpx.Client(base_url=env.router.url) as http:
+        first_hop = dict(http.get("/echo").json()["headers"])
+    assert first_hop["x-forwarded-for"] == "127.0.0.1"
 
 
 def test_a_chunked_response_is_relayed_without_the_backends_hop_headers(env: Env) -> None:
