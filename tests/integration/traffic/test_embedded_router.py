@@ -366,3 +366,29 @@ def test_an_ejected_backend_is_probed_back_into_rotation(env: Env, procs: Proces
         time.sleep(0.1)
     with httpx.Client(base_url=env.router.url) as http:
         assert {http.get("/").text for _ in range(10)} == {"flaky", "steady"}
+
+
+def test_a_restarted_backend_is_served_again_despite_stale_pooled_connections(
+    env: Env, procs: Processes
+) -> None:
+    import subprocess
+    import sys
+
+    from .conftest import BACKEND, hey_args, parse_hey, wait_port
+
+    (phoenix,) = start_backends(procs, ["phoenix"])
+    env.backends["phoenix"] = phoenix
+    env.apply({"phoenix": 100})
+    warm = subprocess.run(
+        hey_args(env.router.url + "/", seconds=1, workers=8, qps_per_worker=100),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert parse_hey(warm.stdout).failed == 0  # the pool now holds several connections
+    procs.kill9(phoenix.proc)
+    procs.start([sys.executable, str(BACKEND), str(phoenix.port), "phoenix"])
+    wait_port(phoenix.port)
+    with httpx.Client(base_url=env.router.url) as http:
+        answers = [http.get("/") for _ in range(30)]
+    assert {(a.status_code, a.text) for a in answers} == {(200, "phoenix")}

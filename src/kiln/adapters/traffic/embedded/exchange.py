@@ -246,6 +246,12 @@ class Exchange:
             dp.failed(st)
             if target is not None:
                 target.stats.connect_failures += 1
+        else:
+            # A backend that closed one idle connection (a restart) likely closed
+            # them all: drop its pool so the retry opens a fresh connection.
+            idle, st.idle = st.idle, []
+            for stale in idle:
+                stale.close()
         self.upstream = None
         if not self.client.open:
             self.client.exchange_done(self)
