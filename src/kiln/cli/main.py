@@ -34,6 +34,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "history": ("kiln.cli.audit:history", "Deployments of an environment: who, when, outcome."),
     "diff": ("kiln.cli.audit:diff", "Compare two releases or artifacts as the ledger links them."),
     "report": ("kiln.cli.report:report", "Reports from the ledger (DORA metrics)."),
+    # data plane
+    "router": ("kiln.cli.router:router", "Run the embedded router (an environment's data plane)."),
+    "routes": ("kiln.cli.router:routes", "Show the route table a router is serving."),
     # trust
     "keys": ("kiln.cli.keys:keys", "Make and list the Ed25519 keys that sign attestations."),
     "attest": ("kiln.cli.attest:attest", "Sign attestations about an artifact and list them."),
