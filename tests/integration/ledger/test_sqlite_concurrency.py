@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from kiln.adapters.store.sqlite import SqliteLedger
+from kiln.core.ledger.kinds import EventKind
 from kiln.core.ledger.merkle import root_of
 from kiln.core.ledger.verify import Verified, verify_log
 
@@ -100,5 +101,62 @@ def test_readers_in_other_threads_never_see_an_uncommitted_append(tmp_path: Path
             raise RuntimeError("roll the transaction back")
         assert seen == [1]
         assert store.size() == 1
+    finally:
+        store.close()
+
+
+KILLED_WRITER = """
+import sys
+from pathlib import Path
+from kiln.adapters.store.sqlite import SqliteLedger
+from kiln.core.ledger.events import EventDraft
+from kiln.core.ledger.kinds import EventKind
+
+store = SqliteLedger(Path(sys.argv[1]))
+batch = [EventDraft(EventKind.ROLLOUT_STEP, "w", details={"i": i}) for i in range(500)]
+print("ready", flush=True)
+while True:
+    store.append(batch)
+"""
+
+
+def test_a_writer_killed_mid_append_leaves_whole_batches_and_a_valid_tree(
+    tmp_path: Path,
+) -> None:
+    import signal
+
+    db = tmp_path / "state.db"
+    SqliteLedger(db).close()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            probe = SqliteLedger(db)
+            try:
+                if probe.size() >= 2000:
+                    break
+            finally:
+                probe.close()
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)  # no cleanup, no rollback: as on a crash
+        proc.wait(timeout=30)
+        if proc.stdout:
+            proc.stdout.close()
+        if proc.stderr:
+            proc.stderr.close()
+    store = SqliteLedger(db)
+    try:
+        size = store.size()
+        assert size >= 2000 and size % 500 == 0  # every batch all or nothing
+        outcome = verify_log(store.rows(), [], head=store.head())
+        assert isinstance(outcome, Verified) and outcome.size == size
+        assert store.append([]) == [] and store.record(EventKind.HEAL, actor="after") == size
     finally:
         store.close()
