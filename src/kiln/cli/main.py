@@ -29,6 +29,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "schema": ("kiln.cli.spec:schema", "Print the JSON Schema of kiln.yaml."),
     "config": ("kiln.cli.config:config", "Show each setting and where its value came from."),
     "completion": ("kiln.cli.config:completion", "Print a shell completion script."),
+    # ledger
+    "audit": ("kiln.cli.audit:audit", "Verify, export, query and prove the tamper-evident ledger."),
+    "history": ("kiln.cli.audit:history", "Deployments of an environment: who, when, outcome."),
+    "diff": ("kiln.cli.audit:diff", "Compare two releases or artifacts as the ledger links them."),
+    "report": ("kiln.cli.report:report", "Reports from the ledger (DORA metrics)."),
     # data plane
     "router": ("kiln.cli.router:router", "Run the embedded router (an environment's data plane)."),
     "routes": ("kiln.cli.router:routes", "Show the route table a router is serving."),

@@ -52,6 +52,11 @@ class Backend(asyncio.Protocol):
             body = json.dumps({"headers": self.headers, "url": self.url.decode()}).encode()
         elif self.url.startswith(b"/body"):
             body = self.body
+        elif self.url.startswith(b"/slow"):
+            # Answer after 0.8 s without blocking the loop: an in-flight request.
+            keep = self.parser.should_keep_alive()
+            asyncio.get_running_loop().call_later(0.8, self._answer, self.name, keep)
+            return
         elif self.url.startswith(b"/chunked"):
             assert self.transport is not None
             self.transport.write(
@@ -63,8 +68,11 @@ class Backend(asyncio.Protocol):
             return
         else:
             body = self.name
-        keep = self.parser.should_keep_alive()
-        assert self.transport is not None
+        self._answer(body, self.parser.should_keep_alive())
+
+    def _answer(self, body: bytes, keep: bool) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
         self.transport.write(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: %d\r\n%s\r\n%s"
             % (len(body), b"" if keep else b"connection: close\r\n", body)

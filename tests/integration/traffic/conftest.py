@@ -123,7 +123,12 @@ class RouterProc:
 
 
 def start_router(
-    procs: Processes, workdir: Path, port: int = 0, *, state: Path | None = None
+    procs: Processes,
+    workdir: Path,
+    port: int = 0,
+    *,
+    state: Path | None = None,
+    extra: tuple[str, ...] = (),
 ) -> RouterProc:
     admin = workdir / "router.sock"
     state = state or workdir / "routes.json"
@@ -139,6 +144,7 @@ def start_router(
             str(admin),
             "--state-file",
             str(state),
+            *extra,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

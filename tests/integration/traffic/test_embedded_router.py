@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import stat
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -162,6 +163,9 @@ def test_hop_by_hop_headers_are_dropped_and_forwarded_headers_added(env: Env) ->
     assert seen["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"
     assert seen["x-forwarded-proto"] == "http"
     assert seen["x-forwarded-host"] == "shop.example"
+    with httpx.Client(base_url=env.router.url) as http:
+        first_hop = dict(http.get("/echo").json()["headers"])
+    assert first_hop["x-forwarded-for"] == "127.0.0.1"
 
 
 def test_a_chunked_response_is_relayed_without_the_backends_hop_headers(env: Env) -> None:
@@ -248,3 +252,143 @@ def test_an_unreachable_admin_socket_is_temporary(tmp_path: Path) -> None:
         pytest.raises(Temporary, match="does not answer"),
     ):
         client.current()
+
+
+def test_a_large_body_to_a_cold_backend_is_held_bounded_then_streamed(
+    env: Env, procs: Processes
+) -> None:
+    (cold,) = start_backends(procs, ["cold"])
+    env.backends["cold"] = cold
+    env.apply({"cold": 100})
+    body = bytes(range(256)) * (3 * 4096)  # 3 MiB, more than the pending limit
+    with httpx.Client(base_url=env.router.url, timeout=30) as http:
+        assert http.post("/body", content=body).content == body
+
+
+def test_a_request_in_flight_finishes_on_its_backend_after_the_swap(
+    env: Env, procs: Processes
+) -> None:
+    import threading
+
+    old, new = start_backends(procs, ["old", "new"])
+    env.backends.update({"old": old, "new": new})
+    env.apply({"old": 100})
+    answers: list[httpx.Response] = []
+
+    def slow() -> None:
+        with httpx.Client(base_url=env.router.url, timeout=10) as http:
+            answers.append(http.get("/slow"))
+
+    worker = threading.Thread(target=slow)
+    worker.start()
+    time.sleep(0.3)  # the slow request is now at the old backend
+    env.apply({"new": 100})  # the old backend leaves the table
+    with httpx.Client(base_url=env.router.url) as http:
+        assert {http.get("/").text for _ in range(5)} == {"new"}
+    worker.join(timeout=10)
+    assert [(r.status_code, r.text) for r in answers] == [(200, "old")]
+
+
+def test_sigterm_drains_in_flight_requests_then_exits(tmp_path: Path, procs: Processes) -> None:
+    import signal
+    import threading
+
+    (slow_backend,) = start_backends(procs, ["slow"])
+    router = start_router(procs, tmp_path)
+    with EmbeddedRouterClient(socket_path=router.admin) as client:
+        client.apply(
+            RouteTable(1, "dev", (Release("s", 100, (Backend.parse(slow_backend.address),)),))
+        )
+    answers: list[httpx.Response] = []
+
+    def slow() -> None:
+        with httpx.Client(base_url=router.url, timeout=10) as http:
+            answers.append(http.get("/slow"))
+
+    worker = threading.Thread(target=slow)
+    worker.start()
+    time.sleep(0.3)
+    router.proc.send_signal(signal.SIGTERM)
+    worker.join(timeout=10)
+    assert [(r.status_code, r.text) for r in answers] == [(200, "slow")]
+    assert router.proc.wait(timeout=10) == 0
+    assert not router.admin.exists()
+
+
+def test_prometheus_can_scrape_a_tcp_metrics_listener(tmp_path: Path, procs: Processes) -> None:
+    from .conftest import free_port, wait_port
+
+    port = free_port()
+    router = start_router(procs, tmp_path, extra=("--metrics-listen", f"127.0.0.1:{port}"))
+    wait_port(port)
+    answer = httpx.get(f"http://127.0.0.1:{port}/metrics")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert "kiln_router_table_generation" in answer.text
+    assert router.proc.poll() is None
+
+
+def test_a_dead_mirror_never_fails_or_holds_the_real_request(env: Env, procs: Processes) -> None:
+    live, shadow = start_backends(procs, ["live", "shadow"])
+    env.backends.update({"live": live, "shadow": shadow})
+    procs.kill9(shadow.proc)
+    env.apply({"live": 100, "shadow": 0}, mirror=Mirror("shadow", 100))
+    with httpx.Client(base_url=env.router.url) as http:
+        answers = [http.get("/") for _ in range(20)]
+    assert {(a.status_code, a.text) for a in answers} == {(200, "live")}
+    shadow_metrics = env.client.metrics().of("shadow")
+    assert shadow_metrics is not None and shadow_metrics.connect_failures > 0
+
+
+def test_an_ejected_backend_is_probed_back_into_rotation(env: Env, procs: Processes) -> None:
+    import sys
+
+    from .conftest import BACKEND, wait_port
+
+    flaky, steady = start_backends(procs, ["flaky", "steady"])
+    env.generation += 1
+    env.client.apply(
+        RouteTable(
+            env.generation,
+            "dev",
+            (Release("fs", 100, (Backend.parse(flaky.address), Backend.parse(steady.address))),),
+        )
+    )
+    procs.kill9(flaky.proc)
+    with httpx.Client(base_url=env.router.url) as http:
+        assert {http.get("/").text for _ in range(10)} == {"steady"}
+    assert not {b.address: b.up for b in env.client.health().backends}[flaky.address]
+    procs.start([sys.executable, str(BACKEND), str(flaky.port), "flaky"])
+    wait_port(flaky.port)
+    deadline = time.monotonic() + 10
+    while not {b.address: b.up for b in env.client.health().backends}[flaky.address]:
+        assert time.monotonic() < deadline, "never probed back"
+        time.sleep(0.1)
+    with httpx.Client(base_url=env.router.url) as http:
+        assert {http.get("/").text for _ in range(10)} == {"flaky", "steady"}
+
+
+def test_a_restarted_backend_is_served_again_despite_stale_pooled_connections(
+    env: Env, procs: Processes
+) -> None:
+    import subprocess
+    import sys
+
+    from .conftest import BACKEND, hey_args, parse_hey, wait_port
+
+    (phoenix,) = start_backends(procs, ["phoenix"])
+    env.backends["phoenix"] = phoenix
+    env.apply({"phoenix": 100})
+    warm = subprocess.run(
+        hey_args(env.router.url + "/", seconds=1, workers=8, qps_per_worker=100),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert parse_hey(warm.stdout).failed == 0  # the pool now holds several connections
+    procs.kill9(phoenix.proc)
+    procs.start([sys.executable, str(BACKEND), str(phoenix.port), "phoenix"])
+    wait_port(phoenix.port)
+    with httpx.Client(base_url=env.router.url) as http:
+        answers = [http.get("/") for _ in range(30)]
+    assert {(a.status_code, a.text) for a in answers} == {(200, "phoenix")}

@@ -39,6 +39,7 @@ import socket
 import subprocess
 import time
 from dataclasses import dataclass
+from math import gcd, lcm
 from pathlib import Path
 
 from kiln.core.traffic.metrics import (
@@ -54,6 +55,10 @@ from kiln.errors import ConfigError, InvalidInput, Permanent, Temporary
 from kiln.fsio import write_atomic
 
 MAX_WEIGHT = 256
+# Dynamic servers do not inherit default-server settings and start with no idle
+# connection pool (purge delay 0, max idle 0): every request then opens a new
+# backend connection, about 5x slower. These restore keep-alive reuse.
+SERVER_OPTIONS = "pool-purge-delay 10s pool-max-conn -1"
 
 
 def backend_name(environment: str) -> str:
@@ -102,15 +107,33 @@ backend {be}
 
 
 def server_weights(table: RouteTable) -> dict[str, tuple[Backend, str, int]]:
-    """server name -> (backend, release, HAProxy weight 0..256) for a table."""
-    shares: dict[str, tuple[Backend, str, float]] = {}
+    """server name -> (backend, release, HAProxy weight 0..256) for a table.
+
+    Exact when the per-server shares reduce to integers within 0..256 (75/25 ->
+    3/1; 50 % over two servers vs 50 % over one -> 1, 1, 2); otherwise scaled so
+    the largest is 256 and rounded, a live share never rounding to 0.
+    """
+    multiple = 1
+    for rel in table.releases:
+        if rel.backends:
+            multiple = lcm(multiple, len(rel.backends))
+    shares: dict[str, tuple[Backend, str, int]] = {}
     for rel in table.releases:
         for backend in rel.backends:
-            shares[server_name(backend)] = (backend, rel.name, rel.weight / len(rel.backends))
-    top = max((share for _, _, share in shares.values()), default=0.0)
+            share = rel.weight * multiple // len(rel.backends)
+            shares[server_name(backend)] = (backend, rel.name, share)
+    divisor = 0
+    for _, _, share in shares.values():
+        divisor = gcd(divisor, share)
+    top = max((share for _, _, share in shares.values()), default=0)
     out: dict[str, tuple[Backend, str, int]] = {}
     for name, (backend, release, share) in shares.items():
-        weight = 0 if share == 0 or top == 0 else max(1, round(share / top * MAX_WEIGHT))
+        if share == 0 or top == 0:
+            weight = 0
+        elif top // divisor <= MAX_WEIGHT:
+            weight = share // divisor
+        else:
+            weight = max(1, round(share / top * MAX_WEIGHT))
         out[name] = (backend, release, weight)
     return out
 
@@ -255,7 +278,7 @@ class HAProxyRouter:
             row = existing.get(name)
             if row is None:
                 self.api.expect(
-                    f"add server {be}/{name} {backend.address} weight {weight}",
+                    f"add server {be}/{name} {backend.address} weight {weight} {SERVER_OPTIONS}",
                     "New server registered",
                 )
                 self.api.expect(f"set server {be}/{name} state ready")
@@ -347,10 +370,15 @@ class HAProxyRouter:
             generation=current.generation if current else None,
             detail="serving" if current else "no route table yet",
             backends=tuple(
-                BackendHealth(owners.get(name, ""), row.address, row.status.startswith("UP"), 0)
+                BackendHealth(owners.get(name, ""), row.address, _is_up(row.status), 0)
                 for name, row in rows.items()
             ),
         )
+
+
+def _is_up(status: str) -> bool:
+    """``show stat`` says ``no check`` for a ready server without health checks."""
+    return status.startswith("UP") or status == "no check"
 
 
 class HAProxyProcess:

@@ -9,28 +9,28 @@ idempotent bodiless request elsewhere (``MAX_ATTEMPTS``), else answers 502.
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from http import HTTPStatus
+from time import monotonic
 from typing import TYPE_CHECKING
 
-from kiln.adapters.traffic.embedded.routing import BackendState, Routes, Target
+from kiln.adapters.traffic.embedded.routing import (
+    MAX_IDLE_PER_BACKEND,
+    BackendState,
+    Routes,
+    Target,
+)
+from kiln.core.traffic.metrics import LATENCY_BOUNDS
 
 if TYPE_CHECKING:
     from kiln.adapters.traffic.embedded.proxy import ClientConnection
     from kiln.adapters.traffic.embedded.upstream import UpstreamConnection
 
-# Hop-by-hop headers (RFC 9110 §7.6.1); headers named in Connection are added per message.
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
 MAX_ATTEMPTS = 3
-REASONS = {502: b"Bad Gateway", 503: b"Service Unavailable", 400: b"Bad Request"}
+PENDING_BODY_LIMIT = 1 << 20
+# Status lines rebuilt from the code (HTTP/1.1 reason phrases carry no meaning, RFC 9112 §4).
+STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
+REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 
 
 class Exchange:
@@ -96,19 +96,16 @@ class Exchange:
         if pending:
             conn.write(self.head + b"".join(pending))
             self.body_pending = None
+            client = self.client
+            if client.paused and not client.queue:
+                client.resume_reading()  # paused by the bound below
         else:
             conn.write(self.head)
 
     def request_body(self, chunk: bytes) -> None:
         if self.chunked_in:
             chunk = b"%x\r\n%s\r\n" % (len(chunk), chunk)
-        upstream = self.upstream
-        if upstream is not None:
-            upstream.write(chunk)
-        elif self.body_pending is None:
-            self.body_pending = [chunk]
-        else:
-            self.body_pending.append(chunk)
+        self.request_body_raw(chunk)
 
     def request_complete(self) -> None:
         self.request_done = True
@@ -119,10 +116,15 @@ class Exchange:
         upstream = self.upstream
         if upstream is not None:
             upstream.write(data)
-        elif self.body_pending is None:
+            return
+        # No upstream yet (connecting): hold the body, but never more than
+        # PENDING_BODY_LIMIT; past it, stop reading the client until connected.
+        if self.body_pending is None:
             self.body_pending = [data]
         else:
             self.body_pending.append(data)
+        if sum(len(c) for c in self.body_pending) > PENDING_BODY_LIMIT:
+            self.client.pause_reading()
 
     def pause_client(self) -> None:
         self.client.pause_reading()
@@ -131,36 +133,24 @@ class Exchange:
         self.client.resume_reading()
 
     # -- response side -------------------------------------------------------------------
-    def response_head(
-        self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], keep: bool
-    ) -> None:
+    def response_head(self, status: int, conn: UpstreamConnection) -> None:
         st = self.state
         if st is not None:
             st.failures = 0
-        if 100 <= status < 200:
+        if status < 200:
             if status != 101:
-                self.client.write(b"HTTP/1.1 %d %s\r\n\r\n" % (status, reason))
+                self.client.write(STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status)
+                self.client.write(b"\r\n")
             return
         self.status = status
         self.response_started = True
-        drop: set[bytes] | None = None
-        has_length = False
-        has_te = False
-        out = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-        for name, value in headers:
-            lname = name.lower()
-            if lname in HOP_BY_HOP or lname[:6] == b"proxy-":
-                if lname == b"connection":
-                    drop = {t.strip().lower() for t in value.split(b",")}
-                elif lname == b"transfer-encoding":
-                    has_te = True
-                continue
-            if lname == b"content-length":
-                has_length = True
-            out.append(name + b": " + value + b"\r\n")
-        if drop is not None or (has_te and has_length):
+        out = conn.lines
+        out.insert(0, STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status)
+        has_length = conn.has_length
+        has_te = conn.has_te
+        if conn.drop is not None or (has_te and has_length):
             # Rare: headers named in Connection, or a length beside chunking (which wins).
-            unwanted = set(drop or ())
+            unwanted = set(conn.drop or ())
             if has_te:
                 unwanted.add(b"content-length")
             out = [out[0]] + [ln for ln in out[1:] if ln.split(b":", 1)[0].lower() not in unwanted]
@@ -201,21 +191,44 @@ class Exchange:
 
     def flush(self) -> None:
         """Write what the last upstream read produced in one send (head + body)."""
-        self.client.flush()
+        client = self.client
+        if client.out:
+            client.flush()
 
     def response_complete(self, conn: UpstreamConnection) -> None:
         if not self.response_started:
             return  # an interim 1xx answer ended; the real one follows
         self.upstream = None
-        conn.release(conn.parser.should_keep_alive() and self.request_done)
+        conn.exchange = None
+        # Inlined UpstreamConnection.release: this runs once per request.
+        if conn.open and self.request_done and conn.parser.should_keep_alive():
+            st = conn.state
+            if st.retired or len(st.idle) >= MAX_IDLE_PER_BACKEND:
+                conn.close()
+            else:
+                conn.reused = True
+                st.idle.append(conn)
+        else:
+            conn.close()
+        client = self.client
         if self.chunked_out:
-            self.client.out.append(b"0\r\n\r\n")
-        self._finish()
+            client.out.append(b"0\r\n\r\n")
+        # Inlined _finish and ReleaseStats.observe: once per request.
+        target = self.target
+        if target is not None:
+            stats = target.stats
+            elapsed = monotonic() - self.started
+            index = self.status // 100 - 1
+            if 0 <= index < 5:
+                stats.by_class[index] += 1
+            stats.buckets[bisect_left(LATENCY_BOUNDS, elapsed)] += 1
+            stats.latency_sum += elapsed
+        client.exchange_done(self)
 
     def _finish(self) -> None:
         target = self.target
         if target is not None:
-            target.stats.observe(self.status, self.client.dp.loop.time() - self.started)
+            target.stats.observe(self.status, monotonic() - self.started)
         self.client.exchange_done(self)
 
     # -- failures ---------------------------------------------------------------------------
@@ -233,6 +246,12 @@ class Exchange:
             dp.failed(st)
             if target is not None:
                 target.stats.connect_failures += 1
+        else:
+            # A backend that closed one idle connection (a restart) likely closed
+            # them all: drop its pool so the retry opens a fresh connection.
+            idle, st.idle = st.idle, []
+            for stale in idle:
+                stale.close()
         self.upstream = None
         if not self.client.open:
             self.client.exchange_done(self)

@@ -18,7 +18,7 @@ their response ends.
 
 Retries: an idempotent request with no body whose upstream attempt fails before
 any response byte (refused, reset, closed keep-alive race) is sent to another
-backend, preferably of the same release, up to ``MAX_ATTEMPTS``. Passive health
+backend, preferably of the same release, up to ``exchange.MAX_ATTEMPTS``. Passive health
 ejects a backend after ``EJECT_AFTER`` consecutive failures and probes it back
 with a TCP connect every ``PROBE_INTERVAL`` seconds.
 """
@@ -27,14 +27,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections import deque
+from collections.abc import Coroutine
+from time import monotonic
 from typing import Any
 
 import httptools
 
-from kiln.adapters.traffic.embedded.exchange import HOP_BY_HOP, REASONS, Exchange
-from kiln.adapters.traffic.embedded.routing import EMPTY_ROUTES, BackendState, Routes, Target
+from kiln.adapters.traffic.embedded.exchange import REASONS, Exchange
+from kiln.adapters.traffic.embedded.routing import (
+    EMPTY_ROUTES,
+    HOP_BY_HOP,
+    BackendState,
+    Routes,
+    Target,
+)
 from kiln.adapters.traffic.embedded.stats import ReleaseStats
 from kiln.adapters.traffic.embedded.upstream import Attached, Mirrored, UpstreamConnection
 from kiln.core.traffic.selection import Plan, parse_cookie_header
@@ -63,6 +70,13 @@ class DataPlane:
         self.draining = False
         self.mirrors_in_flight = 0
         self.mirrors_dropped = 0
+        # The loop holds tasks weakly; keep connect/probe tasks alive until done.
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = self.loop.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     # -- table swap ---------------------------------------------------------------
     def install(self, plan: Plan) -> None:
@@ -110,7 +124,7 @@ class DataPlane:
         self.loop.call_later(PROBE_INTERVAL, self._probe_now, st)
 
     def _probe_now(self, st: BackendState) -> None:
-        self.loop.create_task(self._probe(st))
+        self.spawn(self._probe(st))
 
     async def _probe(self, st: BackendState) -> None:
         st.probing = False
@@ -124,6 +138,8 @@ class DataPlane:
             self._schedule_probe(st)
             return
         writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
         st.up = True
         st.failures = 0
 
@@ -133,7 +149,7 @@ class DataPlane:
         if conn is not None:
             conn.attach(exchange)
             return
-        self.loop.create_task(self._connect(st, exchange))
+        self.spawn(self._connect(st, exchange))
 
     async def _connect(self, st: BackendState, exchange: Attached) -> None:
         try:
@@ -173,6 +189,18 @@ class DataPlane:
                 conn.close()
 
 
+def _match_header_rule(routes: Routes, lines: list[bytes]) -> Target | None:
+    """First forwarded header matching a rule (only runs when the table has rules)."""
+    for line in lines:
+        name, _, value = line[:-2].partition(b":")
+        by_value = routes.header_rules.get(name.strip().lower())
+        if by_value is not None:
+            target = by_value.get(value.strip())
+            if target is not None:
+                return target
+    return None
+
+
 _KEEP, _DROP, _CONNECTION, _TRANSFER_ENCODING, _FORWARDED_FOR = range(5)
 # Request headers that need more than forwarding; anything else named proxy-* is dropped.
 _REQUEST_HEADERS = {
@@ -200,9 +228,6 @@ class ClientConnection(asyncio.Protocol):
         self.http11 = True
         self.url = b""
         self.lines: list[bytes] = []
-        self.routes: Routes | None = None
-        self.header_rules: dict[bytes, dict[bytes, Target]] | None = None
-        self.rule_target: Target | None = None
         self.drop: set[bytes] | None = None
         self.host = b""
         self.forwarded_for = b""
@@ -210,6 +235,7 @@ class ClientConnection(asyncio.Protocol):
         self.has_length = False
         self.chunked = False
         self.peer = b""
+        self.forwarded_line = b""
         self.active: Exchange | None = None
         self.parsing: Exchange | None = None
         self.queue: deque[Exchange] = deque()
@@ -221,13 +247,11 @@ class ClientConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # a stream transport
         self.open = True
         self.dp.connections.add(self)
-        self.last_activity = self.dp.loop.time()
+        self.last_activity = monotonic()
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]).encode() if isinstance(peer, tuple) else b"unix"
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family != socket.AF_UNIX:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.forwarded_line = b"x-forwarded-for: " + self.peer + b"\r\n"
+        # TCP_NODELAY: uvloop and asyncio already set it on every TCP transport.
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.open = False
@@ -303,19 +327,6 @@ class ClientConnection(asyncio.Protocol):
         self.close()
 
     # httptools callbacks
-    def on_message_begin(self) -> None:
-        self.url = b""
-        self.lines = []
-        self.routes = routes = self.dp.routes
-        self.header_rules = routes.header_rules if routes is not None else None
-        self.rule_target = None
-        self.drop = None
-        self.host = b""
-        self.forwarded_for = b""
-        self.cookie = b""
-        self.has_length = False
-        self.chunked = False
-
     def on_url(self, url: bytes) -> None:
         self.url += url
 
@@ -326,11 +337,6 @@ class ClientConnection(asyncio.Protocol):
         if kind is None:
             if lname[:6] != b"proxy-":
                 self.lines.append(name + b": " + value + b"\r\n")
-                rules = self.header_rules
-                if rules and self.rule_target is None:
-                    by_value = rules.get(lname)
-                    if by_value is not None:
-                        self.rule_target = by_value.get(value)
             return
         if kind == _KEEP:
             self.lines.append(name + b": " + value + b"\r\n")
@@ -361,16 +367,22 @@ class ClientConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         ex = self.parsing
         if ex is not None:
-            ex.request_complete()
+            if ex.chunked_in:
+                ex.request_complete()
+            else:
+                ex.request_done = True
 
     def _on_request(self) -> None:
         dp = self.dp
         parser = self.parser
         self.http11 = parser.get_http_version() == "1.1"
         method: bytes = parser.get_method()
-        routes = self.routes
+        routes = dp.routes  # the table current when the head is complete
         chunked = self.chunked
         lines = self.lines
+        rule_target: Target | None = None
+        if routes is not None and routes.header_rules:
+            rule_target = _match_header_rule(routes, lines)
         drop = self.drop
         if drop is not None:
             # Headers named in Connection are hop-by-hop too (RFC 9110 §7.6.1): rare.
@@ -378,7 +390,7 @@ class ClientConnection(asyncio.Protocol):
         if self.forwarded_for:
             lines.append(b"x-forwarded-for: " + self.forwarded_for + b", " + self.peer + b"\r\n")
         else:
-            lines.append(b"x-forwarded-for: " + self.peer + b"\r\n")
+            lines.append(self.forwarded_line)
         if self.host:
             lines.append(b"x-forwarded-proto: http\r\nx-forwarded-host: " + self.host + b"\r\n")
         else:
@@ -387,8 +399,16 @@ class ClientConnection(asyncio.Protocol):
             lines.append(b"transfer-encoding: chunked\r\n")
         head = b"%s %s HTTP/1.1\r\n%s\r\n" % (method, self.url, b"".join(lines))
         cookie = self.cookie
-        rule_target = self.rule_target
         has_length = self.has_length
+        # Ready for the next head (no on_message_begin callback: one call less).
+        self.url = b""
+        self.lines = []
+        self.drop = None
+        self.host = b""
+        self.forwarded_for = b""
+        self.cookie = b""
+        self.has_length = False
+        self.chunked = False
 
         if routes is None:
             ex = Exchange(self, head, EMPTY_ROUTES)
@@ -440,7 +460,7 @@ class ClientConnection(asyncio.Protocol):
         dp = self.dp
         self.active = ex
         dp.in_flight += 1
-        ex.started = dp.loop.time()
+        ex.started = monotonic()
         target = ex.target
         if target is None:
             ex.fail(503)
@@ -449,6 +469,23 @@ class ClientConnection(asyncio.Protocol):
         if st is None:
             ex.fail(503)
             return
+        # Inlined Exchange.dispatch + DataPlane.connect for the common case: a warm
+        # pooled connection and a head with no body yet.
+        idle = st.idle
+        while idle:
+            conn = idle.pop()
+            if conn.open:
+                ex.state = st
+                ex.attempts = 1
+                conn.exchange = ex
+                conn.got_bytes = False
+                ex.upstream = conn
+                transport = conn.transport
+                if ex.body_pending is None and transport is not None:
+                    transport.write(ex.head)
+                else:
+                    ex.attached(conn)
+                return
         ex.dispatch(target, st)
 
     def exchange_done(self, ex: Exchange) -> None:
@@ -458,7 +495,7 @@ class ClientConnection(asyncio.Protocol):
         self.active = None
         dp = self.dp
         dp.in_flight -= 1
-        self.last_activity = dp.loop.time()
+        self.last_activity = monotonic()
         if not ex.client_keep_alive or not self.open:
             self.close()
             return
@@ -475,7 +512,7 @@ def idle_sweeper(dp: DataPlane) -> Any:
     """Close keep-alive clients idle longer than ``CLIENT_IDLE_TIMEOUT`` (every 5 s)."""
 
     def tick() -> None:
-        dp.sweep_idle(dp.loop.time())
+        dp.sweep_idle(monotonic())
         dp.loop.call_later(5.0, tick)
 
     return dp.loop.call_later(5.0, tick)

@@ -17,6 +17,18 @@ if TYPE_CHECKING:
     from kiln.adapters.traffic.embedded.upstream import UpstreamConnection
 
 MAX_IDLE_PER_BACKEND = 256
+# Hop-by-hop headers (RFC 9110 §7.6.1); headers named in Connection are added per message.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
 
 
 class BackendState:

@@ -14,13 +14,15 @@ Metric names (labels ``environment``, ``release``):
   response fully written, as seen by the router;
 - ``kiln_router_mirrored_total``: shadow copies sent to this release;
 - ``kiln_router_backend_up{backend}``: passive health of each backend;
-- ``kiln_router_table_generation``, ``kiln_router_client_connections``.
+- ``kiln_router_table_generation``, ``kiln_router_client_connections``,
+  ``kiln_router_mirrors_dropped_total``.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -76,19 +78,28 @@ class ReleaseStats:
         )
 
 
+@dataclass(frozen=True)
+class StatsView:
+    """What one scrape reads from the data plane."""
+
+    environment: str
+    generation: int | None
+    releases: list[ReleaseStats]
+    backends: list[tuple[str, str, bool]]  # (release, address, up)
+    connections: int
+    mirrors_dropped: int
+
+
 class StatsCollector(Collector):
     """Reads the live counters at scrape time; ``source`` returns the current view."""
 
-    def __init__(
-        self,
-        source: Callable[
-            [], tuple[str, int | None, Iterable[ReleaseStats], Iterable[tuple[str, str, bool]], int]
-        ],
-    ) -> None:
+    def __init__(self, source: Callable[[], StatsView]) -> None:
         self._source = source
 
     def collect(self) -> Iterator[Metric]:
-        environment, generation, releases, backends, connections = self._source()
+        view = self._source()
+        environment, generation = view.environment, view.generation
+        releases, backends, connections = view.releases, view.backends, view.connections
         labels = ["environment", "release"]
         requests = CounterMetricFamily(
             "kiln_router_requests", "Answered requests by status class.", labels=[*labels, "code"]
@@ -139,7 +150,13 @@ class StatsCollector(Collector):
             "kiln_router_client_connections", "Open client connections.", labels=["environment"]
         )
         conns.add_metric([environment], connections)
-        yield from (requests, failures, retries, mirrored, latency, up, gen, conns)
+        dropped = CounterMetricFamily(
+            "kiln_router_mirrors_dropped",
+            "Shadow copies not sent because too many were in flight.",
+            labels=["environment"],
+        )
+        dropped.add_metric([environment], view.mirrors_dropped)
+        yield from (requests, failures, retries, mirrored, latency, up, gen, conns, dropped)
 
 
 def _le(bound: float) -> str:

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
+from time import monotonic
 from typing import TYPE_CHECKING, Protocol
 
 import httptools
 
-from kiln.adapters.traffic.embedded.routing import BackendState
+from kiln.adapters.traffic.embedded.routing import HOP_BY_HOP, BackendState
 from kiln.adapters.traffic.embedded.stats import ReleaseStats
 
 if TYPE_CHECKING:
@@ -22,9 +22,7 @@ class Attached(Protocol):
     """What an upstream connection reports to: a client exchange or a mirror copy."""
 
     def attached(self, conn: UpstreamConnection) -> None: ...
-    def response_head(
-        self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], keep: bool
-    ) -> None: ...
+    def response_head(self, status: int, conn: UpstreamConnection) -> None: ...
     def response_body(self, body: bytes) -> None: ...
     def response_complete(self, conn: UpstreamConnection) -> None: ...
     def upstream_failed(
@@ -43,12 +41,14 @@ class UpstreamConnection(asyncio.Protocol):
 
     __slots__ = (
         "dp",
+        "drop",
         "exchange",
         "got_bytes",
-        "headers",
+        "has_length",
+        "has_te",
+        "lines",
         "open",
         "parser",
-        "reason",
         "reused",
         "state",
         "transport",
@@ -60,8 +60,11 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.exchange: Attached | None = None
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.reason = b""
+        # The response head being parsed, already filtered (hop-by-hop headers out).
+        self.lines: list[bytes] = []
+        self.drop: set[bytes] | None = None
+        self.has_length = False
+        self.has_te = False
         self.got_bytes = False
         self.reused = False
         self.open = False
@@ -69,10 +72,7 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # a stream transport
         self.open = True
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # TCP_NODELAY: uvloop and asyncio already set it on every TCP transport.
 
     def attach(self, exchange: Attached) -> None:
         self.exchange = exchange
@@ -110,24 +110,32 @@ class UpstreamConnection(asyncio.Protocol):
             with contextlib.suppress(ValueError):
                 self.state.idle.remove(self)
 
-    # httptools callbacks
-    def on_message_begin(self) -> None:
-        self.headers = []
-
-    def on_status(self, reason: bytes) -> None:
-        self.reason = reason
+    # httptools callbacks (no on_status: the reason phrase is rebuilt from the code;
+    # no on_message_begin: the head state is reset once it has been consumed)
+    def reset_head(self) -> None:
+        self.lines = []
+        self.drop = None
+        self.has_length = False
+        self.has_te = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        lname = name.lower()
+        if lname in HOP_BY_HOP or lname[:6] == b"proxy-":
+            if lname == b"connection":
+                tokens = {t.strip().lower() for t in value.split(b",")}
+                self.drop = tokens if self.drop is None else self.drop | tokens
+            elif lname == b"transfer-encoding":
+                self.has_te = True
+            return
+        if lname == b"content-length":
+            self.has_length = True
+        self.lines.append(name + b": " + value + b"\r\n")
 
     def on_headers_complete(self) -> None:
-        if self.exchange is not None:
-            self.exchange.response_head(
-                self.parser.get_status_code(),
-                self.reason,
-                self.headers,
-                self.parser.should_keep_alive(),
-            )
+        exchange = self.exchange
+        if exchange is not None:
+            exchange.response_head(self.parser.get_status_code(), self)
+        self.reset_head()
 
     def on_body(self, body: bytes) -> None:
         if self.exchange is not None:
@@ -165,15 +173,13 @@ class Mirrored:
         self.dp = dp
         self.stats = stats
         self.head = head
-        self.started = dp.loop.time()
+        self.started = monotonic()
         self.status = 0
 
     def attached(self, conn: UpstreamConnection) -> None:
         conn.write(self.head)
 
-    def response_head(
-        self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], keep: bool
-    ) -> None:
+    def response_head(self, status: int, conn: UpstreamConnection) -> None:
         self.status = status
 
     def response_body(self, body: bytes) -> None:
@@ -188,7 +194,7 @@ class Mirrored:
     def _done(self) -> None:
         self.dp.mirrors_in_flight -= 1
         if self.status:
-            self.stats.observe(self.status, self.dp.loop.time() - self.started)
+            self.stats.observe(self.status, monotonic() - self.started)
 
     def upstream_failed(
         self, conn: UpstreamConnection | None, st: BackendState, penalize: bool = True
