@@ -15,16 +15,21 @@ from kiln.adapters.keys.tokens import ensure_local_admin, load_table
 from kiln.adapters.store.leader import FileLeaderLock
 from kiln.api.app import create_app
 from kiln.bootstrap.controller import Address, ControllerClient, socket_path
+from kiln.bootstrap.deploy import controller as build_controller
 from kiln.core.spec.models import ServiceSpec
 from kiln.errors import ConfigError
 from kiln.fsio import write_atomic
-from kiln.ports.clock import SystemClock
-from kiln.services.controller import Controller
 
 CLAIM_INTERVAL = 1.0  # seconds between leadership attempts; failover within about this
 
 
-def serve(state_dir: Path, spec: ServiceSpec | None, *, listen: str | None = None) -> int:
+def serve(
+    state_dir: Path,
+    spec: ServiceSpec | None,
+    *,
+    listen: str | None = None,
+    policy: Path | None = None,
+) -> int:
     """Run the controller in the foreground until SIGTERM/SIGINT. Returns an exit code."""
     run_dir = state_dir / "run"
     ensure_local_admin(state_dir)
@@ -48,7 +53,13 @@ def serve(state_dir: Path, spec: ServiceSpec | None, *, listen: str | None = Non
             raise ConfigError(f"--listen {listen!r} is not HOST:PORT")
         address = f"http://{host}:{port}"
         options = {"host": host, "port": int(port)}
-    controller = Controller(spec=spec, leader=leader, clock=SystemClock(), address=address)
+    controller = build_controller(
+        state_dir,
+        spec,
+        address=address,
+        leader=leader,
+        policy=policy or state_dir.parent / "trust.yaml",
+    )
     controller.claim_environments()
     stop_claims = threading.Event()
 
@@ -67,6 +78,7 @@ def serve(state_dir: Path, spec: ServiceSpec | None, *, listen: str | None = Non
         server.run()
     finally:
         stop_claims.set()
+        controller.stop()
         leader.close()
         with contextlib.suppress(FileNotFoundError):
             (run_dir / "controller.json").unlink()

@@ -20,7 +20,7 @@ def serve(app: App, listen: str | None) -> None:
     from kiln.api.server import serve as run
 
     spec = app.spec() if app.spec_file.exists() else None
-    run(app.state_dir(), spec, listen=listen)
+    run(app.state_dir(), spec, listen=listen, policy=app.settings().trust_policy)
 
 
 @click.group()

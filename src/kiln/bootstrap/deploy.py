@@ -1,0 +1,161 @@
+"""Composing the controller: per-environment providers and routers, the executor,
+admission, artifact references and the ledger, all from one state directory.
+
+This is the only place that knows which adapter serves which port for a rollout.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from kiln.adapters.store.desired import SqliteDesiredState
+from kiln.bootstrap import artifacts as artifacts_boot
+from kiln.bootstrap import dataplane
+from kiln.bootstrap import runtime as runtime_boot
+from kiln.bootstrap import trust as trust_boot
+from kiln.bootstrap.ledger import recorder as ledger_recorder
+from kiln.core.digest import Digest, hex_of
+from kiln.core.ledger.kinds import EventKind
+from kiln.core.release import Release
+from kiln.core.runtime.model import ImageRef, LaunchSpec
+from kiln.core.runtime.specs import launch_spec
+from kiln.core.spec.models import Environment, ServiceSpec
+from kiln.errors import NotFound, Refused
+from kiln.ports.clock import SystemClock
+from kiln.ports.leader import LeaderLock
+from kiln.ports.state import DesiredState
+from kiln.services import artifacts as artifact_service
+from kiln.services.controller import Controller
+from kiln.services.rollout import CommitInfo, Launcher, RolloutExecutor
+from kiln.services.unpack import unpack
+from kiln.services.verify import AdmittedUnsigned, NotAdmitted
+
+
+def release_environment(document: dict[str, object]) -> Environment:
+    """The environment a release was made with, rebuilt from its stored document."""
+    fields = {k: document[k] for k in ("replicas", "config", "secrets", "runtime", "health")}
+    return Environment.model_validate({"name": document["environment"], **fields})
+
+
+def launcher(state_dir: Path, spec: ServiceSpec, desired: DesiredState) -> Launcher:
+    store = artifacts_boot.store(state_dir)
+
+    def launch(release: Release) -> LaunchSpec:
+        document = desired.release_config(release.id)
+        if document is None:
+            raise NotFound(f"release {release.id} has no stored config")
+        env = release_environment(document)
+        manifest = artifact_service.ensure_deployable(store, Digest(release.artifact))
+        image_config = artifact_service.load_config(store, manifest)
+        root = unpack(store, Digest(release.artifact), state_dir / "instances")
+        image = None
+        if env.runtime.provider.value == "podman":
+            layout = state_dir / "run" / "layouts" / hex_of(Digest(release.artifact))[:16]
+            if not layout.exists():
+                artifact_service.export_layout(store, Digest(release.artifact), layout)
+            image = ImageRef(layout=layout, reference="kiln")
+        return launch_spec(
+            service=spec.service,
+            environment=env,
+            release=release,
+            root=root,
+            image_config=image_config,
+            image=image,
+        )
+
+    return launch
+
+
+def resolver(state_dir: Path) -> Callable[[str], Digest]:
+    store = artifacts_boot.store(state_dir)
+
+    def resolve(reference: str) -> Digest:
+        if reference == "latest":
+            newest = sorted(store.artifacts(), key=lambda a: a.created)
+            if not newest:
+                raise NotFound("no artifact has been built yet", hint="run `kiln build`")
+            return newest[-1].digest
+        return artifact_service.resolve_ref(store, reference)
+
+    return resolve
+
+
+def admitter(
+    state_dir: Path, spec: ServiceSpec, policy: Path
+) -> Callable[[Digest, str, str], None]:
+    store = artifacts_boot.store(state_dir)
+    ledger = ledger_recorder(state_dir)
+
+    def admit(digest: Digest, environment: str, actor: str) -> None:
+        artifact_service.ensure_deployable(store, digest)  # revoked or incomplete: refused
+        env = spec.environment(environment)
+        verdict = trust_boot.admission(state_dir, policy, digest, env)
+        if isinstance(verdict, NotAdmitted):
+            raise verdict.to_error()
+        if isinstance(verdict, AdmittedUnsigned):
+            ledger.record(
+                EventKind.UNSIGNED_DEPLOY,
+                actor=actor,
+                artifact=digest,
+                environment=environment,
+                details={"reasons": verdict.reasons},
+            )
+
+    return admit
+
+
+def commit_info(state_dir: Path) -> Callable[[Digest], CommitInfo]:
+    store = artifacts_boot.store(state_dir)
+
+    def info(digest: Digest) -> CommitInfo:
+        try:
+            manifest = artifact_service.load_manifest(store, digest)
+        except (NotFound, Refused):
+            return CommitInfo()
+        notes = manifest.annotations
+        return CommitInfo(
+            commit=notes.get("org.opencontainers.image.revision"),
+            commit_time=notes.get("dev.kiln.commit-time")
+            or notes.get("org.opencontainers.image.created"),
+        )
+
+    return info
+
+
+def controller(
+    state_dir: Path, spec: ServiceSpec | None, *, address: str, leader: LeaderLock, policy: Path
+) -> Controller:
+    clock = SystemClock()
+    if spec is None:
+        return Controller(spec=None, leader=leader, clock=clock, address=address)
+    desired = SqliteDesiredState(state_dir / "state.db")
+    ledger = ledger_recorder(state_dir)
+    launch = launcher(state_dir, spec, desired)
+    actor = f"controller:{os.getpid()}"
+    executors: dict[str, RolloutExecutor] = {}
+    for env in spec.environments:
+        provider = runtime_boot.provider(env.runtime.provider.value, state_dir)
+        router = dataplane.router_for(state_dir, env)
+        executors[env.name] = RolloutExecutor(
+            spec=spec,
+            desired=desired,
+            provider=provider,
+            router=router,
+            recorder=ledger,
+            clock=clock,
+            launcher=launch,
+            actor=actor,
+            commit_info=commit_info(state_dir),
+        )
+    return Controller(
+        spec=spec,
+        leader=leader,
+        clock=clock,
+        address=address,
+        desired=desired,
+        executors=executors,
+        admit=admitter(state_dir, spec, policy),
+        resolve=resolver(state_dir),
+    )
