@@ -1,0 +1,640 @@
+"""``kiln build``: the spec's build section and a source tree → an OCI image in the store.
+
+The image has a dependencies layer (``/deps``, pip's flat ``--target`` tree,
+``PYTHONPATH=/deps``) and one or more application layers (``/app``, the
+config's WorkingDir) cut by ``kiln.core.artifacts.chunking``. Every layer is an
+uncompressed, deterministic tar (``kiln.core.artifacts.tarformat``) streamed
+straight into the store while it is hashed: one read of each file, one hash.
+
+Caching (``<state>/cache``), so unchanged layers are neither rebuilt nor
+re-hashed:
+
+* dependencies: keyed by the lock's digest, the installer's environment
+  (interpreter, platform tag, pip version) and the layer mtime → layer digest;
+* application: per layer, keyed by a fingerprint of (path, size, mtime_ns,
+  ctime_ns, mode, inode, device, link target) of its entries → layer digest.
+  A file whose mtime is within ``RACY_SECONDS`` of the scan is never cached
+  (git's "racy clean" problem: a write inside the timestamp granularity would
+  go unseen).
+
+A cache hit is used only if the store still holds the blob. The scan validates
+the whole tree before any blob is written, so bad input leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import stat
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kiln.core.artifacts import chunking
+from kiln.core.artifacts.oci import (
+    ANN_CREATED,
+    ANN_LAYER_ROLE,
+    ANN_REVISION,
+    ANN_SOURCE,
+    ANN_TITLE,
+    ANN_VERSION,
+    LABEL_DIRTY,
+    LABEL_PYTHON,
+    LABEL_REQUIREMENTS,
+    LABEL_REVISION,
+    LABEL_SERVICE,
+    LABEL_VERSION,
+    MEDIA_CONFIG,
+    MEDIA_LAYER_TAR,
+    MEDIA_MANIFEST,
+    Descriptor,
+    ImageConfig,
+    canonical_json,
+    manifest_bytes,
+)
+from kiln.core.artifacts.progress import Listener, StepAdvanced, StepFinished, StepStarted, ignore
+from kiln.core.artifacts.selection import Selection
+from kiln.core.artifacts.tags import Tag, build_tag
+from kiln.core.artifacts.tarformat import END_OF_ARCHIVE, Entry, Kind, header, padding, parents
+from kiln.core.digest import Digest, digest_bytes
+from kiln.core.ledger.kinds import EventKind
+from kiln.core.spec.models import ServiceSpec
+from kiln.errors import InvalidInput, NotFound, Refused
+from kiln.ports.artifacts import ArtifactStore, DependencyInstaller, SourceRepo
+from kiln.ports.clock import Clock
+from kiln.ports.ledger import Recorder
+
+FORMAT = "kiln-layer-v1"  # bump when the bytes of a layer for the same inputs change
+APP_ROOT = "app"
+DEPS_ROOT = "deps"
+LABEL_EPOCH = "dev.kiln.epoch"
+LABEL_DEPS_EPOCH = "dev.kiln.deps-epoch"
+MAX_FILE_BYTES = 4 << 30  # one file; beyond this an "app" is almost surely a mistake
+RACY_SECONDS = 2.0
+_READ = 1 << 20
+_REQUIREMENT_NAMES = ("requirements.lock", "requirements.txt")
+_BASE_PATH = "/deps/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class BuildInputs:
+    """Everything besides file contents that the image bytes depend on."""
+
+    service: str
+    version: str
+    revision: str | None
+    dirty: bool
+    remote: str | None
+    epoch: int
+    deps_epoch: int
+
+
+@dataclass(frozen=True)
+class LayerResult:
+    role: str
+    digest: Digest
+    size: int
+    entries: int
+    cached: bool
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    digest: Digest
+    tag: Tag | None
+    inputs: BuildInputs
+    layers: tuple[LayerResult, ...]
+    config: Digest
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "digest": self.digest,
+            "tag": str(self.tag) if self.tag else None,
+            "service": self.inputs.service,
+            "version": self.inputs.version,
+            "revision": self.inputs.revision,
+            "dirty": self.inputs.dirty,
+            "epoch": self.inputs.epoch,
+            "config": self.config,
+            "seconds": round(self.seconds, 3),
+            "layers": [
+                {
+                    "role": layer.role,
+                    "digest": layer.digest,
+                    "size": layer.size,
+                    "entries": layer.entries,
+                    "cached": layer.cached,
+                }
+                for layer in self.layers
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class _Source:
+    """One entry of a layer and where its bytes come from."""
+
+    entry: Entry
+    path: Path | None = None  # None for directories
+    stat_key: tuple[int, ...] = ()
+    mtime_ns: int = 0
+
+
+@dataclass
+class Builder:
+    """Builds images into ``store``; one instance per command, ports passed in."""
+
+    store: ArtifactStore
+    source: SourceRepo
+    installer: DependencyInstaller
+    recorder: Recorder
+    clock: Clock
+    cache_dir: Path
+    on_event: Listener = ignore
+    max_file_bytes: int = MAX_FILE_BYTES
+    files_per_layer: int = chunking.FILES_PER_LAYER
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    # --- inputs --------------------------------------------------------------------
+
+    def inputs(self, spec: ServiceSpec, spec_dir: Path, *, allow_dirty: bool) -> BuildInputs:
+        context = _context(spec, spec_dir)
+        state = self.source.state(context)
+        if state.revision is None and not allow_dirty:
+            raise Refused(
+                f"{context} is not in a git work tree with a commit; kiln cannot name the revision",
+                hint="commit the source first, or pass --allow-dirty (recorded on the artifact)",
+            )
+        if state.dirty and not allow_dirty:
+            raise Refused(
+                f"the git tree at {context} has uncommitted changes",
+                hint="commit or stash them, or pass --allow-dirty (recorded on the artifact)",
+            )
+        fixed = _source_date_epoch(self.environ)
+        epoch = deps_epoch = fixed if fixed is not None else (state.commit_time or 0)
+        if fixed is None:
+            requirements = _requirements(spec, spec_dir)
+            if requirements is not None and state.revision is not None:
+                deps_epoch = self.source.last_change(context, requirements) or epoch
+        return BuildInputs(
+            service=spec.service,
+            version=spec.build.version or state.version or "0.0.0",
+            revision=state.revision,
+            dirty=state.dirty or state.revision is None,
+            remote=state.remote,
+            epoch=epoch,
+            deps_epoch=deps_epoch,
+        )
+
+    # --- the build -----------------------------------------------------------------
+
+    def build(
+        self,
+        spec: ServiceSpec,
+        spec_dir: Path,
+        *,
+        inputs: BuildInputs,
+        actor: str = "kiln",
+        tag: bool = True,
+        record: bool = True,
+    ) -> BuildResult:
+        started = time.monotonic()
+        context = _context(spec, spec_dir)
+        requirements = _requirements(spec, spec_dir)
+        self.on_event(StepStarted("scan", unit="files"))
+        app = _scan(
+            context,
+            Selection(spec.build.include, spec.build.exclude),
+            max_file_bytes=self.max_file_bytes,
+            racy_before_ns=time.time_ns() - int(RACY_SECONDS * 1e9),
+        )
+        self.on_event(StepFinished("scan", f"{len(app)} entries"))
+        layers: list[LayerResult] = []
+        env_text = self.installer.environment()
+        req_digest: Digest | None = None
+        if requirements is not None:
+            req_digest, deps = self._deps_layer(requirements, inputs.deps_epoch, env_text)
+            layers.append(deps)
+        chunks = chunking.split(app, lambda s: s.entry, every=self.files_per_layer)
+        for index, chunk in enumerate(chunks):
+            layers.append(self._app_layer(chunk, inputs.epoch, index, len(chunks)))
+        config = self._config(spec, inputs, layers, env_text, req_digest)
+        config_info = self.store.put_blob(config)
+        descriptors = [
+            Descriptor(MEDIA_LAYER_TAR, layer.digest, layer.size, {ANN_LAYER_ROLE: layer.role})
+            for layer in layers
+        ]
+        manifest = manifest_bytes(
+            Descriptor(MEDIA_CONFIG, config_info.digest, config_info.size),
+            descriptors,
+            _annotations(inputs),
+        )
+        digest = self.store.put_blob(manifest).digest
+        now = self.clock.now().isoformat()
+        if not any(a.digest == digest for a in self.store.artifacts()):
+            self.store.add_artifact(digest, service=spec.service, created=now)
+        human: Tag | None = None
+        if tag:
+            human = build_tag(
+                service=inputs.service,
+                version=inputs.version,
+                revision=inputs.revision,
+                dirty=inputs.dirty,
+                manifest=digest,
+            )
+            self.store.tag(human, digest, created=now)
+        result = BuildResult(
+            digest=digest,
+            tag=human,
+            inputs=inputs,
+            layers=tuple(layers),
+            config=config_info.digest,
+            seconds=time.monotonic() - started,
+        )
+        if record:
+            self.recorder.record(
+                EventKind.BUILD,
+                actor=actor,
+                artifact=digest,
+                links={"config": config_info.digest},
+                details={
+                    "tag": str(human) if human else None,
+                    "revision": inputs.revision,
+                    "dirty": inputs.dirty,
+                    "layers": [layer.digest for layer in layers],
+                    "cached_layers": sum(1 for layer in layers if layer.cached),
+                },
+            )
+        return result
+
+    def _config(
+        self,
+        spec: ServiceSpec,
+        inputs: BuildInputs,
+        layers: Sequence[LayerResult],
+        env_text: str,
+        req_digest: Digest | None,
+    ) -> bytes:
+        env = {"PATH": _BASE_PATH, "PYTHONPATH": f"/{DEPS_ROOT}", "PYTHONDONTWRITEBYTECODE": "1"}
+        env.update(spec.build.env)
+        labels = {
+            LABEL_SERVICE: inputs.service,
+            LABEL_VERSION: inputs.version,
+            LABEL_REVISION: inputs.revision or "",
+            LABEL_DIRTY: "true" if inputs.dirty else "false",
+            LABEL_EPOCH: str(inputs.epoch),
+            LABEL_DEPS_EPOCH: str(inputs.deps_epoch),
+        }
+        if req_digest is not None:
+            labels[LABEL_REQUIREMENTS] = req_digest
+            labels[LABEL_PYTHON] = env_text
+        return ImageConfig(
+            created=_rfc3339(inputs.epoch),
+            architecture=_architecture(),
+            env=[f"{k}={v}" for k, v in sorted(env.items())],
+            cmd=list(spec.build.command),
+            working_dir=f"/{APP_ROOT}",
+            exposed_ports=[spec.build.port],
+            labels=labels,
+            diff_ids=[layer.digest for layer in layers],
+        ).to_bytes()
+
+    # --- dependencies --------------------------------------------------------------
+
+    def _deps_layer(
+        self, requirements: Path, epoch: int, env_text: str
+    ) -> tuple[Digest, LayerResult]:
+        try:
+            lock = requirements.read_bytes()
+        except OSError as exc:
+            raise InvalidInput(
+                f"cannot read {requirements}: {exc.strerror}",
+                hint="build.requirements names the pinned requirements file",
+            ) from None
+        req_digest = digest_bytes(lock)
+        key = _key({"format": FORMAT, "lock": req_digest, "env": env_text, "epoch": epoch})
+        hit = self._cached("deps", key)
+        if hit is not None:
+            self.on_event(StepFinished("dependencies", "unchanged", cached=True))
+            return req_digest, replace(hit, role="deps")
+        self.on_event(StepStarted("dependencies", unit="files"))
+        work = self.cache_dir / "tmp"
+        work.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=work, prefix="deps-") as tmp:
+            target = Path(tmp) / "target"
+            target.mkdir()
+            self.installer.install(requirements, target)
+            sources = _scan(
+                target,
+                Selection(["**/*"], ["**/__pycache__/**", "**/*.pyc"]),
+                max_file_bytes=self.max_file_bytes,
+                racy_before_ns=0,
+                root=DEPS_ROOT,
+            )
+            result = self._write_layer("deps", sources, epoch, step="dependencies")
+        self._remember("deps", key, result)
+        return req_digest, result
+
+    # --- application ---------------------------------------------------------------
+
+    def _app_layer(
+        self, chunk: Sequence[_Source], epoch: int, index: int, count: int
+    ) -> LayerResult:
+        step = f"app layer {index + 1}/{count}"
+        rows = [[s.entry.path, s.entry.linkname, *s.stat_key] for s in chunk]
+        key = _key({"format": FORMAT, "epoch": epoch, "rows": rows})
+        cacheable = all(s.stat_key or s.path is None for s in chunk)
+        hit = self._cached("app", key) if cacheable else None
+        if hit is not None:
+            self.on_event(StepFinished(step, "unchanged", cached=True))
+            return hit
+        result = self._write_layer("app", chunk, epoch, step=step)
+        if cacheable:
+            self._remember("app", key, result)
+        return result
+
+    # --- layer writing -------------------------------------------------------------
+
+    def _write_layer(
+        self, role: str, sources: Sequence[_Source], epoch: int, *, step: str
+    ) -> LayerResult:
+        total = sum(s.entry.size for s in sources)
+        self.on_event(StepStarted(step, total=total))
+        done = 0
+        reported = 0
+        with self.store.writer() as out:
+            for source in sources:
+                out.write(header(source.entry, mtime=epoch))
+                if source.entry.kind is Kind.FILE and source.path is not None:
+                    _copy_file(source, out.write)
+                    out.write(padding(source.entry.size))
+                    done += source.entry.size
+                    if done - reported >= 8 << 20:
+                        self.on_event(StepAdvanced(step, done))
+                        reported = done
+            out.write(END_OF_ARCHIVE)
+            info = out.commit()
+        self.on_event(StepFinished(step, f"{info.size} bytes"))
+        return LayerResult(role, info.digest, info.size, len(sources), cached=False)
+
+    def _cached(self, kind: str, key: str) -> LayerResult | None:
+        path = self.cache_dir / kind / f"{key}.json"
+        try:
+            doc = json.loads(path.read_bytes())
+            result = LayerResult(
+                role=str(doc["role"]),
+                digest=Digest(str(doc["digest"])),
+                size=int(doc["size"]),
+                entries=int(doc["entries"]),
+                cached=True,
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return result if self.store.has_blob(result.digest) else None
+
+    def _remember(self, kind: str, key: str, layer: LayerResult) -> None:
+        folder = self.cache_dir / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        doc = {
+            "role": layer.role,
+            "digest": layer.digest,
+            "size": layer.size,
+            "entries": layer.entries,
+        }
+        tmp = folder / f".{key}.{os.getpid()}.tmp"
+        tmp.write_bytes(canonical_json(doc))
+        tmp.replace(folder / f"{key}.json")  # a cache: losing it costs a rebuild, no fsync
+
+
+# --- scanning ---------------------------------------------------------------------------
+
+
+def _context(spec: ServiceSpec, spec_dir: Path) -> Path:
+    context = (spec_dir / spec.build.context).resolve()
+    if not context.is_dir():
+        raise NotFound(
+            f"the build context {context} is not a directory",
+            hint="build.context is relative to kiln.yaml",
+        )
+    return context
+
+
+def _requirements(spec: ServiceSpec, spec_dir: Path) -> Path | None:
+    if spec.build.requirements:
+        path = spec_dir / spec.build.requirements
+        if not path.is_file():
+            raise NotFound(
+                f"the requirements file {path} does not exist",
+                hint="fix build.requirements in kiln.yaml, or remove it to build without deps",
+            )
+        return path
+    context = _context(spec, spec_dir)
+    return next((context / n for n in _REQUIREMENT_NAMES if (context / n).is_file()), None)
+
+
+def _scan(
+    root_dir: Path,
+    selection: Selection,
+    *,
+    max_file_bytes: int,
+    racy_before_ns: int,
+    root: str = APP_ROOT,
+) -> list[_Source]:
+    """Every selected entry under ``root_dir``, validated, sorted, with parents."""
+    found: dict[str, _Source] = {}
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        directory = root_dir / rel_dir if rel_dir else root_dir
+        try:
+            with os.scandir(directory) as it:
+                items = list(it)
+        except PermissionError:
+            raise InvalidInput(
+                f"cannot read the directory {directory}: permission denied",
+                hint="fix its permissions, or leave it out with build.exclude",
+            ) from None
+        except FileNotFoundError:
+            raise InvalidInput(f"{directory} disappeared while kiln was reading it") from None
+        for item in items:
+            rel = f"{rel_dir}/{item.name}" if rel_dir else item.name
+            _check_name(rel, root_dir)
+            st = item.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                if not selection.prunes(rel):
+                    stack.append(rel)
+                continue
+            if not selection.selects(rel):
+                continue
+            target = f"{root}/{rel}"
+            if stat.S_ISLNK(st.st_mode):
+                link = str(Path(item.path).readlink())
+                _check_link(rel, link, root_dir)
+                found[target] = _Source(
+                    Entry(target, Kind.SYMLINK, linkname=link),
+                    Path(item.path),
+                    _stat_key(st, racy_before_ns),
+                    st.st_mtime_ns,
+                )
+            elif stat.S_ISREG(st.st_mode):
+                if st.st_size > max_file_bytes:
+                    raise InvalidInput(
+                        f"{root_dir / rel} is {st.st_size} bytes, over the {max_file_bytes}-byte "
+                        "limit for one file",
+                        hint="leave it out with build.exclude; large data belongs outside images",
+                    )
+                found[target] = _Source(
+                    Entry(target, Kind.FILE, executable=bool(st.st_mode & 0o111), size=st.st_size),
+                    Path(item.path),
+                    _stat_key(st, racy_before_ns),
+                    st.st_mtime_ns,
+                )
+            else:
+                raise InvalidInput(
+                    f"{root_dir / rel} is not a regular file, directory or symlink",
+                    hint="sockets, FIFOs and devices cannot go in an artifact; exclude it",
+                )
+    for path in list(found):
+        for parent in parents(path):
+            if parent not in found:
+                found[parent] = _Source(Entry(parent, Kind.DIR))
+    if found and root not in found:
+        found[root] = _Source(Entry(root, Kind.DIR))
+    return [found[p] for p in sorted(found)]
+
+
+def _stat_key(st: os.stat_result, racy_before_ns: int) -> tuple[int, ...]:
+    """The fingerprint of one file, or () when it is too fresh to trust (racy)."""
+    if st.st_mtime_ns >= racy_before_ns:
+        return ()
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode, st.st_ino, st.st_dev)
+
+
+def _check_name(rel: str, root_dir: Path) -> None:
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = rel.encode("utf-8", "surrogateescape")
+        raise InvalidInput(
+            f"{root_dir}: the file name {shown!r} is not valid UTF-8",
+            hint="rename it (kiln puts only UTF-8 names in artifacts) or exclude it",
+        ) from None
+
+
+def _check_link(rel: str, link: str, root_dir: Path) -> None:
+    if link.startswith("/"):
+        raise InvalidInput(
+            f"the symlink {root_dir / rel} points at the absolute path {link}",
+            hint="use a relative link inside the build context, or exclude the link",
+        )
+    depth = 0
+    for part in [*rel.split("/")[:-1], *link.split("/")]:
+        if part == "..":
+            depth -= 1
+        elif part not in {"", "."}:
+            depth += 1
+        if depth < 0:
+            raise InvalidInput(
+                f"the symlink {root_dir / rel} -> {link} leaves the build context",
+                hint="copy the target into the context, or exclude the link",
+            )
+
+
+def _copy_file(source: _Source, write: Callable[[bytes | memoryview], None]) -> None:
+    path = source.path
+    if path is None:
+        raise TypeError("a file entry without a source path")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except PermissionError:
+        raise InvalidInput(
+            f"cannot read {path}: permission denied",
+            hint="fix its permissions, or leave it out with build.exclude",
+        ) from None
+    except FileNotFoundError:
+        raise InvalidInput(f"{path} disappeared during the build", hint="build again") from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        remaining = source.entry.size
+        while remaining > 0:
+            data = os.read(fd, min(remaining, _READ))
+            if not data:
+                break
+            write(data)
+            remaining -= len(data)
+        extra = os.read(fd, 1) if remaining == 0 else b""
+        after = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if remaining or extra or after.st_mtime_ns != source.mtime_ns:
+        raise InvalidInput(
+            f"{path} changed while kiln was reading it",
+            hint="stop whatever is writing to the source tree, then build again",
+        )
+
+
+# --- small helpers ----------------------------------------------------------------------
+
+
+def _key(data: Any) -> str:
+    return hashlib.sha256(canonical_json(data)).hexdigest()
+
+
+def _source_date_epoch(environ: Mapping[str, str]) -> int | None:
+    raw = environ.get("SOURCE_DATE_EPOCH")
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit():
+        raise InvalidInput(
+            f"SOURCE_DATE_EPOCH={raw!r} is not a number of seconds",
+            hint="see https://reproducible-builds.org/specs/source-date-epoch/",
+        )
+    return int(raw)
+
+
+def _rfc3339(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _architecture() -> str:
+    machine = platform.machine().lower()
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(machine, machine)
+
+
+def _annotations(inputs: BuildInputs) -> dict[str, str]:
+    out = {
+        ANN_CREATED: _rfc3339(inputs.epoch),
+        ANN_VERSION: inputs.version,
+        ANN_TITLE: inputs.service,
+    }
+    if inputs.revision:
+        out[ANN_REVISION] = inputs.revision
+    if inputs.remote:
+        out[ANN_SOURCE] = inputs.remote
+    if inputs.dirty:
+        out[LABEL_DIRTY] = "true"
+    return out
+
+
+def clear_cache(cache_dir: Path) -> None:
+    """Forget every cached layer (the blobs stay in the store)."""
+    shutil.rmtree(cache_dir, ignore_errors=True)
+
+
+__all__ = [
+    "MEDIA_MANIFEST",
+    "BuildInputs",
+    "BuildResult",
+    "Builder",
+    "LayerResult",
+    "clear_cache",
+]
