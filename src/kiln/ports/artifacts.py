@@ -81,6 +81,14 @@ class ArtifactStore(Protocol):
 
     def blobs(self) -> frozenset[Digest]: ...
 
+    def touch_blob(self, digest: Digest) -> None:
+        """Mark a blob as just used (a build reusing a cached layer); protects it from gc."""
+        ...
+
+    def blob_modified(self, digest: Digest) -> float:
+        """When the blob was written or last touched, in seconds since the epoch."""
+        ...
+
     def delete_blob(self, digest: Digest) -> int:
         """Remove a blob; return the bytes freed (0 if it was absent)."""
         ...

@@ -53,7 +53,6 @@ from kiln.core.artifacts.oci import (
     LABEL_VERSION,
     MEDIA_CONFIG,
     MEDIA_LAYER_TAR,
-    MEDIA_MANIFEST,
     Descriptor,
     ImageConfig,
     canonical_json,
@@ -398,7 +397,10 @@ class Builder:
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        return result if self.store.has_blob(result.digest) else None
+        if not self.store.has_blob(result.digest):
+            return None
+        self.store.touch_blob(result.digest)  # in use again: gc's grace period restarts
+        return result
 
     def _remember(self, kind: str, key: str, layer: LayerResult) -> None:
         folder = self.cache_dir / kind
@@ -630,11 +632,19 @@ def clear_cache(cache_dir: Path) -> None:
     shutil.rmtree(cache_dir, ignore_errors=True)
 
 
+def run_build(
+    builder: Builder, spec: ServiceSpec, spec_dir: Path, *, allow_dirty: bool, actor: str
+) -> BuildResult:
+    """The whole of ``kiln build``: resolve the inputs, refuse a dirty tree, build, tag, record."""
+    inputs = builder.inputs(spec, spec_dir, allow_dirty=allow_dirty)
+    return builder.build(spec, spec_dir, inputs=inputs, actor=actor)
+
+
 __all__ = [
-    "MEDIA_MANIFEST",
     "BuildInputs",
     "BuildResult",
     "Builder",
     "LayerResult",
     "clear_cache",
+    "run_build",
 ]

@@ -209,6 +209,16 @@ class LocalStore:
             if is_digest("sha256:" + p.name)
         )
 
+    def touch_blob(self, digest: Digest) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(self.blob_path(digest))
+
+    def blob_modified(self, digest: Digest) -> float:
+        try:
+            return self.blob_path(digest).stat().st_mtime
+        except FileNotFoundError:
+            return 0.0
+
     def delete_blob(self, digest: Digest) -> int:
         path = self.blob_path(digest)
         try:
