@@ -13,13 +13,12 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
 from kiln.core.artifacts.progress import Listener, ignore
 from kiln.core.ledger.kinds import EventKind
-from kiln.ports.artifacts import ArtifactStore, Registry
+from kiln.ports.artifacts import ArtifactStore, Registry, SourceRepo
 from kiln.ports.clock import Clock, SystemClock
 from kiln.ports.ledger import Recorder
 from kiln.services.build import Builder
@@ -35,6 +34,12 @@ def registry(url: str, *, insecure: bool = False, chunk_size: int | None = None)
     from kiln.adapters.artifacts.registry import RegistryClient
 
     return RegistryClient.from_url(url, insecure=insecure, chunk_size=chunk_size)
+
+
+def source_repo() -> SourceRepo:
+    from kiln.adapters.artifacts.git import GitRepo
+
+    return GitRepo()
 
 
 @dataclass
@@ -107,10 +112,3 @@ def builder(
         cache_dir=state_dir / "cache",
         on_event=on_event,
     )
-
-
-def now_text(clock: Clock | None = None) -> str:
-    return (clock or SystemClock()).now().astimezone(UTC).isoformat()
-
-
-__all__ = ["JournalRecorder", "builder", "datetime", "now_text", "recorder", "registry", "store"]

@@ -53,7 +53,7 @@ def resolve_ref(store: ArtifactStore, ref: str) -> Digest:
         if not store.has_blob(Digest(ref)):
             raise NotFound(f"{ref} is not in the store", hint="`kiln artifacts list` shows them")
         return Digest(ref)
-    if is_tag(ref):
+    if is_tag(ref) and not ref.startswith("sha256:"):
         return store.resolve(parse_tag(ref))
     prefix = ref.removeprefix("sha256:")
     if 6 <= len(prefix) <= 64 and all(c in "0123456789abcdef" for c in prefix):
