@@ -138,11 +138,14 @@ class Registry(Protocol):
 
 @dataclass(frozen=True)
 class SourceState:
+    """A directory's place in version control; paths are relative to that directory."""
+
     revision: str | None
     commit_time: int | None
-    dirty: bool
     remote: str | None
     version: str | None
+    tracked: frozenset[str] = frozenset()
+    modified: frozenset[str] = frozenset()  # tracked paths that differ from the commit
 
 
 class SourceRepo(Protocol):

@@ -28,10 +28,9 @@ import json
 import os
 import platform
 import shutil
-import stat
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,14 +60,15 @@ from kiln.core.artifacts.oci import (
 from kiln.core.artifacts.progress import Listener, StepAdvanced, StepFinished, StepStarted, ignore
 from kiln.core.artifacts.selection import Selection
 from kiln.core.artifacts.tags import Tag, build_tag
-from kiln.core.artifacts.tarformat import END_OF_ARCHIVE, Entry, Kind, header, padding, parents
+from kiln.core.artifacts.tarformat import END_OF_ARCHIVE, Kind, header, padding
 from kiln.core.digest import Digest, digest_bytes
 from kiln.core.ledger.kinds import EventKind
 from kiln.core.spec.models import ServiceSpec
 from kiln.errors import InvalidInput, NotFound, Refused
-from kiln.ports.artifacts import ArtifactStore, DependencyInstaller, SourceRepo
+from kiln.ports.artifacts import ArtifactStore, DependencyInstaller, SourceRepo, SourceState
 from kiln.ports.clock import Clock
 from kiln.ports.ledger import Recorder
+from kiln.services.sourcetree import SourceEntry, copy_file, scan
 
 FORMAT = "kiln-layer-v1"  # bump when the bytes of a layer for the same inputs change
 APP_ROOT = "app"
@@ -137,16 +137,6 @@ class BuildResult:
         }
 
 
-@dataclass(frozen=True)
-class _Source:
-    """One entry of a layer and where its bytes come from."""
-
-    entry: Entry
-    path: Path | None = None  # None for directories
-    stat_key: tuple[int, ...] = ()
-    mtime_ns: int = 0
-
-
 @dataclass
 class Builder:
     """Builds images into ``store``; one instance per command, ports passed in."""
@@ -164,7 +154,34 @@ class Builder:
 
     # --- inputs --------------------------------------------------------------------
 
-    def inputs(self, spec: ServiceSpec, spec_dir: Path, *, allow_dirty: bool) -> BuildInputs:
+    def scan(self, spec: ServiceSpec, spec_dir: Path) -> list[SourceEntry]:
+        """The application entries of the build context, validated (nothing is written)."""
+        self.on_event(StepStarted("scan", unit="files"))
+        found = scan(
+            _context(spec, spec_dir),
+            Selection(spec.build.include, spec.build.exclude),
+            max_file_bytes=self.max_file_bytes,
+            racy_before_ns=time.time_ns() - int(RACY_SECONDS * 1e9),
+            root=APP_ROOT,
+        )
+        self.on_event(StepFinished("scan", f"{len(found)} entries"))
+        return found
+
+    def inputs(
+        self,
+        spec: ServiceSpec,
+        spec_dir: Path,
+        *,
+        allow_dirty: bool,
+        scanned: Sequence[SourceEntry],
+    ) -> BuildInputs:
+        """Revision, version and times of a build of the tree as it is now.
+
+        The tree is dirty when any entry of the application layer is not a
+        tracked, unmodified file of the commit (untracked and git-ignored files
+        count), or a tracked file the layer would hold was deleted: then the
+        artifact could not be rebuilt from its revision.
+        """
         context = _context(spec, spec_dir)
         state = self.source.state(context)
         if state.revision is None and not allow_dirty:
@@ -172,9 +189,13 @@ class Builder:
                 f"{context} is not in a git work tree with a commit; kiln cannot name the revision",
                 hint="commit the source first, or pass --allow-dirty (recorded on the artifact)",
             )
-        if state.dirty and not allow_dirty:
+        changes = _uncommitted(scanned, state, Selection(spec.build.include, spec.build.exclude))
+        if changes and not allow_dirty:
+            shown = ", ".join(changes[:5]) + (
+                f" and {len(changes) - 5} more" if len(changes) > 5 else ""
+            )
             raise Refused(
-                f"the git tree at {context} has uncommitted changes",
+                f"the git tree at {context} has uncommitted changes: {shown}",
                 hint="commit or stash them, or pass --allow-dirty (recorded on the artifact)",
             )
         fixed = _source_date_epoch(self.environ)
@@ -187,7 +208,7 @@ class Builder:
             service=spec.service,
             version=spec.build.version or state.version or "0.0.0",
             revision=state.revision,
-            dirty=state.dirty or state.revision is None,
+            dirty=bool(changes) or state.revision is None,
             remote=state.remote,
             epoch=epoch,
             deps_epoch=deps_epoch,
@@ -201,21 +222,14 @@ class Builder:
         spec_dir: Path,
         *,
         inputs: BuildInputs,
+        scanned: Sequence[SourceEntry] | None = None,
         actor: str = "kiln",
         tag: bool = True,
         record: bool = True,
     ) -> BuildResult:
         started = time.monotonic()
-        context = _context(spec, spec_dir)
         requirements = _requirements(spec, spec_dir)
-        self.on_event(StepStarted("scan", unit="files"))
-        app = _scan(
-            context,
-            Selection(spec.build.include, spec.build.exclude),
-            max_file_bytes=self.max_file_bytes,
-            racy_before_ns=time.time_ns() - int(RACY_SECONDS * 1e9),
-        )
-        self.on_event(StepFinished("scan", f"{len(app)} entries"))
+        app = list(scanned) if scanned is not None else self.scan(spec, spec_dir)
         layers: list[LayerResult] = []
         env_text = self.installer.environment()
         req_digest: Digest | None = None
@@ -331,7 +345,7 @@ class Builder:
             target = Path(tmp) / "target"
             target.mkdir()
             self.installer.install(requirements, target)
-            sources = _scan(
+            sources = scan(
                 target,
                 Selection(["**/*"], ["**/__pycache__/**", "**/*.pyc"]),
                 max_file_bytes=self.max_file_bytes,
@@ -345,7 +359,7 @@ class Builder:
     # --- application ---------------------------------------------------------------
 
     def _app_layer(
-        self, chunk: Sequence[_Source], epoch: int, index: int, count: int
+        self, chunk: Sequence[SourceEntry], epoch: int, index: int, count: int
     ) -> LayerResult:
         step = f"app layer {index + 1}/{count}"
         rows = [[s.entry.path, s.entry.linkname, *s.stat_key] for s in chunk]
@@ -363,7 +377,7 @@ class Builder:
     # --- layer writing -------------------------------------------------------------
 
     def _write_layer(
-        self, role: str, sources: Sequence[_Source], epoch: int, *, step: str
+        self, role: str, sources: Sequence[SourceEntry], epoch: int, *, step: str
     ) -> LayerResult:
         total = sum(s.entry.size for s in sources)
         self.on_event(StepStarted(step, total=total))
@@ -373,7 +387,7 @@ class Builder:
             for source in sources:
                 out.write(header(source.entry, mtime=epoch))
                 if source.entry.kind is Kind.FILE and source.path is not None:
-                    _copy_file(source, out.write)
+                    copy_file(source, out.write)
                     out.write(padding(source.entry.size))
                     done += source.entry.size
                     if done - reported >= 8 << 20:
@@ -442,149 +456,19 @@ def _requirements(spec: ServiceSpec, spec_dir: Path) -> Path | None:
     return next((context / n for n in _REQUIREMENT_NAMES if (context / n).is_file()), None)
 
 
-def _scan(
-    root_dir: Path,
-    selection: Selection,
-    *,
-    max_file_bytes: int,
-    racy_before_ns: int,
-    root: str = APP_ROOT,
-) -> list[_Source]:
-    """Every selected entry under ``root_dir``, validated, sorted, with parents."""
-    found: dict[str, _Source] = {}
-    stack = [""]
-    while stack:
-        rel_dir = stack.pop()
-        directory = root_dir / rel_dir if rel_dir else root_dir
-        try:
-            with os.scandir(directory) as it:
-                items = list(it)
-        except PermissionError:
-            raise InvalidInput(
-                f"cannot read the directory {directory}: permission denied",
-                hint="fix its permissions, or leave it out with build.exclude",
-            ) from None
-        except FileNotFoundError:
-            raise InvalidInput(f"{directory} disappeared while kiln was reading it") from None
-        for item in items:
-            rel = f"{rel_dir}/{item.name}" if rel_dir else item.name
-            _check_name(rel, root_dir)
-            st = item.stat(follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                if not selection.prunes(rel):
-                    stack.append(rel)
-                continue
-            if not selection.selects(rel):
-                continue
-            target = f"{root}/{rel}"
-            if stat.S_ISLNK(st.st_mode):
-                link = str(Path(item.path).readlink())
-                _check_link(rel, link, root_dir)
-                found[target] = _Source(
-                    Entry(target, Kind.SYMLINK, linkname=link),
-                    Path(item.path),
-                    _stat_key(st, racy_before_ns),
-                    st.st_mtime_ns,
-                )
-            elif stat.S_ISREG(st.st_mode):
-                if st.st_size > max_file_bytes:
-                    raise InvalidInput(
-                        f"{root_dir / rel} is {st.st_size} bytes, over the {max_file_bytes}-byte "
-                        "limit for one file",
-                        hint="leave it out with build.exclude; large data belongs outside images",
-                    )
-                found[target] = _Source(
-                    Entry(target, Kind.FILE, executable=bool(st.st_mode & 0o111), size=st.st_size),
-                    Path(item.path),
-                    _stat_key(st, racy_before_ns),
-                    st.st_mtime_ns,
-                )
-            else:
-                raise InvalidInput(
-                    f"{root_dir / rel} is not a regular file, directory or symlink",
-                    hint="sockets, FIFOs and devices cannot go in an artifact; exclude it",
-                )
-    for path in list(found):
-        for parent in parents(path):
-            if parent not in found:
-                found[parent] = _Source(Entry(parent, Kind.DIR))
-    if found and root not in found:
-        found[root] = _Source(Entry(root, Kind.DIR))
-    return [found[p] for p in sorted(found)]
-
-
-def _stat_key(st: os.stat_result, racy_before_ns: int) -> tuple[int, ...]:
-    """The fingerprint of one file, or () when it is too fresh to trust (racy)."""
-    if st.st_mtime_ns >= racy_before_ns:
-        return ()
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode, st.st_ino, st.st_dev)
-
-
-def _check_name(rel: str, root_dir: Path) -> None:
-    try:
-        rel.encode("utf-8")
-    except UnicodeEncodeError:
-        shown = rel.encode("utf-8", "surrogateescape")
-        raise InvalidInput(
-            f"{root_dir}: the file name {shown!r} is not valid UTF-8",
-            hint="rename it (kiln puts only UTF-8 names in artifacts) or exclude it",
-        ) from None
-
-
-def _check_link(rel: str, link: str, root_dir: Path) -> None:
-    if link.startswith("/"):
-        raise InvalidInput(
-            f"the symlink {root_dir / rel} points at the absolute path {link}",
-            hint="use a relative link inside the build context, or exclude the link",
-        )
-    depth = 0
-    for part in [*rel.split("/")[:-1], *link.split("/")]:
-        if part == "..":
-            depth -= 1
-        elif part not in {"", "."}:
-            depth += 1
-        if depth < 0:
-            raise InvalidInput(
-                f"the symlink {root_dir / rel} -> {link} leaves the build context",
-                hint="copy the target into the context, or exclude the link",
-            )
-
-
-def _copy_file(source: _Source, write: Callable[[bytes | memoryview], None]) -> None:
-    path = source.path
-    if path is None:
-        raise TypeError("a file entry without a source path")
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except PermissionError:
-        raise InvalidInput(
-            f"cannot read {path}: permission denied",
-            hint="fix its permissions, or leave it out with build.exclude",
-        ) from None
-    except FileNotFoundError:
-        raise InvalidInput(f"{path} disappeared during the build", hint="build again") from None
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        remaining = source.entry.size
-        while remaining > 0:
-            data = os.read(fd, min(remaining, _READ))
-            if not data:
-                break
-            write(data)
-            remaining -= len(data)
-        extra = os.read(fd, 1) if remaining == 0 else b""
-        after = os.fstat(fd)
-    finally:
-        os.close(fd)
-    if remaining or extra or after.st_mtime_ns != source.mtime_ns:
-        raise InvalidInput(
-            f"{path} changed while kiln was reading it",
-            hint="stop whatever is writing to the source tree, then build again",
-        )
-
-
 # --- small helpers ----------------------------------------------------------------------
+
+
+def _uncommitted(
+    scanned: Sequence[SourceEntry], state: SourceState, selection: Selection
+) -> list[str]:
+    if state.revision is None:
+        return []
+    prefix = APP_ROOT + "/"
+    present = {s.entry.path.removeprefix(prefix) for s in scanned if s.entry.kind is not Kind.DIR}
+    out = {p for p in present if p not in state.tracked or p in state.modified}
+    out.update(p for p in state.modified if p not in present and selection.selects(p))
+    return sorted(out)
 
 
 def _key(data: Any) -> str:
@@ -636,8 +520,9 @@ def run_build(
     builder: Builder, spec: ServiceSpec, spec_dir: Path, *, allow_dirty: bool, actor: str
 ) -> BuildResult:
     """The whole of ``kiln build``: resolve the inputs, refuse a dirty tree, build, tag, record."""
-    inputs = builder.inputs(spec, spec_dir, allow_dirty=allow_dirty)
-    return builder.build(spec, spec_dir, inputs=inputs, actor=actor)
+    scanned = builder.scan(spec, spec_dir)
+    inputs = builder.inputs(spec, spec_dir, allow_dirty=allow_dirty, scanned=scanned)
+    return builder.build(spec, spec_dir, inputs=inputs, scanned=scanned, actor=actor)
 
 
 __all__ = [

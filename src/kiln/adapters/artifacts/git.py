@@ -68,17 +68,17 @@ class GitRepo:
         top = self._run(directory, "rev-parse", "--show-toplevel", check=False)
         head = self._run(directory, "rev-parse", "--verify", "-q", "HEAD", check=False)
         if top is None or head is None:
-            return SourceState(
-                revision=None, commit_time=None, dirty=True, remote=None, version=None
-            )
-        status = self._run(directory, "status", "--porcelain", "--untracked-files=all", "--", ".")
+            return SourceState(revision=None, commit_time=None, remote=None, version=None)
+        tracked = self._run(directory, "ls-files", "-z", "--", ".") or ""
+        modified = self._run(directory, "diff", "--name-only", "--relative", "-z", "HEAD") or ""
         when = self._run(directory, "log", "-1", "--format=%ct", "HEAD")
         remote = self._run(directory, "config", "--get", "remote.origin.url", check=False)
         described = self._run(directory, "describe", "--tags", "--abbrev=0", check=False)
         return SourceState(
             revision=head.strip(),
             commit_time=int(when.strip()) if when and when.strip() else None,
-            dirty=bool(status and status.strip()),
+            tracked=frozenset(p for p in tracked.split("\0") if p),
+            modified=frozenset(p for p in modified.split("\0") if p),
             remote=strip_credentials(remote.strip()) if remote and remote.strip() else None,
             version=described.strip() if described and described.strip() else None,
         )

@@ -1,0 +1,175 @@
+"""Reading a build context: which entries go in a layer, validated before any write.
+
+``scan`` walks a directory once (``os.scandir``, never following symlinks),
+applies the include/exclude selection, and refuses with a clear error: names
+that are not UTF-8, symlinks that are absolute or leave the context, sockets,
+FIFOs and devices, unreadable directories, and files over the size limit. It
+returns sorted ``SourceEntry``s with their parents. ``copy_file`` streams one
+file's bytes and refuses a file that changed while it was read.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from kiln.core.artifacts.selection import Selection
+from kiln.core.artifacts.tarformat import Entry, Kind, parents
+from kiln.errors import InvalidInput
+
+_READ = 1 << 20
+
+
+@dataclass(frozen=True)
+class SourceEntry:
+    """One entry of a layer and where its bytes come from."""
+
+    entry: Entry
+    path: Path | None = None  # None for directories
+    stat_key: tuple[int, ...] = ()
+    mtime_ns: int = 0
+
+
+def scan(
+    root_dir: Path,
+    selection: Selection,
+    *,
+    max_file_bytes: int,
+    racy_before_ns: int,
+    root: str,
+) -> list[SourceEntry]:
+    """Every selected entry under ``root_dir``, validated, sorted, with parents."""
+    found: dict[str, SourceEntry] = {}
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        directory = root_dir / rel_dir if rel_dir else root_dir
+        try:
+            with os.scandir(directory) as it:
+                items = list(it)
+        except PermissionError:
+            raise InvalidInput(
+                f"cannot read the directory {directory}: permission denied",
+                hint="fix its permissions, or leave it out with build.exclude",
+            ) from None
+        except FileNotFoundError:
+            raise InvalidInput(f"{directory} disappeared while kiln was reading it") from None
+        for item in items:
+            rel = f"{rel_dir}/{item.name}" if rel_dir else item.name
+            _check_name(rel, root_dir)
+            st = item.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                if not selection.prunes(rel):
+                    stack.append(rel)
+                continue
+            if not selection.selects(rel):
+                continue
+            target = f"{root}/{rel}"
+            if stat.S_ISLNK(st.st_mode):
+                link = str(Path(item.path).readlink())
+                _check_link(rel, link, root_dir)
+                found[target] = SourceEntry(
+                    Entry(target, Kind.SYMLINK, linkname=link),
+                    Path(item.path),
+                    _stat_key(st, racy_before_ns),
+                    st.st_mtime_ns,
+                )
+            elif stat.S_ISREG(st.st_mode):
+                if st.st_size > max_file_bytes:
+                    raise InvalidInput(
+                        f"{root_dir / rel} is {st.st_size} bytes, over the {max_file_bytes}-byte "
+                        "limit for one file",
+                        hint="leave it out with build.exclude; large data belongs outside images",
+                    )
+                found[target] = SourceEntry(
+                    Entry(target, Kind.FILE, executable=bool(st.st_mode & 0o111), size=st.st_size),
+                    Path(item.path),
+                    _stat_key(st, racy_before_ns),
+                    st.st_mtime_ns,
+                )
+            else:
+                raise InvalidInput(
+                    f"{root_dir / rel} is not a regular file, directory or symlink",
+                    hint="sockets, FIFOs and devices cannot go in an artifact; exclude it",
+                )
+    for path in list(found):
+        for parent in parents(path):
+            if parent not in found:
+                found[parent] = SourceEntry(Entry(parent, Kind.DIR))
+    if found and root not in found:
+        found[root] = SourceEntry(Entry(root, Kind.DIR))
+    return [found[p] for p in sorted(found)]
+
+
+def _stat_key(st: os.stat_result, racy_before_ns: int) -> tuple[int, ...]:
+    """The fingerprint of one file, or () when it is too fresh to trust (racy)."""
+    if st.st_mtime_ns >= racy_before_ns:
+        return ()
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode, st.st_ino, st.st_dev)
+
+
+def _check_name(rel: str, root_dir: Path) -> None:
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = rel.encode("utf-8", "surrogateescape")
+        raise InvalidInput(
+            f"{root_dir}: the file name {shown!r} is not valid UTF-8",
+            hint="rename it (kiln puts only UTF-8 names in artifacts) or exclude it",
+        ) from None
+
+
+def _check_link(rel: str, link: str, root_dir: Path) -> None:
+    if link.startswith("/"):
+        raise InvalidInput(
+            f"the symlink {root_dir / rel} points at the absolute path {link}",
+            hint="use a relative link inside the build context, or exclude the link",
+        )
+    depth = 0
+    for part in [*rel.split("/")[:-1], *link.split("/")]:
+        if part == "..":
+            depth -= 1
+        elif part not in {"", "."}:
+            depth += 1
+        if depth < 0:
+            raise InvalidInput(
+                f"the symlink {root_dir / rel} -> {link} leaves the build context",
+                hint="copy the target into the context, or exclude the link",
+            )
+
+
+def copy_file(source: SourceEntry, write: Callable[[bytes | memoryview], None]) -> None:
+    path = source.path
+    if path is None:
+        raise TypeError("a file entry without a source path")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except PermissionError:
+        raise InvalidInput(
+            f"cannot read {path}: permission denied",
+            hint="fix its permissions, or leave it out with build.exclude",
+        ) from None
+    except FileNotFoundError:
+        raise InvalidInput(f"{path} disappeared during the build", hint="build again") from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        remaining = source.entry.size
+        while remaining > 0:
+            data = os.read(fd, min(remaining, _READ))
+            if not data:
+                break
+            write(data)
+            remaining -= len(data)
+        extra = os.read(fd, 1) if remaining == 0 else b""
+        after = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if remaining or extra or after.st_mtime_ns != source.mtime_ns:
+        raise InvalidInput(
+            f"{path} changed while kiln was reading it",
+            hint="stop whatever is writing to the source tree, then build again",
+        )
