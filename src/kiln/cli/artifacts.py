@@ -391,7 +391,7 @@ def push(
 
     fmt = output_format(app, output)
     client = connect(registry, insecure=insecure)
-    with _progress(app, fmt) as listen:
+    with contextlib.closing(client), _progress(app, fmt) as listen:
         report = upload(_store(app), client, ref, repository=repository, on_event=listen)
 
     def human() -> None:
@@ -426,7 +426,7 @@ def pull(app: App, reference: str, registry: str, insecure: bool, output: str | 
         )
     fmt = output_format(app, output)
     client = connect(registry, insecure=insecure)
-    with _progress(app, fmt) as listen:
+    with contextlib.closing(client), _progress(app, fmt) as listen:
         report = download(
             _store(app), client, repository, ref, clock=SystemClock(), on_event=listen
         )

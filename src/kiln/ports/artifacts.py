@@ -135,6 +135,10 @@ class Registry(Protocol):
 
     def resolve_tag(self, repository: str, tag: str) -> Digest | None: ...
 
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
 
 @dataclass(frozen=True)
 class SourceState:
