@@ -53,7 +53,7 @@ class ArtifactRecord:
 class BlobWriter(Protocol):
     """A blob being written; nothing is visible until ``commit`` succeeds."""
 
-    def write(self, data: bytes | memoryview) -> None: ...
+    def write(self, data: bytes | bytearray | memoryview) -> None: ...
 
     def commit(self, expected: Digest | None = None) -> BlobInfo:
         """Publish the blob; refuse (and keep nothing) if it does not hash to ``expected``."""

@@ -28,7 +28,7 @@ class SourceEntry:
     """One entry of a layer and where its bytes come from."""
 
     entry: Entry
-    path: Path | None = None  # None for directories
+    path: str | None = None  # None for directories
     stat_key: tuple[int, ...] = ()
     mtime_ns: int = 0
 
@@ -46,7 +46,7 @@ def scan(
     stack = [""]
     while stack:
         rel_dir = stack.pop()
-        directory = root_dir / rel_dir if rel_dir else root_dir
+        directory = f"{root_dir}/{rel_dir}" if rel_dir else str(root_dir)
         try:
             with os.scandir(directory) as it:
                 items = list(it)
@@ -69,11 +69,11 @@ def scan(
                 continue
             target = f"{root}/{rel}"
             if stat.S_ISLNK(st.st_mode):
-                link = str(Path(item.path).readlink())
+                link = os.readlink(item.path)  # noqa: PTH115 - str paths: 20k files
                 _check_link(rel, link, root_dir)
                 found[target] = SourceEntry(
                     Entry(target, Kind.SYMLINK, linkname=link),
-                    Path(item.path),
+                    item.path,
                     _stat_key(st, racy_before_ns),
                     st.st_mtime_ns,
                 )
@@ -86,7 +86,7 @@ def scan(
                     )
                 found[target] = SourceEntry(
                     Entry(target, Kind.FILE, executable=bool(st.st_mode & 0o111), size=st.st_size),
-                    Path(item.path),
+                    item.path,
                     _stat_key(st, racy_before_ns),
                     st.st_mtime_ns,
                 )
@@ -96,9 +96,10 @@ def scan(
                     hint="sockets, FIFOs and devices cannot go in an artifact; exclude it",
                 )
     for path in list(found):
-        for parent in parents(path):
-            if parent not in found:
-                found[parent] = SourceEntry(Entry(parent, Kind.DIR))
+        for parent in reversed(parents(path)):
+            if parent in found:
+                break  # its ancestors were added with it
+            found[parent] = SourceEntry(Entry(parent, Kind.DIR))
     if found and root not in found:
         found[root] = SourceEntry(Entry(root, Kind.DIR))
     return [found[p] for p in sorted(found)]
@@ -164,11 +165,10 @@ def copy_file(source: SourceEntry, write: Callable[[bytes | memoryview], None]) 
                 break
             write(data)
             remaining -= len(data)
-        extra = os.read(fd, 1) if remaining == 0 else b""
         after = os.fstat(fd)
     finally:
         os.close(fd)
-    if remaining or extra or after.st_mtime_ns != source.mtime_ns:
+    if remaining or after.st_size != source.entry.size or after.st_mtime_ns != source.mtime_ns:
         raise InvalidInput(
             f"{path} changed while kiln was reading it",
             hint="stop whatever is writing to the source tree, then build again",

@@ -54,7 +54,7 @@ class _Writer:
         self._file: BinaryIO | None = open(self.tmp, "xb", buffering=_BUFFER)  # noqa: SIM115
         self.committed = False
 
-    def write(self, data: bytes | memoryview) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._file is None:
             raise RuntimeError("write after commit or abort")
         self._hash.update(data)

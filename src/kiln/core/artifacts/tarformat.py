@@ -62,17 +62,6 @@ def padding(size: int) -> bytes:
     return b"" if rest == 0 else b"\0" * (BLOCK - rest)
 
 
-def _octal(value: int, width: int) -> bytes:
-    text = format(value, "o").encode("ascii")
-    if len(text) > width - 1:
-        raise InvalidInput(f"value {value} does not fit a tar header field")
-    return text.rjust(width - 1, b"0") + b"\0"
-
-
-def _field(data: bytes, width: int) -> bytes:
-    return data + b"\0" * (width - len(data))
-
-
 def _encode(text: str, what: str) -> bytes:
     try:
         return text.encode("utf-8")
@@ -97,27 +86,34 @@ def _split_ustar(name: bytes) -> tuple[bytes, bytes] | None:
 def _block(
     *, name: bytes, prefix: bytes, mode: int, size: int, mtime: int, typeflag: bytes, link: bytes
 ) -> bytes:
-    parts = [
-        _field(name, 100),
-        _octal(mode, 8),
-        _octal(0, 8),
-        _octal(0, 8),
-        _octal(size, 12),
-        _octal(mtime, 12),
-        b" " * 8,
-        typeflag,
-        _field(link, 100),
-        b"ustar\x0000",
-        b"\0" * 32,
-        b"\0" * 32,
-        _octal(0, 8),
-        _octal(0, 8),
-        _field(prefix, 155),
-        b"\0" * 12,
-    ]
-    header = b"".join(parts)
-    checksum = sum(header)
-    return header[:148] + format(checksum, "06o").encode("ascii") + b"\0 " + header[156:]
+    if len(name) > 100 or len(prefix) > 155 or len(link) > 100:
+        raise InvalidInput(f"tar field overflow for {name!r}")
+    if size >= 8**11 or mtime >= 8**11 or mtime < 0:
+        raise InvalidInput(f"value does not fit a tar header field for {name!r}")
+    header = b"".join(
+        (
+            name.ljust(100, b"\0"),
+            b"%07o\0" % mode,
+            b"0000000\0",  # uid
+            b"0000000\0",  # gid
+            b"%011o\0" % size,
+            b"%011o\0" % mtime,
+            b"        ",  # checksum, computed below over spaces (POSIX)
+            typeflag,
+            link.ljust(100, b"\0"),
+            b"ustar\x0000",
+            _EMPTY_NAMES,  # uname, gname
+            b"0000000\0",  # devmajor
+            b"0000000\0",  # devminor
+            prefix.ljust(155, b"\0"),
+            _EMPTY_TAIL,
+        )
+    )
+    return header[:148] + b"%06o\0 " % sum(header) + header[156:]
+
+
+_EMPTY_NAMES = b"\0" * 64
+_EMPTY_TAIL = b"\0" * 12
 
 
 def _pax_record(key: str, value: bytes) -> bytes:
