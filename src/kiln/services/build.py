@@ -27,10 +27,12 @@ import hashlib
 import json
 import os
 import platform
+import queue
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -383,16 +385,18 @@ class Builder:
         self.on_event(StepStarted(step, total=total))
         done = 0
         reported = 0
-        with self.store.writer() as out:
-            # Small members are gathered into ~1 MiB writes: one hash update and one
-            # write call per MiB instead of three per file.
+        with self.store.writer() as out, _Pipeline(out.write) as pipe:
+            # Small members are gathered into ~1 MiB batches; a second thread hashes
+            # and writes each batch while this one reads the next files (the way
+            # ``tar | sha256sum`` overlaps reading and hashing in two processes).
             pending = bytearray()
 
             def gather(data: bytes | memoryview) -> None:
-                pending.extend(data)
+                nonlocal pending
+                pending += data
                 if len(pending) >= _BATCH:
-                    out.write(pending)
-                    pending.clear()
+                    pipe.put(pending)
+                    pending = bytearray()
 
             for source in sources:
                 gather(header(source.entry, mtime=epoch))
@@ -404,7 +408,8 @@ class Builder:
                         self.on_event(StepAdvanced(step, done))
                         reported = done
             gather(END_OF_ARCHIVE)
-            out.write(pending)
+            pipe.put(pending)
+            pipe.finish()
             info = out.commit()
         self.on_event(StepFinished(step, f"{info.size} bytes"))
         return LayerResult(role, info.digest, info.size, len(sources), cached=False)
@@ -465,6 +470,51 @@ def _requirements(spec: ServiceSpec, spec_dir: Path) -> Path | None:
         return path
     context = _context(spec, spec_dir)
     return next((context / n for n in _REQUIREMENT_NAMES if (context / n).is_file()), None)
+
+
+class _Pipeline:
+    """Hands byte batches to a worker thread that calls ``sink`` on each, in order.
+
+    hashlib and file writes release the GIL for large buffers, so hashing and
+    writing one batch overlaps reading the next. The first error of the worker
+    is raised in the caller at the next ``put`` or at ``finish``.
+    """
+
+    def __init__(self, sink: Callable[[bytearray], None]) -> None:
+        self._sink = sink
+        self._queue: queue.Queue[bytearray | None] = queue.Queue(maxsize=4)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="kiln-layer-writer", daemon=True)
+        self._finished = False
+
+    def __enter__(self) -> _Pipeline:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._sink(batch)
+                except BaseException as exc:  # handed to the caller's thread
+                    self._error = exc
+
+    def put(self, batch: bytearray) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(batch)
+
+    def finish(self) -> None:
+        self._finished = True
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._finished:
+            self._queue.put(None)
+            self._thread.join()
 
 
 # --- small helpers ----------------------------------------------------------------------

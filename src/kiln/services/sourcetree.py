@@ -13,19 +13,18 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from kiln.core.artifacts.selection import Selection
-from kiln.core.artifacts.tarformat import Entry, Kind, parents
+from kiln.core.artifacts.tarformat import Entry, Kind
 from kiln.errors import InvalidInput
 
 _READ = 1 << 20
 
 
-@dataclass(frozen=True)
-class SourceEntry:
-    """One entry of a layer and where its bytes come from."""
+class SourceEntry(NamedTuple):
+    """One entry of a layer and where its bytes come from (a tuple: one per file)."""
 
     entry: Entry
     path: str | None = None  # None for directories
@@ -41,12 +40,20 @@ def scan(
     racy_before_ns: int,
     root: str,
 ) -> list[SourceEntry]:
-    """Every selected entry under ``root_dir``, validated, sorted, with parents."""
-    found: dict[str, SourceEntry] = {}
+    """Every selected entry under ``root_dir``, validated, sorted, with parents.
+
+    The loop body runs once per file of trees with tens of thousands of files,
+    so it stays lean: string paths, one ``lstat`` (from ``scandir``), tuples.
+    """
+    found: list[SourceEntry] = []
+    used_dirs: set[str] = set()
     stack = [""]
+    base = str(root_dir)
+    prefix = root + "/"
     while stack:
         rel_dir = stack.pop()
-        directory = f"{root_dir}/{rel_dir}" if rel_dir else str(root_dir)
+        directory = f"{base}/{rel_dir}" if rel_dir else base
+        head = rel_dir + "/" if rel_dir else ""
         try:
             with os.scandir(directory) as it:
                 items = list(it)
@@ -58,51 +65,47 @@ def scan(
         except FileNotFoundError:
             raise InvalidInput(f"{directory} disappeared while kiln was reading it") from None
         for item in items:
-            rel = f"{rel_dir}/{item.name}" if rel_dir else item.name
+            rel = head + item.name
             _check_name(rel, root_dir)
             st = item.stat(follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
+            mode = st.st_mode
+            if stat.S_ISDIR(mode):
                 if not selection.prunes(rel):
                     stack.append(rel)
                 continue
             if not selection.selects(rel):
                 continue
-            target = f"{root}/{rel}"
-            if stat.S_ISLNK(st.st_mode):
-                link = os.readlink(item.path)  # noqa: PTH115 - str paths: 20k files
-                _check_link(rel, link, root_dir)
-                found[target] = SourceEntry(
-                    Entry(target, Kind.SYMLINK, linkname=link),
-                    item.path,
-                    _stat_key(st, racy_before_ns),
-                    st.st_mtime_ns,
-                )
-            elif stat.S_ISREG(st.st_mode):
+            if stat.S_ISREG(mode):
                 if st.st_size > max_file_bytes:
                     raise InvalidInput(
                         f"{root_dir / rel} is {st.st_size} bytes, over the {max_file_bytes}-byte "
                         "limit for one file",
                         hint="leave it out with build.exclude; large data belongs outside images",
                     )
-                found[target] = SourceEntry(
-                    Entry(target, Kind.FILE, executable=bool(st.st_mode & 0o111), size=st.st_size),
-                    item.path,
-                    _stat_key(st, racy_before_ns),
-                    st.st_mtime_ns,
-                )
+                entry = Entry(prefix + rel, Kind.FILE, bool(mode & 0o111), st.st_size)
+            elif stat.S_ISLNK(mode):
+                link = os.readlink(item.path)  # noqa: PTH115 - str paths, hot loop
+                _check_link(rel, link, root_dir)
+                entry = Entry(prefix + rel, Kind.SYMLINK, linkname=link)
             else:
                 raise InvalidInput(
                     f"{root_dir / rel} is not a regular file, directory or symlink",
                     hint="sockets, FIFOs and devices cannot go in an artifact; exclude it",
                 )
-    for path in list(found):
-        for parent in reversed(parents(path)):
-            if parent in found:
-                break  # its ancestors were added with it
-            found[parent] = SourceEntry(Entry(parent, Kind.DIR))
-    if found and root not in found:
-        found[root] = SourceEntry(Entry(root, Kind.DIR))
-    return [found[p] for p in sorted(found)]
+            found.append(
+                SourceEntry(entry, item.path, _stat_key(st, racy_before_ns), st.st_mtime_ns)
+            )
+            used_dirs.add(rel_dir)
+    dirs: set[str] = set()
+    for rel_dir in used_dirs:
+        while rel_dir and rel_dir not in dirs:
+            dirs.add(rel_dir)
+            rel_dir = rel_dir.rpartition("/")[0]
+    if found:
+        found.append(SourceEntry(Entry(root, Kind.DIR)))
+    found.extend(SourceEntry(Entry(prefix + d, Kind.DIR)) for d in dirs)
+    found.sort()  # by path: the first field of the first field, unique
+    return found
 
 
 def _stat_key(st: os.stat_result, racy_before_ns: int) -> tuple[int, ...]:

@@ -13,8 +13,8 @@ Format reference: POSIX.1-2017 ``pax`` utility, "ustar Interchange Format" and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from kiln.errors import InvalidInput
 
@@ -37,9 +37,12 @@ class Kind(StrEnum):
     SYMLINK = "symlink"
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One member of a layer, in archive-relative form (``app/x.py``, no leading ``/``)."""
+class Entry(NamedTuple):
+    """One member of a layer, in archive-relative form (``app/x.py``, no leading ``/``).
+
+    A named tuple rather than a frozen dataclass: a build makes one per file and
+    tuples are several times cheaper to create.
+    """
 
     path: str
     kind: Kind
