@@ -208,3 +208,13 @@ def test_push_and_pull_through_the_cli(
     pulled = json.loads(capsys.readouterr().out)
     assert pulled["digest"] == built["digest"]
     assert main(["--state-dir", str(other), "artifacts", "verify", str(built["tag"])]) == 0
+
+
+def test_rebuild_verify_works_for_a_service_in_a_subdirectory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = make_repo(tmp_path / "mono", {f"services/hello/{k}": v for k, v in FILES.items()})
+    service = repo / "services" / "hello"
+    built = build_json(service, capsys)
+    assert kiln(service, "rebuild", "--verify", str(built["tag"])) == 0
+    assert capsys.readouterr().out.startswith("reproduced ")

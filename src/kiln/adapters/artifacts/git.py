@@ -98,7 +98,10 @@ class GitRepo:
                 hint="fetch it first (git fetch), then run the rebuild again",
             )
         archive = dest / "source.tar"
-        self._run(directory, "archive", "--format=tar", f"--output={archive}", revision)
+        # from the top level: run in a subdirectory, git archive holds only that subtree
+        self._run(
+            Path(top_text.strip()), "archive", "--format=tar", f"--output={archive}", revision
+        )
         tree = dest / "tree"
         tree.mkdir()
         with tarfile.open(archive) as tar:
