@@ -204,7 +204,7 @@ def verify(
         return VerifyReport(digest, len(manifest.blobs) + 1, total)
     from kiln.services.unpack import verify_unpacked
 
-    changes = verify_unpacked(instances, digest)
+    changes = verify_unpacked(instances, digest, store=store)
     return VerifyReport(
         digest,
         len(manifest.blobs) + 1,

@@ -37,7 +37,7 @@ from kiln.core.digest import Digest, hex_of
 from kiln.errors import IntegrityError, NotFound
 from kiln.fsio import write_atomic
 from kiln.ports.artifacts import ArtifactStore
-from kiln.services.artifacts import ensure_deployable
+from kiln.services.artifacts import ensure_deployable, load_manifest
 
 _READ = 1 << 20
 MOUNT_POINTS = ("dev", "proc", "tmp")
@@ -218,7 +218,15 @@ def scan_tree(rootfs: Path) -> list[Node]:
     return out
 
 
-def verify_unpacked(instances: Path, digest: Digest) -> TreeDiff:
+def verify_unpacked(
+    instances: Path, digest: Digest, *, store: ArtifactStore | None = None
+) -> TreeDiff:
+    """Re-hash the unpacked tree of ``digest`` and name what differs.
+
+    The reference is the listing recorded at unpack time; with ``store`` it is
+    instead derived again from the artifact's layers (and the recorded listing
+    must match it), so changing the tree and ``tree.json`` together is caught.
+    """
     home = instances / hex_of(digest)
     try:
         record = json.loads((home / "tree.json").read_bytes())
@@ -229,7 +237,64 @@ def verify_unpacked(instances: Path, digest: Digest) -> TreeDiff:
         ) from None
     except ValueError as exc:
         raise IntegrityError(f"{home / 'tree.json'} is corrupt: {exc}") from None
-    expected = [Node.from_json(row) for row in record.get("nodes", [])]
-    if tree_digest(expected) != record.get("tree"):
+    recorded = [Node.from_json(row) for row in record.get("nodes", [])]
+    if tree_digest(recorded) != record.get("tree"):
         raise IntegrityError(f"the recorded listing {home / 'tree.json'} was altered")
+    expected = recorded
+    if store is not None:
+        expected = expected_tree(store, digest)
+        if tree_digest(expected) != record.get("tree"):
+            raise IntegrityError(
+                f"the recorded listing {home / 'tree.json'} does not match artifact {digest}",
+                hint="remove the unpacked tree; the runtime will unpack it again",
+            )
     return diff(expected, scan_tree(home / "rootfs"))
+
+
+def expected_tree(store: ArtifactStore, digest: Digest) -> list[Node]:
+    """The listing ``unpack`` produces for ``digest``, computed from its layers alone."""
+    manifest = load_manifest(store, digest)
+    nodes: dict[str, Node] = {}
+    for layer in manifest.layers:
+        with store.open_blob(layer.digest) as stream:
+            source: IO[bytes] = (
+                gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[assignment]
+                if layer.media_type == MEDIA_LAYER_GZIP
+                else stream
+            )
+            try:
+                with tarfile.open(fileobj=source, mode="r|") as tar:
+                    for info in tar:
+                        _expect(nodes, tar, info)
+            except (tarfile.TarError, EOFError) as exc:
+                raise IntegrityError(f"layer {layer.digest} is not a readable tar: {exc}") from None
+            while stream.read(_READ):
+                pass
+    for name in MOUNT_POINTS:
+        nodes.setdefault(name, Node(name, "dir", 0o555))
+    return sorted(nodes.values())
+
+
+def _expect(nodes: dict[str, Node], tar: tarfile.TarFile, info: tarfile.TarInfo) -> None:
+    path = "/".join(p for p in info.name.split("/") if p not in {"", "."})
+    if not path:
+        return
+    parts = path.split("/")
+    for index in range(1, len(parts)):
+        parent = "/".join(parts[:index])
+        nodes.setdefault(parent, Node(parent, "dir", 0o555))
+    if info.isdir():
+        nodes[path] = Node(path, "dir", 0o555)
+    elif info.issym():
+        nodes[path] = Node(path, "symlink", 0o777, 0, info.linkname)
+    elif info.islnk():
+        target = nodes.get("/".join(p for p in info.linkname.split("/") if p not in {"", "."}))
+        if target is not None:
+            nodes[path] = Node(path, "file", target.mode, target.size, target.content)
+    elif info.isfile():
+        hasher = hashlib.sha256()
+        handle = tar.extractfile(info)
+        while handle is not None and (chunk := handle.read(_READ)):
+            hasher.update(chunk)
+        mode = 0o555 if info.mode & 0o111 else 0o444
+        nodes[path] = Node(path, "file", mode, info.size, "sha256:" + hasher.hexdigest())

@@ -189,3 +189,46 @@ def test_a_corrupted_layer_is_refused_while_unpacking(
     with pytest.raises(IntegrityError, match="is corrupt"):
         unpack(store, digest, instances)
     assert list(instances.iterdir()) == []
+
+
+def test_the_expected_tree_is_derived_from_the_layers(
+    built: tuple[LocalStore, Digest], tmp_path: Path
+) -> None:
+    from kiln.services.unpack import expected_tree, scan_tree
+
+    store, digest = built
+    instances = tmp_path / "instances"
+    rootfs = unpack(store, digest, instances)
+    assert expected_tree(store, digest) == sorted(scan_tree(rootfs))
+    assert verify_unpacked(instances, digest, store=store).empty
+    remove_tree(instances)
+
+
+def test_rewriting_the_tree_and_its_listing_together_is_caught(
+    built: tuple[LocalStore, Digest], tmp_path: Path
+) -> None:
+    import json
+
+    from kiln.core.artifacts.oci import canonical_json
+    from kiln.core.artifacts.tree import tree_digest
+    from kiln.services.unpack import scan_tree
+
+    store, digest = built
+    instances = tmp_path / "instances"
+    rootfs = unpack(store, digest, instances)
+    (rootfs / "app").chmod(0o755)
+    (rootfs / "app" / "app.py").chmod(0o644)
+    (rootfs / "app" / "app.py").write_text("print('owned')\n")
+    (rootfs / "app").chmod(0o555)
+    (rootfs / "app" / "app.py").chmod(0o444)
+    nodes = scan_tree(rootfs)
+    listing = rootfs.parent / "tree.json"
+    listing.chmod(0o644)
+    record = json.loads(listing.read_bytes())
+    record["nodes"] = [n.to_json() for n in sorted(nodes)]
+    record["tree"] = tree_digest(nodes)
+    listing.write_bytes(canonical_json(record))
+    assert verify_unpacked(instances, digest).empty  # the listing alone is fooled
+    with pytest.raises(IntegrityError, match="does not match artifact"):
+        verify_unpacked(instances, digest, store=store)
+    remove_tree(instances)
