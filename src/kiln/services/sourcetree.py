@@ -65,8 +65,10 @@ def scan(
         except FileNotFoundError:
             raise InvalidInput(f"{directory} disappeared while kiln was reading it") from None
         for item in items:
-            rel = head + item.name
-            _check_name(rel, root_dir)
+            name = item.name
+            rel = head + name
+            if not name.isascii():
+                _check_name(rel, root_dir)
             st = item.stat(follow_symlinks=False)
             mode = st.st_mode
             if stat.S_ISDIR(mode):
@@ -92,9 +94,15 @@ def scan(
                     f"{root_dir / rel} is not a regular file, directory or symlink",
                     hint="sockets, FIFOs and devices cannot go in an artifact; exclude it",
                 )
-            found.append(
-                SourceEntry(entry, item.path, _stat_key(st, racy_before_ns), st.st_mtime_ns)
+            mtime = st.st_mtime_ns
+            # the fingerprint the build cache keys on; () when the file is too fresh
+            # to trust (git's "racy clean" problem: a write in the same tick is unseen)
+            fingerprint = (
+                ()
+                if mtime >= racy_before_ns
+                else (st.st_size, mtime, st.st_ctime_ns, mode, st.st_ino, st.st_dev)
             )
+            found.append(SourceEntry(entry, item.path, fingerprint, mtime))
             used_dirs.add(rel_dir)
     dirs: set[str] = set()
     for rel_dir in used_dirs:
@@ -106,13 +114,6 @@ def scan(
     found.extend(SourceEntry(Entry(prefix + d, Kind.DIR)) for d in dirs)
     found.sort()  # by path: the first field of the first field, unique
     return found
-
-
-def _stat_key(st: os.stat_result, racy_before_ns: int) -> tuple[int, ...]:
-    """The fingerprint of one file, or () when it is too fresh to trust (racy)."""
-    if st.st_mtime_ns >= racy_before_ns:
-        return ()
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode, st.st_ino, st.st_dev)
 
 
 def _check_name(rel: str, root_dir: Path) -> None:

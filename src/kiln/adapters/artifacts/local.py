@@ -23,6 +23,7 @@ import io
 import json
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -210,8 +211,12 @@ class LocalStore:
         )
 
     def touch_blob(self, digest: Digest) -> None:
+        path = self.blob_path(digest)
         with contextlib.suppress(FileNotFoundError):
-            os.utime(self.blob_path(digest))
+            # gc's grace period is minutes: refreshing an mtime younger than a minute
+            # would only cost a metadata write per cached layer per build
+            if time.time() - path.stat().st_mtime > 60:
+                os.utime(path)
 
     def blob_modified(self, digest: Digest) -> float:
         try:

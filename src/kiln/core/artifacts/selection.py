@@ -67,8 +67,14 @@ class Selection:
         dirs = [p[:-3] for p in self.exclude if p.endswith("/**")]
         return re.compile("|".join(f"(?:{glob_to_regex(p)})" for p in dirs) or "(?!)")
 
+    @cached_property
+    def _everything(self) -> bool:
+        return any(p in {"**", "**/*"} for p in self.include)
+
     def selects(self, path: str) -> bool:
-        return bool(self._include.match(path)) and not self._exclude.match(path)
+        if not self._everything and not self._include.match(path):
+            return False
+        return not self._exclude.match(path)
 
     def prunes(self, directory: str) -> bool:
         """True when nothing under ``directory`` can be selected (``d/**`` excluded)."""
