@@ -64,18 +64,20 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         if os.environ.get("ACCESS_LOG"):
-            sys.stderr.write("%s %s\n" % (self.address_string(), format % args))
+            sys.stderr.write(f"{self.address_string()} {format % args}\n")
 
 
 def main() -> None:
-    server = ThreadingHTTPServer((os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8000"))), Handler)
+    address = (os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8000")))
+    server = ThreadingHTTPServer(address, Handler)
     server.daemon_threads = True
 
     def stop(signum: int, frame: object) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
-    print(f"hello {VERSION} ({INSTANCE}) listening on {server.server_address[0]}:{server.server_address[1]}", flush=True)
+    host, port = server.server_address[:2]
+    print(f"hello {VERSION} ({INSTANCE}) listening on {host!s}:{port}", flush=True)
     server.serve_forever()
     server.server_close()
 

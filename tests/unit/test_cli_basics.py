@@ -60,7 +60,8 @@ def test_help_imports_no_heavy_module() -> None:
     probe = (
         "import sys; from kiln.cli.main import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "heavy = [m for m in ('pydantic', 'rich', 'ruamel', 'cryptography', 'numpy') if m in sys.modules]\n"
+        "names = ('pydantic', 'rich', 'ruamel', 'cryptography', 'numpy')\n"
+        "heavy = [m for m in names if m in sys.modules]\n"
         "print('heavy=' + ','.join(heavy))"
     )
     result = subprocess.run(

@@ -38,6 +38,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "push": ("kiln.cli.artifacts:push", "Push an artifact and its tags to an OCI registry."),
     "pull": ("kiln.cli.artifacts:pull", "Pull an artifact from an OCI registry, verified."),
+    # trust
+    "keys": ("kiln.cli.keys:keys", "Make and list the Ed25519 keys that sign attestations."),
+    "attest": ("kiln.cli.attest:attest", "Sign attestations about an artifact and list them."),
+    "verify": ("kiln.cli.verify:verify", "Check an artifact's attestations against trust.yaml."),
+    # controller
+    "serve": ("kiln.cli.serve:serve", "Run the controller (API, rollout workers, supervision)."),
+    "controller": ("kiln.cli.serve:controller", "Show the controller's status, or stop it."),
+    # gates
+    "gate": ("kiln.cli.gates:gate", "Evaluate an environment's gates; exit 1 if any blocks."),
+    "policy": ("kiln.cli.gates:policy", "Check the spec's policies: rules, licenses, OSV data."),
+    "perf": ("kiln.cli.gates:perf", "Load-test a release against the last good one, side by side."),
 }
 
 

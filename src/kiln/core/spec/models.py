@@ -73,7 +73,7 @@ class Model(BaseModel):
         populate_by_name=True,
         extra="forbid",
         frozen=True,
-        strict=True,
+        strict=False,  # lax: YAML strings must become enums; numbers never become strings
     )
 
 

@@ -1,0 +1,141 @@
+"""Desired state in SQLite (``state.db``, WAL), implementing ``DesiredState``.
+
+Each write is one transaction. The rollout row stores the planner's state as
+canonical JSON, so the controller resumes exactly where it was after a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import asdict
+from pathlib import Path
+
+from kiln.core.canonical import canonical_json
+from kiln.core.digest import Digest
+from kiln.core.release import Release, ReleaseId
+from kiln.core.rollout.planner import Phase, RolloutState
+from kiln.errors import ConfigError
+from kiln.ports.state import EnvironmentState, Signal
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS releases (
+    id TEXT PRIMARY KEY, environment TEXT NOT NULL, artifact TEXT NOT NULL, config TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS environments (
+    name TEXT PRIMARY KEY, stable TEXT, paused INTEGER NOT NULL DEFAULT 0, pinned TEXT
+);
+CREATE TABLE IF NOT EXISTS rollouts (
+    environment TEXT PRIMARY KEY, state TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS signals (
+    environment TEXT NOT NULL, signal TEXT NOT NULL, PRIMARY KEY (environment, signal)
+);
+"""
+
+
+class SqliteDesiredState:
+    def __init__(self, path: Path) -> None:
+        try:
+            self._db = sqlite3.connect(
+                path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise ConfigError(f"cannot open the state database {path}: {exc}") from None
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _write(self, sql: str, args: tuple[object, ...]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(sql, args)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def put_release(self, release: Release) -> None:
+        self._write(
+            "INSERT OR IGNORE INTO releases (id, environment, artifact, config) "
+            "VALUES (?, ?, ?, ?)",
+            (release.id, release.environment, release.artifact, release.config),
+        )
+
+    def release(self, release_id: ReleaseId) -> Release | None:
+        row = self._db.execute(
+            "SELECT id, environment, artifact, config FROM releases WHERE id = ?", (release_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return Release(ReleaseId(row[0]), row[1], Digest(row[2]), Digest(row[3]))
+
+    def environment(self, name: str) -> EnvironmentState:
+        row = self._db.execute(
+            "SELECT stable, paused, pinned FROM environments WHERE name = ?", (name,)
+        ).fetchone()
+        if row is None:
+            return EnvironmentState(name, None)
+        stable = ReleaseId(row[0]) if row[0] else None
+        pinned = ReleaseId(row[2]) if row[2] else None
+        return EnvironmentState(name, stable, bool(row[1]), pinned)
+
+    def _upsert(self, name: str, column: str, value: object) -> None:
+        if column not in {"stable", "paused", "pinned"}:  # pragma: no cover - internal
+            raise ValueError(column)
+        self._write(
+            f"INSERT INTO environments (name, {column}) VALUES (?, ?) "  # noqa: S608 - fixed names
+            f"ON CONFLICT(name) DO UPDATE SET {column} = excluded.{column}",
+            (name, value),
+        )
+
+    def set_stable(self, name: str, release_id: ReleaseId | None) -> None:
+        self._upsert(name, "stable", release_id)
+
+    def set_paused(self, name: str, paused: bool) -> None:
+        self._upsert(name, "paused", int(paused))
+
+    def set_pin(self, name: str, release_id: ReleaseId | None) -> None:
+        self._upsert(name, "pinned", release_id)
+
+    def save_rollout(self, state: RolloutState) -> None:
+        self._write(
+            "INSERT INTO rollouts (environment, state) VALUES (?, ?) "
+            "ON CONFLICT(environment) DO UPDATE SET state = excluded.state",
+            (state.environment, canonical_json(asdict(state)).decode()),
+        )
+
+    def rollout(self, name: str) -> RolloutState | None:
+        row = self._db.execute(
+            "SELECT state FROM rollouts WHERE environment = ?", (name,)
+        ).fetchone()
+        if row is None:
+            return None
+        data = json.loads(row[0])
+        data["phase"] = Phase(data["phase"])
+        return RolloutState(**data)
+
+    def signal(self, name: str, signal: Signal) -> None:
+        self._write(
+            "INSERT OR IGNORE INTO signals (environment, signal) VALUES (?, ?)", (name, str(signal))
+        )
+
+    def take_signals(self, name: str) -> frozenset[Signal]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = self._db.execute(
+                    "SELECT signal FROM signals WHERE environment = ?", (name,)
+                ).fetchall()
+                self._db.execute("DELETE FROM signals WHERE environment = ?", (name,))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return frozenset(Signal(r[0]) for r in rows)

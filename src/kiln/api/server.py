@@ -1,0 +1,87 @@
+"""Running the controller in this process: ``kiln serve``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import threading
+from pathlib import Path
+
+import uvicorn
+
+from kiln.adapters.keys.tokens import ensure_local_admin, load_table
+from kiln.adapters.store.leader import FileLeaderLock
+from kiln.api.app import create_app
+from kiln.bootstrap.controller import Address, ControllerClient, socket_path
+from kiln.core.spec.models import ServiceSpec
+from kiln.errors import ConfigError
+from kiln.fsio import write_atomic
+from kiln.ports.clock import SystemClock
+from kiln.services.controller import Controller
+
+CLAIM_INTERVAL = 1.0  # seconds between leadership attempts; failover within about this
+
+
+def serve(state_dir: Path, spec: ServiceSpec | None, *, listen: str | None = None) -> int:
+    """Run the controller in the foreground until SIGTERM/SIGINT. Returns an exit code."""
+    run_dir = state_dir / "run"
+    ensure_local_admin(state_dir)
+    tokens = load_table(state_dir)
+    leader = FileLeaderLock(run_dir)
+    if listen in (None, "unix"):
+        sock = socket_path(state_dir)
+        if sock.exists():
+            if ControllerClient(Address(f"unix:{sock}"), None).alive():
+                raise ConfigError(
+                    f"a controller is already serving {sock}",
+                    hint="stop it first, or use --listen 127.0.0.1:PORT for a second one",
+                )
+            sock.unlink()
+        address = f"unix:{sock}"
+        listener = _unix_listener(sock)
+        options: dict[str, object] = {"fd": listener.fileno()}
+    else:
+        host, _, port = listen.rpartition(":")
+        if not port.isdigit():
+            raise ConfigError(f"--listen {listen!r} is not HOST:PORT")
+        address = f"http://{host}:{port}"
+        options = {"host": host, "port": int(port)}
+    controller = Controller(spec=spec, leader=leader, clock=SystemClock(), address=address)
+    controller.claim_environments()
+    stop_claims = threading.Event()
+
+    def keep_claiming() -> None:
+        # A follower takes over an environment as soon as its leader's lock drops.
+        while not stop_claims.wait(CLAIM_INTERVAL):
+            controller.claim_environments()
+
+    threading.Thread(target=keep_claiming, name="leader-claims", daemon=True).start()
+    app = create_app(controller=controller, tokens=tokens)
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", **options)  # type: ignore[arg-type]
+    server = uvicorn.Server(config)
+    try:
+        info = {"pid": os.getpid(), "address": address}
+        write_atomic(run_dir / "controller.json", json.dumps(info).encode(), mode=0o600)
+        server.run()
+    finally:
+        stop_claims.set()
+        leader.close()
+        with contextlib.suppress(FileNotFoundError):
+            (run_dir / "controller.json").unlink()
+    return 0
+
+
+def _unix_listener(path: Path) -> socket.socket:
+    """Bind the API socket ourselves so it is 0600 from the first instant
+    (uvicorn's own ``uds=`` would chmod it to 0666)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old_umask)
+    path.chmod(0o600)
+    sock.listen(128)
+    return sock

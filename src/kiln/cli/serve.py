@@ -1,0 +1,64 @@
+"""``kiln serve`` (run the controller) and ``kiln controller status|stop``."""
+
+from __future__ import annotations
+
+import click
+
+from kiln.cli.context import App
+from kiln.cli.render import emit, output_option
+
+
+@click.command()
+@click.option(
+    "--listen",
+    default=None,
+    help="unix (default: .kiln/run/controller.sock, mode 0600) or HOST:PORT (token required).",
+)
+@click.pass_obj
+def serve(app: App, listen: str | None) -> None:
+    """Run the controller in the foreground: API, rollout workers, supervision."""
+    from kiln.api.server import serve as run
+
+    spec = app.spec() if app.spec_file.exists() else None
+    run(app.state_dir(), spec, listen=listen)
+
+
+@click.group()
+def controller() -> None:
+    """Inspect or stop the controller."""
+
+
+@controller.command("status")
+@output_option
+@click.option("--no-start", is_flag=True, help="Do not start a local controller.")
+@click.pass_obj
+def controller_status(app: App, output: str | None, no_start: bool) -> None:
+    """Show the controller's address, version and the environments it leads."""
+    from kiln.bootstrap.controller import connect
+
+    client = connect(app.state_dir(), app.settings().get("controller"), start=not no_start)
+    try:
+        info = client.get("/v1/status")
+        who = client.get("/v1/whoami")
+    finally:
+        client.close()
+
+    def human() -> None:
+        console = app.console()
+        console.print(f"controller {info['address']} · kiln {info['version']} · pid {info['pid']}")
+        console.print(f"you are {who['name']} ({who['role']})")
+        for env in info["environments"]:
+            lead = "leader" if env["leader"] else "follower"
+            console.print(f"  {env['name']}: {lead}")
+
+    emit(app, output or "text", {"controller": info, "identity": who}, human)
+
+
+@controller.command("stop")
+@click.pass_obj
+def controller_stop(app: App) -> None:
+    """Stop the local controller (SIGTERM, then SIGKILL after 10 s)."""
+    from kiln.bootstrap.controller import stop
+
+    stopped = stop(app.state_dir())
+    app.console().print("controller stopped" if stopped else "no local controller was running")

@@ -1,0 +1,300 @@
+"""Attestation use cases: make keys, sign statements about artifacts, list them.
+
+Signing goes through the ``Signer`` port and storage through the
+``AttestationStore`` port; the composition root (``kiln.bootstrap.trust``)
+passes the file-based adapters in. Each signed attestation and each new key is
+recorded in the ledger when a ``Recorder`` is given.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from kiln.core.attest.dsse import INTOTO_PAYLOAD_TYPE, Envelope, parse_envelope
+from kiln.core.attest.policy import parse_public_pem
+from kiln.core.attest.predicates import Approval, predicate_uri, short_name, summarize
+from kiln.core.attest.provenance import (
+    LOCAL_BUILDER,
+    BuildFacts,
+    LockFile,
+    ci_run,
+    provenance,
+)
+from kiln.core.attest.sbom import Dependency, sbom_statement
+from kiln.core.attest.statement import Statement, parse_statement, statement
+from kiln.core.digest import Digest, digest_bytes
+from kiln.core.keys import key_id
+from kiln.core.ledger.kinds import EventKind
+from kiln.errors import InvalidInput, NotFound
+from kiln.ports.attestations import AttestationStore
+from kiln.ports.keys import Signer
+from kiln.ports.ledger import Recorder
+
+KEY_NAME = re.compile(r"^[a-z][a-z0-9._-]{0,62}$")
+DEFAULT_KEY = "default"
+
+
+# -- keys ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    name: str
+    key_id: str
+    public_path: Path
+    has_private: bool
+
+
+def check_key_name(name: str) -> str:
+    if not KEY_NAME.match(name):
+        raise InvalidInput(
+            f"key name {name!r} is not allowed",
+            hint="use lowercase letters, digits, dots, dashes; start with a letter",
+        )
+    return name
+
+
+def generate_key(
+    name: str,
+    *,
+    keys_dir: Path,
+    generate: Callable[[Path], Signer],
+    recorder: Recorder | None = None,
+    actor: str = "kiln",
+) -> KeyInfo:
+    """Make a new key pair ``NAME.key`` (0600) and ``NAME.pub``; never overwrite one."""
+    check_key_name(name)
+    signer = generate(keys_dir / f"{name}.key")
+    if recorder is not None:
+        # Only the public key id: the ledger must never hold key material.
+        recorder.record(
+            EventKind.KEY_CHANGE,
+            actor=actor,
+            details={"action": "generate", "key": name, "keyId": signer.key_id},
+        )
+    return KeyInfo(name, signer.key_id, keys_dir / f"{name}.pub", True)
+
+
+def list_keys(keys_dir: Path) -> list[KeyInfo]:
+    """The public keys in ``keys_dir``; a file that is not an Ed25519 key is an error."""
+    if not keys_dir.is_dir():
+        return []
+    found = []
+    for pub in sorted(keys_dir.glob("*.pub")):
+        raw = parse_public_pem(pub.read_bytes(), what=str(pub))
+        found.append(KeyInfo(pub.stem, key_id(raw), pub, pub.with_suffix(".key").exists()))
+    return found
+
+
+# -- signing ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttestResult:
+    digest: Digest
+    predicate_type: str
+    subjects: tuple[Digest, ...]
+    key_id: str
+
+
+def sign_statement(stmt: Statement, signers: Sequence[Signer]) -> Envelope:
+    """A DSSE envelope of ``stmt`` signed by each signer over the PAE."""
+    envelope = Envelope(INTOTO_PAYLOAD_TYPE, stmt.to_bytes())
+    message = envelope.pae()
+    for signer in signers:
+        envelope = envelope.with_signature(signer.key_id, signer.sign(message))
+    return envelope
+
+
+def attest(
+    stmt: Statement,
+    *,
+    signer: Signer,
+    store: AttestationStore,
+    recorder: Recorder | None = None,
+    actor: str = "kiln",
+) -> AttestResult:
+    """Sign ``stmt``, store it under each subject, and record it."""
+    envelope = sign_statement(stmt, [signer])
+    subjects = tuple(stmt.subject_digests())
+    digest = store.put(envelope.to_bytes(), subjects)
+    if recorder is not None:
+        for subject in subjects:
+            recorder.record(
+                EventKind.ATTEST,
+                actor=actor,
+                artifact=subject,
+                links={"attestation": digest},
+                details={"predicateType": stmt.predicate_type, "keyId": signer.key_id},
+            )
+    return AttestResult(digest, stmt.predicate_type, subjects, signer.key_id)
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    uri: str
+    revision: str
+    dirty: bool
+
+
+def git_source(directory: Path) -> SourceInfo | None:
+    """The git origin, HEAD commit and dirty flag of ``directory``; ``None`` outside git."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(  # noqa: S603 - fixed argv, no shell
+                ["git", "-C", str(directory), *args],  # noqa: S607 - git from PATH
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    revision = git("rev-parse", "HEAD")
+    if not revision:
+        return None
+    top = git("rev-parse", "--show-toplevel")
+    origin = git("remote", "get-url", "origin") or Path(top or directory).resolve().as_uri()
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return SourceInfo(f"git+{origin}", revision, bool(status))
+
+
+def build_facts(
+    *,
+    subject_name: str,
+    subject: Digest,
+    spec_path: str,
+    lock_files: Sequence[Path],
+    env: Mapping[str, str],
+    started_on: datetime,
+    finished_on: datetime,
+    source: SourceInfo | None,
+    builder_id: str | None = None,
+    invocation_id: str | None = None,
+) -> BuildFacts:
+    """Facts for a provenance made after the fact by ``kiln attest provenance``."""
+    ci = ci_run(env)
+    uri = source.uri if source else (ci.source_uri if ci else "")
+    revision = source.revision if source else (ci.revision if ci else "")
+    if not uri or not revision:
+        raise InvalidInput(
+            "the source of this build is unknown",
+            hint="run inside the git checkout, in CI, or pass --source-uri and --revision",
+        )
+    locks = []
+    for path in lock_files:
+        try:
+            locks.append(LockFile(path.name, digest_bytes(path.read_bytes())))
+        except FileNotFoundError:
+            raise NotFound(f"lock file {path} does not exist") from None
+    return BuildFacts(
+        subject_name=subject_name,
+        subject_digest=subject,
+        spec_path=spec_path,
+        source_uri=uri,
+        revision=revision,
+        lock_files=tuple(locks),
+        builder_id=builder_id or (ci.builder_id if ci else LOCAL_BUILDER),
+        invocation_id=invocation_id or (ci.invocation_uri if ci else f"urn:uuid:{uuid.uuid4()}"),
+        started_on=started_on,
+        finished_on=finished_on,
+        dirty=source.dirty if source else False,
+    )
+
+
+def provenance_statement(facts: BuildFacts, env: Mapping[str, str]) -> Statement:
+    return provenance(facts, ci_run(env))
+
+
+def sbom_for(
+    subject_name: str, subject: Digest, deps: Sequence[Dependency], *, timestamp: datetime
+) -> Statement:
+    return sbom_statement(subject_name, subject, deps, timestamp=timestamp)
+
+
+def approval_statement(
+    subject_name: str, subject: Digest, *, environment: str, approver: str, at: datetime, note: str
+) -> Statement:
+    predicate = Approval(environment, approver, at, note).to_predicate()
+    return statement([(subject_name, subject)], predicate_uri("approval"), predicate)
+
+
+def predicate_statement(
+    subject_name: str, subject: Digest, predicate_type: str, predicate: Any
+) -> Statement:
+    if not isinstance(predicate, dict):
+        raise InvalidInput("the predicate must be a JSON object")
+    return statement([(subject_name, subject)], predicate_uri(predicate_type), predicate)
+
+
+# -- listing ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttestationView:
+    """One stored attestation as ``kiln attest show`` prints it (not a verdict on it)."""
+
+    digest: Digest
+    predicate_type: str
+    key_ids: tuple[str, ...]
+    summary: str
+    statement: Mapping[str, Any] | None
+    problem: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "digest": self.digest,
+            "predicateType": self.predicate_type,
+            "kind": short_name(self.predicate_type) if self.predicate_type else "",
+            "keyIds": list(self.key_ids),
+            "summary": self.summary,
+            "statement": self.statement,
+            "problem": self.problem,
+        }
+
+
+def show(subject: Digest, *, store: AttestationStore) -> list[AttestationView]:
+    views = []
+    for item in store.for_subject(subject):
+        if digest_bytes(item.raw) != item.digest:
+            views.append(_broken(item.digest, "the stored bytes do not match their digest"))
+            continue
+        try:
+            envelope = parse_envelope(item.raw)
+            stmt = parse_statement(envelope.payload)
+        except InvalidInput as exc:
+            views.append(_broken(item.digest, exc.message))
+            continue
+        views.append(
+            AttestationView(
+                digest=item.digest,
+                predicate_type=stmt.predicate_type,
+                key_ids=tuple(s.keyid for s in envelope.signatures),
+                summary=summarize(stmt.predicate_type, stmt.predicate),
+                statement=stmt.to_json(),
+            )
+        )
+    views.sort(key=lambda v: (short_name(v.predicate_type), v.digest))
+    return views
+
+
+def _broken(digest: Digest, problem: str) -> AttestationView:
+    return AttestationView(digest, "", (), "unreadable", None, problem)
+
+
+def actor_from(env: Mapping[str, str]) -> str:
+    """Who is acting: the CI's user when in CI, else the login name."""
+    for name in ("GITHUB_ACTOR", "GITLAB_USER_LOGIN", "USER", "LOGNAME"):
+        if env.get(name):
+            return env[name]
+    return "unknown"
