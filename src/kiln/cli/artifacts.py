@@ -110,6 +110,7 @@ def build(app: App, allow_dirty: bool, export_dir: str | None, output: str | Non
         cached = sum(1 for layer in result.layers if layer.cached)
         console.print(f"built {result.tag or '(untagged)'}")
         console.print(f"  digest  {result.digest}")
+        console.print(f"  at      {result.created}")
         console.print(
             f"  layers  {len(result.layers)} ({cached} unchanged) · {result.seconds:.2f}s"
         )

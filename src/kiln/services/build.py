@@ -114,6 +114,7 @@ class BuildResult:
     layers: tuple[LayerResult, ...]
     config: Digest
     seconds: float
+    created: str = ""  # wall-clock time the tag was made (not part of the digest)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -125,6 +126,7 @@ class BuildResult:
             "dirty": self.inputs.dirty,
             "epoch": self.inputs.epoch,
             "config": self.config,
+            "created": self.created,
             "seconds": round(self.seconds, 3),
             "layers": [
                 {
@@ -273,6 +275,7 @@ class Builder:
             layers=tuple(layers),
             config=config_info.digest,
             seconds=time.monotonic() - started,
+            created=now,
         )
         if record:
             self.recorder.record(

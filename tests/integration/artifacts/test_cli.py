@@ -45,7 +45,8 @@ def test_build_prints_the_tag_digest_and_layers(
     revision = git(repo, "rev-parse", "HEAD")
     assert out[0] == f"built hello:0.0.0-g{revision[:7]}"
     assert out[1].startswith("  digest  sha256:")
-    assert out[2].startswith("  layers  1 (0 unchanged) · ")
+    assert out[2].startswith("  at      20")
+    assert out[3].startswith("  layers  1 (0 unchanged) · ")
 
 
 def test_build_json_and_list_and_show(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
