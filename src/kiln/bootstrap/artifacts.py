@@ -30,10 +30,25 @@ def store(state_dir: Path) -> ArtifactStore:
     return LocalStore(state_dir / "store")
 
 
-def registry(url: str, *, insecure: bool = False, chunk_size: int | None = None) -> Registry:
+def registry(
+    url: str,
+    *,
+    insecure: bool = False,
+    chunk_size: int | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Registry:
+    """A registry client; credentials come from KILN_REGISTRY_USERNAME/_PASSWORD only.
+
+    The password is never a flag (shell history, process lists) and never printed.
+    """
     from kiln.adapters.artifacts.registry import RegistryClient
 
-    return RegistryClient.from_url(url, insecure=insecure, chunk_size=chunk_size)
+    env = os.environ if environ is None else environ
+    user, password = env.get("KILN_REGISTRY_USERNAME"), env.get("KILN_REGISTRY_PASSWORD")
+    credentials = (user, password) if user and password is not None else None
+    return RegistryClient.from_url(
+        url, insecure=insecure, chunk_size=chunk_size, credentials=credentials
+    )
 
 
 def source_repo() -> SourceRepo:

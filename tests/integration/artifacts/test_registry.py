@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from kiln.adapters.artifacts.local import LocalStore
-from kiln.adapters.artifacts.registry import RegistryClient
+from kiln.adapters.artifacts.registry import RegistryAuth, RegistryClient
 from kiln.core.artifacts.oci import MEDIA_MANIFEST
 from kiln.core.digest import Digest, digest_bytes
 from kiln.errors import IntegrityError, InvalidInput, Refused, Temporary
@@ -16,10 +16,16 @@ from kiln.services.artifacts import load_manifest, pull, push
 from kiln.services.build import run_build
 from kiln.services.spec import read_spec
 from tests.integration.artifacts.conftest import BuilderFactory
-from tests.integration.artifacts.registry_fixture import free_port, registry_url
+from tests.integration.artifacts.registry_fixture import (
+    PASSWORD,
+    USER,
+    basic_auth_registry_url,
+    free_port,
+    registry_url,
+)
 from tests.unit.artifacts.fakes import FrozenClock
 
-__all__ = ["registry_url"]
+__all__ = ["basic_auth_registry_url", "registry_url"]
 
 
 def _built(repo: Path, state: Path, make_builder: BuilderFactory) -> tuple[LocalStore, Digest]:
@@ -120,3 +126,52 @@ def test_a_missing_manifest_is_not_found(registry_url: str) -> None:
         client.get_manifest("hello", "nope")
     client.close()
     assert httpx.get(f"{registry_url}/v2/").status_code == 200
+
+
+def test_basic_authentication_with_credentials_from_the_environment(
+    repo: Path, tmp_path: Path, make_builder: BuilderFactory, basic_auth_registry_url: str
+) -> None:
+    from kiln.bootstrap.artifacts import registry
+
+    store, digest = _built(repo, tmp_path / "a", make_builder)
+    anonymous = registry(basic_auth_registry_url, environ={})
+    with pytest.raises(Refused, match="HTTP 401") as info:
+        push(store, anonymous, digest)
+    assert "no credentials" in info.value.hint
+    anonymous.close()
+    env = {"KILN_REGISTRY_USERNAME": USER, "KILN_REGISTRY_PASSWORD": PASSWORD}
+    client = registry(basic_auth_registry_url, environ=env)
+    assert push(store, client, digest).sent == 3
+    client.close()
+    wrong = registry(basic_auth_registry_url, environ={**env, "KILN_REGISTRY_PASSWORD": "nope"})
+    with pytest.raises(Refused) as refused:
+        pull(LocalStore(tmp_path / "b"), wrong, "hello", digest, clock=FrozenClock())
+    assert "nope" not in refused.value.message and PASSWORD not in refused.value.message
+    wrong.close()
+
+
+def test_bearer_tokens_are_fetched_from_the_realm_and_reused() -> None:
+    """The docker token flow, against a mock registry and token server."""
+    seen: list[str] = []
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        seen.append(
+            f"{request.method} {request.url.path} {request.headers.get('Authorization', '-')}"
+        )
+        if request.url.path == "/token":
+            assert request.url.params["scope"] == "repository:hello:pull"
+            assert request.headers["Authorization"].startswith("Basic ")
+            return httpx.Response(200, json={"token": "t0k3n"})
+        if request.headers.get("Authorization") != "Bearer t0k3n":
+            challenge = 'Bearer realm="http://r/token",service="r",scope="repository:hello:pull"'
+            return httpx.Response(401, headers={"WWW-Authenticate": challenge})
+        return httpx.Response(404)
+
+    client = RegistryClient(
+        httpx.Client(transport=httpx.MockTransport(serve), auth=RegistryAuth(("u", "p"))),
+        base="http://r",
+    )
+    assert client.has_blob("hello", digest_bytes(b"x")) is False
+    assert client.has_blob("hello", digest_bytes(b"y")) is False
+    client.close()
+    assert [s.split(" ")[2] for s in seen] == ["Basic", "Basic", "Bearer", "Bearer"]

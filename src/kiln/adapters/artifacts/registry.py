@@ -15,8 +15,10 @@ that window. Every transport or HTTP failure becomes a kiln error here.
 
 from __future__ import annotations
 
+import base64
 import contextlib
-from collections.abc import Iterator
+import re
+from collections.abc import Generator, Iterator
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import httpx
@@ -34,6 +36,7 @@ from kiln.errors import (
 )
 from kiln.ports.artifacts import BlobInfo
 
+_FIELD = re.compile(r'(\w+)="([^"]*)"')
 MONOLITHIC_LIMIT = 64 << 20
 CHUNK = 16 << 20
 _ACCEPT = ", ".join(
@@ -43,6 +46,72 @@ _ACCEPT = ", ".join(
         "application/vnd.docker.distribution.manifest.v2+json",
     ]
 )
+
+
+class RegistryAuth(httpx.Auth):
+    """Docker/OCI registry authentication: Basic, or Bearer tokens from the realm.
+
+    On a 401 the challenge (``WWW-Authenticate``) decides: ``Basic`` resends with
+    the credentials; ``Bearer realm=…,service=…,scope=…`` fetches a token from the
+    realm (with the credentials if any, anonymously otherwise) and resends. The
+    last token is then sent up front, so later requests, including uploads
+    whose streamed bodies cannot be replayed, do not need a second round trip.
+    Credentials and tokens are never put in messages or logs.
+    """
+
+    requires_response_body = True
+
+    def __init__(self, credentials: tuple[str, str] | None) -> None:
+        self._credentials = credentials
+        self._header: str | None = None
+        if credentials is not None:
+            self._header = _basic(credentials)
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self._header is not None:
+            request.headers["Authorization"] = self._header
+        response = yield request
+        if response.status_code != 401:
+            return
+        challenge = response.headers.get("WWW-Authenticate", "")
+        scheme, _, params = challenge.partition(" ")
+        if scheme.lower() == "basic" and self._credentials is not None:
+            self._header = _basic(self._credentials)
+        elif scheme.lower() == "bearer":
+            fields = _challenge_fields(params)
+            realm = fields.pop("realm", "")
+            if not realm:
+                return
+            token_request = httpx.Request("GET", realm, params=fields)
+            if self._credentials is not None:
+                token_request.headers["Authorization"] = _basic(self._credentials)
+            token_response = yield token_request
+            if token_response.status_code != 200:
+                return
+            try:
+                body = token_response.json()
+            except ValueError:
+                return
+            token = (
+                body.get("token") or body.get("access_token") if isinstance(body, dict) else None
+            )
+            if not isinstance(token, str) or not token:
+                return
+            self._header = f"Bearer {token}"
+        else:
+            return
+        if isinstance(request.stream, httpx.ByteStream) or request.method in {"GET", "HEAD"}:
+            request.headers["Authorization"] = self._header
+            yield request
+
+
+def _basic(credentials: tuple[str, str]) -> str:
+    user, password = credentials
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
+def _challenge_fields(params: str) -> dict[str, str]:
+    return {m.group(1): m.group(2) for m in _FIELD.finditer(params)}
 
 
 class RegistryClient:
@@ -59,7 +128,12 @@ class RegistryClient:
 
     @classmethod
     def from_url(
-        cls, url: str, *, insecure: bool = False, chunk_size: int | None = None
+        cls,
+        url: str,
+        *,
+        insecure: bool = False,
+        chunk_size: int | None = None,
+        credentials: tuple[str, str] | None = None,
     ) -> RegistryClient:
         parts = urlsplit(url if "://" in url else f"https://{url}")
         if parts.scheme not in {"http", "https"} or not parts.netloc:
@@ -72,7 +146,10 @@ class RegistryClient:
                 "put no credentials in the registry address", hint="they would end up in logs"
             )
         client = httpx.Client(
-            timeout=httpx.Timeout(30.0, read=300.0), verify=not insecure, follow_redirects=True
+            timeout=httpx.Timeout(30.0, read=300.0),
+            verify=not insecure,
+            follow_redirects=True,
+            auth=RegistryAuth(credentials),
         )
         return cls(client, base=f"{parts.scheme}://{parts.netloc}", chunk_size=chunk_size)
 
