@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import marshal
 import os
 import platform
 import queue
@@ -367,12 +368,10 @@ class Builder:
         self, chunk: Sequence[SourceEntry], epoch: int, index: int, count: int
     ) -> LayerResult:
         step = f"app layer {index + 1}/{count}"
-        # repr of tuples of str and int is exact and much cheaper than JSON here;
-        # the key only has to be stable on this machine, it never leaves the cache
-        rows = repr([(s.entry.path, s.entry.linkname, s.stat_key) for s in chunk])
-        key = _key(
-            {"format": FORMAT, "epoch": epoch, "rows": hashlib.sha256(rows.encode()).hexdigest()}
-        )
+        # marshal of tuples of str and int is exact and far cheaper than JSON; the
+        # key only has to be stable for this interpreter, it never leaves the cache
+        rows = marshal.dumps([(s.entry.path, s.entry.linkname, s.stat_key) for s in chunk])
+        key = _key({"format": FORMAT, "epoch": epoch, "rows": hashlib.sha256(rows).hexdigest()})
         cacheable = all(s.stat_key or s.path is None for s in chunk)
         hit = self._cached("app", key) if cacheable else None
         if hit is not None:

@@ -44,14 +44,16 @@ def split(
     max_layers: int = MAX_LAYERS,
 ) -> list[list[T]]:
     """Cut sorted ``items`` into chunks; never returns an empty chunk (nor none)."""
-    chunks: list[list[T]] = [[]]
-    for item in items:
-        chunks[-1].append(item)
-        entry = entry_of(item)
-        if entry.kind is Kind.FILE and is_boundary(entry.path, every=every):
-            chunks.append([])
-    if not chunks[-1] and len(chunks) > 1:
-        chunks.pop()
+    cuts = [
+        index + 1
+        for index, item in enumerate(items)
+        if (entry := entry_of(item)).kind is Kind.FILE and is_boundary(entry.path, every=every)
+    ]
+    starts = [0, *cuts]
+    ends = [*cuts, len(items)]
+    chunks = [list(items[a:b]) for a, b in zip(starts, ends, strict=True) if b > a]
+    if not chunks:
+        chunks = [[]]
     while len(chunks) > max_layers:
         merged = [chunks[i] + chunks[i + 1] for i in range(0, len(chunks) - 1, 2)]
         if len(chunks) % 2:
