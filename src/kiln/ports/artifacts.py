@@ -89,6 +89,11 @@ class ArtifactStore(Protocol):
         """When the blob was written or last touched, in seconds since the epoch."""
         ...
 
+    def sweep(self, *, older_than: float) -> int:
+        """Remove temp files left by writers that died (older than ``older_than``
+        seconds since the epoch); return the bytes freed."""
+        ...
+
     def delete_blob(self, digest: Digest) -> int:
         """Remove a blob; return the bytes freed (0 if it was absent)."""
         ...

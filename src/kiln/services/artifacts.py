@@ -289,7 +289,8 @@ def gc(
 
     A blob no artifact uses is deleted only once it is older than
     ``grace_seconds``: a build in progress has written its layers but not yet
-    its manifest, and a build that reuses a cached layer touches it.
+    its manifest, and a build that reuses a cached layer touches it. Temp
+    files of writers that died (older than the grace period too) are removed.
     """
     infos = []
     for art in store.artifacts():
@@ -319,6 +320,7 @@ def gc(
     )
     freed = 0
     if not dry_run:
+        freed += store.sweep(older_than=moment - grace_seconds)  # crashed writers' temp files
         for digest in plan.delete_artifacts:
             store.forget_artifact(digest)
         for blob in plan.delete_blobs:

@@ -219,3 +219,21 @@ def test_rebuild_verify_works_for_a_service_in_a_subdirectory(
     built = build_json(service, capsys)
     assert kiln(service, "rebuild", "--verify", str(built["tag"])) == 0
     assert capsys.readouterr().out.startswith("reproduced ")
+
+
+def test_gc_sweeps_temp_files_of_crashed_writers(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+    import time
+
+    build_json(repo, capsys)
+    leftover = repo / ".kiln" / "store" / "tmp" / "blob-123-deadbeef"
+    leftover.write_bytes(b"x" * 100)
+    fresh = repo / ".kiln" / "store" / "tmp" / "blob-456-cafebabe"
+    fresh.write_bytes(b"y")
+    old = time.time() - 3600
+    os.utime(leftover, (old, old))
+    assert kiln(repo, "artifacts", "gc", "-o", "json") == 0
+    assert json.loads(capsys.readouterr().out)["freedBytes"] == 100
+    assert not leftover.exists() and fresh.exists()  # a live writer's file is left alone

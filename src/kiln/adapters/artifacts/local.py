@@ -224,6 +224,16 @@ class LocalStore:
         except FileNotFoundError:
             return 0.0
 
+    def sweep(self, *, older_than: float) -> int:
+        freed = 0
+        for path in (self.root / "tmp").iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                st = path.stat()
+                if st.st_mtime < older_than:
+                    path.unlink()
+                    freed += st.st_size
+        return freed
+
     def delete_blob(self, digest: Digest) -> int:
         path = self.blob_path(digest)
         try:
