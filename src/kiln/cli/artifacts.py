@@ -348,12 +348,18 @@ def gc(
 @click.argument("ref")
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--name", help="Reference name in index.json (default: the artifact's tag).")
+@click.option(
+    "--gzip",
+    "gzip_layers",
+    is_flag=True,
+    help="Compress layers (deterministic gzip); the copy gets its own manifest digest.",
+)
 @click.pass_obj
-def export(app: App, ref: str, directory: str, name: str | None) -> None:
+def export(app: App, ref: str, directory: str, name: str | None, gzip_layers: bool) -> None:
     """Write an artifact as a standalone OCI image layout (skopeo and podman read it)."""
     from kiln.services.artifacts import export_layout
 
-    path = export_layout(_store(app), ref, Path(directory), ref_name=name)
+    path = export_layout(_store(app), ref, Path(directory), ref_name=name, gzip_layers=gzip_layers)
     app.console().print(f"wrote {path}")
 
 

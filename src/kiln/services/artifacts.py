@@ -9,6 +9,7 @@ runtimes lives in ``kiln.services.unpack``; ``kiln rebuild`` in
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import time
 from collections.abc import Iterator, Mapping
@@ -17,9 +18,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from kiln.core.artifacts import retention
+from kiln.core.artifacts.compress import gzip_chunks
 from kiln.core.artifacts.oci import (
     LABEL_SERVICE,
     LAYOUT_FILE,
+    MEDIA_LAYER_GZIP,
+    MEDIA_LAYER_TAR,
     MEDIA_MANIFEST,
     REF_NAME,
     Descriptor,
@@ -27,6 +31,7 @@ from kiln.core.artifacts.oci import (
     canonical_json,
     config_labels,
     index_bytes,
+    manifest_bytes,
     parse_config,
     parse_manifest,
 )
@@ -335,28 +340,62 @@ def gc(
 
 
 def export_layout(
-    store: ArtifactStore, ref: str, dest: Path, *, ref_name: str | None = None
+    store: ArtifactStore,
+    ref: str,
+    dest: Path,
+    *,
+    ref_name: str | None = None,
+    gzip_layers: bool = False,
 ) -> Path:
-    """Write a standalone OCI image layout (for skopeo, podman, a USB stick)."""
+    """Write a standalone OCI image layout (for skopeo, podman, a USB stick).
+
+    With ``gzip_layers`` the layers are compressed deterministically
+    (``kiln.core.artifacts.compress``) and a new manifest points at them: a
+    distribution copy with its own digest. The config, and so the layers'
+    ``diff_ids`` and the runtime filesystem, are unchanged; the artifact's
+    identity stays the uncompressed digest (docs/artifacts.md, "Compression").
+    """
     digest = resolve_ref(store, ref)
     manifest = load_manifest(store, digest)
     if dest.exists() and any(dest.iterdir()):
         raise Refused(f"{dest} is not empty", hint="export into a new directory")
     blobs = dest / "blobs" / "sha256"
     blobs.mkdir(parents=True, exist_ok=True)
-    for blob in (digest, *manifest.blobs):
-        target = blobs / hex_of(blob)
-        with store.open_blob(blob) as stream, open(target, "wb") as out:
+    copied = (digest, manifest.config.digest) if gzip_layers else (digest, *manifest.blobs)
+    for blob in copied:
+        with store.open_blob(blob) as stream, open(blobs / hex_of(blob), "wb") as out:
             shutil.copyfileobj(stream, out, _READ)
+    top = Descriptor(MEDIA_MANIFEST, digest, store.blob_size(digest))
+    if gzip_layers:
+        layers = [_gzip_layer(store, layer, blobs) for layer in manifest.layers]
+        data = manifest_bytes(manifest.config, layers, manifest.annotations)
+        top = Descriptor(MEDIA_MANIFEST, digest_bytes(data), len(data))
+        (blobs / hex_of(top.digest)).write_bytes(data)
     name = ref_name
     if name is None:
         names = [r.tag.name for r in store.tags() if r.digest == digest]
         name = names[0] if names else None
     annotations = {REF_NAME: name} if name else {}
-    entry = Descriptor(MEDIA_MANIFEST, digest, store.blob_size(digest), annotations)
+    entry = Descriptor(MEDIA_MANIFEST, top.digest, top.size, annotations)
     (dest / "oci-layout").write_bytes(canonical_json(LAYOUT_FILE))
     (dest / "index.json").write_bytes(index_bytes([entry]))
     return dest
+
+
+def _gzip_layer(store: ArtifactStore, layer: Descriptor, blobs: Path) -> Descriptor:
+    if layer.media_type != MEDIA_LAYER_TAR:
+        raise InvalidInput(f"layer {layer.digest} is already {layer.media_type}")
+    hasher = hashlib.sha256()
+    size = 0
+    tmp = blobs / f".{hex_of(layer.digest)}.gz.tmp"
+    with store.open_blob(layer.digest) as stream, open(tmp, "wb") as out:
+        for chunk in gzip_chunks(iter(lambda: stream.read(_READ), b"")):
+            hasher.update(chunk)
+            out.write(chunk)
+            size += len(chunk)
+    compressed = Digest("sha256:" + hasher.hexdigest())
+    tmp.replace(blobs / hex_of(compressed))
+    return Descriptor(MEDIA_LAYER_GZIP, compressed, size, layer.annotations)
 
 
 @dataclass(frozen=True)

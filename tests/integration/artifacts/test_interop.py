@@ -110,6 +110,35 @@ def test_skopeo_reads_the_local_store_itself(
     assert json.loads(done.stdout)["Digest"] == result.digest
 
 
+def test_a_gzip_export_is_deterministic_and_runs(
+    tmp_path: Path, make_builder: BuilderFactory, busybox_image: tuple[Path, BuildResult]
+) -> None:
+    layout, result = busybox_image
+    store = make_builder(tmp_path / "state").store
+    one = export_layout(store, result.digest, tmp_path / "gz1", gzip_layers=True)
+    two = export_layout(store, result.digest, tmp_path / "gz2", gzip_layers=True)
+    index = json.loads((one / "index.json").read_text())
+    assert index == json.loads((two / "index.json").read_text())
+    gz_digest = index["manifests"][0]["digest"]
+    assert gz_digest != result.digest
+    manifest = json.loads((one / "blobs" / "sha256" / gz_digest[7:]).read_text())
+    assert {layer["mediaType"] for layer in manifest["layers"]} == {
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    }
+    assert result.tag is not None
+    run = Path(tempfile.mkdtemp(prefix="kiln-podrun-"))
+    try:
+        done = podman(
+            tmp_path, run, "run", "--rm", "--network", "none", f"oci:{one}:{result.tag.name}"
+        )
+        assert done.stdout.strip() == "/app", done.stderr
+    finally:
+        podman(tmp_path, run, "system", "reset", "--force")
+        shutil.rmtree(tmp_path / "podman-root", ignore_errors=True)
+        shutil.rmtree(run, ignore_errors=True)
+    assert layout.exists()
+
+
 def test_podman_runs_the_layout(tmp_path: Path, busybox_image: tuple[Path, BuildResult]) -> None:
     layout, result = busybox_image
     assert result.tag is not None
