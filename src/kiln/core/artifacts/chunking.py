@@ -23,8 +23,11 @@ from typing import TypeVar
 
 from kiln.core.artifacts.tarformat import Entry, Kind
 
-FILES_PER_LAYER = 1024
-MAX_LAYERS = 48
+# 512 files per layer on average: a 20k-file app becomes ~40 layers of a few MB,
+# so a one-file rebuild rewrites a few MB, while small apps (a few hundred files)
+# stay a single layer. 64 leaves half of the overlay layer limit to spare.
+FILES_PER_LAYER = 512
+MAX_LAYERS = 64
 
 T = TypeVar("T")
 
