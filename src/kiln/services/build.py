@@ -29,7 +29,6 @@ import marshal
 import os
 import platform
 import queue
-import shutil
 import tempfile
 import threading
 import time
@@ -578,11 +577,6 @@ def _annotations(inputs: BuildInputs) -> dict[str, str]:
     return out
 
 
-def clear_cache(cache_dir: Path) -> None:
-    """Forget every cached layer (the blobs stay in the store)."""
-    shutil.rmtree(cache_dir, ignore_errors=True)
-
-
 def run_build(
     builder: Builder, spec: ServiceSpec, spec_dir: Path, *, allow_dirty: bool, actor: str
 ) -> BuildResult:
@@ -597,6 +591,5 @@ __all__ = [
     "BuildResult",
     "Builder",
     "LayerResult",
-    "clear_cache",
     "run_build",
 ]
