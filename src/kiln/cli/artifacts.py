@@ -97,7 +97,14 @@ def build(app: App, allow_dirty: bool, export_dir: str | None, output: str | Non
     spec = app.spec()
     with _progress(app, fmt) as listen:
         made = builder(app.state_dir(), on_event=listen)
-        result = run_build(made, spec, app.spec_dir, allow_dirty=allow_dirty, actor=_actor())
+        result = run_build(
+            made,
+            spec,
+            app.spec_dir,
+            allow_dirty=allow_dirty,
+            actor=_actor(),
+            spec_file=app.spec_file,
+        )
     data = result.to_json()
     if export_dir:
         from kiln.services.artifacts import export_layout

@@ -178,6 +178,7 @@ class Builder:
         *,
         allow_dirty: bool,
         scanned: Sequence[SourceEntry],
+        spec_file: Path | None = None,
     ) -> BuildInputs:
         """Revision, version and times of a build of the tree as it is now.
 
@@ -194,6 +195,15 @@ class Builder:
                 hint="commit the source first, or pass --allow-dirty (recorded on the artifact)",
             )
         changes = _uncommitted(scanned, state, Selection(spec.build.include, spec.build.exclude))
+        if state.revision is not None:
+            # the lock and the spec shape the image too; outside the context they
+            # are not in the scan, so ask git about them one by one
+            for extra in (_requirements(spec, spec_dir), spec_file):
+                if extra is not None and not extra.resolve().is_relative_to(context):
+                    around = self.source.state(extra.resolve().parent)
+                    name = extra.name
+                    if name not in around.tracked or name in around.modified:
+                        changes.append(str(extra))
         if changes and not allow_dirty:
             shown = ", ".join(changes[:5]) + (
                 f" and {len(changes) - 5} more" if len(changes) > 5 else ""
@@ -578,11 +588,19 @@ def _annotations(inputs: BuildInputs) -> dict[str, str]:
 
 
 def run_build(
-    builder: Builder, spec: ServiceSpec, spec_dir: Path, *, allow_dirty: bool, actor: str
+    builder: Builder,
+    spec: ServiceSpec,
+    spec_dir: Path,
+    *,
+    allow_dirty: bool,
+    actor: str,
+    spec_file: Path | None = None,
 ) -> BuildResult:
     """The whole of ``kiln build``: resolve the inputs, refuse a dirty tree, build, tag, record."""
     scanned = builder.scan(spec, spec_dir)
-    inputs = builder.inputs(spec, spec_dir, allow_dirty=allow_dirty, scanned=scanned)
+    inputs = builder.inputs(
+        spec, spec_dir, allow_dirty=allow_dirty, scanned=scanned, spec_file=spec_file
+    )
     return builder.build(spec, spec_dir, inputs=inputs, scanned=scanned, actor=actor)
 
 

@@ -335,3 +335,40 @@ def test_build_result_json_lists_layers(
 ) -> None:
     data = build(make_builder(tmp_path / "s"), repo).to_json()
     assert json.loads(json.dumps(data))["layers"][0]["role"] == "deps"
+
+
+def test_a_changed_lock_outside_the_context_makes_the_tree_dirty(
+    tmp_path: Path, make_builder: BuilderFactory
+) -> None:
+    spec = "service: hello\nbuild:\n  context: src\n  requirements: requirements.txt\n"
+    files: dict[str, str | bytes] = {
+        "kiln.yaml": spec,
+        "requirements.txt": FILES["requirements.txt"],
+        "src/app.py": "print('hi')\n",
+        ".gitignore": ".kiln/\n",
+    }
+    repo = make_repo(tmp_path / "repo", files)
+    builder = make_builder(tmp_path / "s")
+    result = build(builder, repo)
+    assert [layer.role for layer in result.layers] == ["deps", "app"]
+    (repo / "requirements.txt").write_text(FILES["requirements.txt"] + "# more\n")
+    with pytest.raises(Refused, match=r"uncommitted changes: .*requirements\.txt"):
+        run_build(
+            builder,
+            read_spec(repo / "kiln.yaml"),
+            repo,
+            allow_dirty=False,
+            actor="t",
+            spec_file=repo / "kiln.yaml",
+        )
+    (repo / "requirements.txt").write_text(FILES["requirements.txt"])
+    (repo / "kiln.yaml").write_text(spec + "  port: 9000\n")
+    with pytest.raises(Refused, match=r"uncommitted changes: .*kiln\.yaml"):
+        run_build(
+            builder,
+            read_spec(repo / "kiln.yaml"),
+            repo,
+            allow_dirty=False,
+            actor="t",
+            spec_file=repo / "kiln.yaml",
+        )
