@@ -11,12 +11,13 @@ from __future__ import annotations
 import importlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 from kiln.core.artifacts.progress import Listener, ignore
+from kiln.core.digest import Digest
 from kiln.core.ledger.kinds import EventKind
 from kiln.ports.artifacts import ArtifactStore, Registry, SourceRepo
 from kiln.ports.clock import Clock, SystemClock
@@ -49,6 +50,18 @@ def registry(
     return RegistryClient.from_url(
         url, insecure=insecure, chunk_size=chunk_size, credentials=credentials
     )
+
+
+def unpacker(state_dir: Path) -> Callable[[Digest], Path]:
+    """``unpack(digest) -> rootfs`` for runtimes: read-only, shared by digest, checked.
+
+    Refuses revoked, missing or corrupt artifacts (``ensure_deployable``).
+    """
+    from kiln.services.unpack import unpack
+
+    local = store(state_dir)
+    instances = state_dir / "instances"
+    return lambda digest: unpack(local, digest, instances)
 
 
 def source_repo() -> SourceRepo:

@@ -375,11 +375,11 @@ def export(app: App, ref: str, directory: str, name: str | None, gzip_layers: bo
 @click.pass_obj
 def unpack(app: App, ref: str) -> None:
     """Unpack an artifact read-only under .kiln/instances and print the rootfs path."""
+    from kiln.bootstrap.artifacts import unpacker
     from kiln.services.artifacts import resolve_ref
-    from kiln.services.unpack import unpack as do_unpack
 
-    local = _store(app)
-    rootfs = do_unpack(local, resolve_ref(local, ref), app.state_dir() / "instances")
+    state = app.state_dir()
+    rootfs = unpacker(state)(resolve_ref(_store(app), ref))
     click.echo(str(rootfs))
 
 
