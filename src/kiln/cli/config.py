@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from click.core import ParameterSource
 
 from kiln.cli.context import App
 from kiln.cli.render import emit, output_option
@@ -10,15 +11,19 @@ from kiln.cli.render import emit, output_option
 
 @click.command()
 @output_option
-@click.pass_obj
-def config(app: App, output: str | None) -> None:
+@click.pass_context
+def config(ctx: click.Context, output: str | None) -> None:
     """Show each setting, its value, and where it came from.
 
     Precedence: flags, then KILN_* variables, then kiln.yaml, then defaults.
     """
     from kiln.core.settings import SETTINGS
 
-    settings = app.settings(output=output)
+    app: App = ctx.obj
+    # click fills --output from KILN_OUTPUT too; only a typed flag counts as a flag,
+    # so the variable is reported with its true origin.
+    typed = ctx.get_parameter_source("output") is ParameterSource.COMMANDLINE
+    settings = app.settings(output=output if typed else None)
     rows = [
         {
             "name": s.name,
@@ -28,7 +33,6 @@ def config(app: App, output: str | None) -> None:
         }
         for s in SETTINGS
     ]
-    fmt = settings.get("output") or "text"
 
     def human() -> None:
         from rich.table import Table
@@ -39,7 +43,8 @@ def config(app: App, output: str | None) -> None:
         app.console().print(table)
         app.console().print(f"state directory: {settings.state_dir}")
 
-    emit(app, fmt, {"settings": rows, "stateDir": str(settings.state_dir)}, human)
+    data = {"settings": rows, "stateDir": str(settings.state_dir), "spec": str(app.spec_file)}
+    emit(app, settings.get("output"), data, human)
 
 
 @click.command()

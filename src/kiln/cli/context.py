@@ -40,9 +40,12 @@ class App:
 
             self._cache[key] = Console(
                 stderr=stderr,
+                # --no-color / NO_COLOR: no escape codes at all, not even bold.
+                color_system="auto" if self.color else None,
                 no_color=not self.color,
                 highlight=False,
                 soft_wrap=True,
+                # -q silences the human narration on stdout; errors use stderr.
                 quiet=self.verbosity < 0 and not stderr,
             )
         console: Console = self._cache[key]
@@ -61,15 +64,16 @@ class App:
         """Flags > KILN_* > kiln.yaml settings > defaults (kiln.core.settings)."""
         key = f"settings:{output}"
         if key not in self._cache:
-            from kiln.core.settings import resolve
+            from kiln.core.settings import SETTINGS, resolve
 
             from_spec: dict[str, str | None] = {}
             if self.spec_file.exists():
                 block = self.spec().settings
+                # Every setting the spec's `settings:` block can hold (not `output`).
                 from_spec = {
-                    "state_dir": block.state_dir,
-                    "controller": block.controller,
-                    "trust_policy": block.trust_policy,
+                    s.name: getattr(block, s.name)
+                    for s in SETTINGS
+                    if s.name in type(block).model_fields
                 }
             self._cache[key] = resolve(
                 flags={**self.flags, "output": output},

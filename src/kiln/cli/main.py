@@ -49,6 +49,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gate": ("kiln.cli.gates:gate", "Evaluate an environment's gates; exit 1 if any blocks."),
     "policy": ("kiln.cli.gates:policy", "Check the spec's policies: rules, licenses, OSV data."),
     "perf": ("kiln.cli.gates:perf", "Load-test a release against the last good one, side by side."),
+    # runtime
+    "instances": ("kiln.cli.instances:instances", "List running instances; read their logs."),
+    "secrets": (
+        "kiln.cli.secrets:secrets",
+        "Store secrets (value on stdin); list names and versions.",
+    ),
 }
 
 

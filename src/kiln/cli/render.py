@@ -7,6 +7,7 @@ colour, one document on stdout) or calls the human renderer.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -30,15 +31,22 @@ def output_option(func: F) -> F:
 
 
 def output_format(app: App, output: str | None) -> str:
-    fmt = app.settings(output=output).get("output") if app.spec_file.exists() else output
-    return fmt or "text"
+    """The format for this command: the flag, else KILN_OUTPUT, else text.
+
+    ``output`` is not a kiln.yaml setting, so the spec is not read for it.
+    """
+    from kiln.core.settings import resolve
+
+    settings = resolve(flags={"output": output}, environ=os.environ, spec={}, spec_dir=app.spec_dir)
+    return settings.get("output") or "text"
 
 
 def to_json(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, default=str)
 
 
-def emit(app: App, fmt: str, data: Any, human: Callable[[], None]) -> None:
+def emit(app: App, fmt: str | None, data: Any, human: Callable[[], None]) -> None:
+    """Print ``data`` as JSON for ``--output json``; otherwise run the human renderer."""
     if fmt == "json":
         click.echo(to_json(data))
     else:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from kiln.cli.context import App
-from kiln.cli.render import emit, output_option, to_json
+from kiln.cli.render import emit, output_format, output_option, to_json
+
+if TYPE_CHECKING:
+    from kiln.core.spec.models import Environment
 
 
 @click.command()
@@ -18,20 +22,50 @@ def validate(app: App, path: str | None, output: str | None) -> None:
     """Check kiln.yaml (or PATH) and report every mistake at once.
 
     Each problem names file:line:column, the field, what was expected and a hint.
-    Exits 0 when valid, 2 when not.
+    Exits 0 when valid, 2 when not. -v also prints each environment as resolved
+    with its defaults.
     """
     from kiln.core.spec.models import dump
     from kiln.services.spec import read_spec
 
     target = Path(path) if path else app.spec_file
     spec = read_spec(target)
-    fmt = output or "text"
 
     def human() -> None:
+        console = app.console()
         envs = " → ".join(spec.path_order)
-        app.console().print(f"{target}: valid · service [bold]{spec.service}[/] · {envs}")
+        console.print(f"{target}: valid · service [bold]{spec.service}[/] · {envs}")
+        if app.verbosity >= 1:
+            for env in spec.environments:
+                console.print(f"  {env.name}: {_describe(env)}")
 
-    emit(app, fmt, {"valid": True, "file": str(target), "spec": dump(spec)}, human)
+    emit(
+        app,
+        output_format(app, output),
+        {"valid": True, "file": str(target), "spec": dump(spec)},
+        human,
+    )
+
+
+def _describe(env: Environment) -> str:
+    from kiln.core.spec.durations import format_duration
+
+    if env.strategy.canary is not None:
+        steps = []
+        for step in env.strategy.canary.steps:
+            if step.set_weight is not None:
+                steps.append(f"{step.set_weight}%")
+            elif step.pause is not None:
+                wait = step.pause.duration
+                steps.append("pause " + (format_duration(wait) if wait is not None else "∞"))
+            elif step.analysis is not None:
+                steps.append(f"analysis {format_duration(step.analysis.duration)}")
+        strategy = "canary " + ", ".join(steps)
+    else:
+        strategy = "blue-green"
+    gates = ", ".join(str(g) for g in env.gates)
+    where = f"{env.runtime.provider} behind the {env.router.kind} router"
+    return f"{env.replicas} replica(s) on {where} · {strategy} · gates {gates}"
 
 
 @click.command()
@@ -65,5 +99,8 @@ def init(app: App, directory: str) -> None:
     console.print(f"wrote {result.path}")
     found = result.detected
     console.print(f"  dependencies: {found.requirements or 'none found'}")
-    console.print(f"  entry point:  {' '.join(found.entry_point or ['python', 'app.py'])}")
+    if found.lock_note:
+        console.print(f"  note: {found.lock_note}")
+    entry = " ".join(found.entry_point) if found.entry_point else "python app.py (a guess)"
+    console.print(f"  entry point:  {entry}")
     console.print("next: `kiln validate`, then `kiln build`")

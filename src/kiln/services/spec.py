@@ -45,19 +45,27 @@ class InitResult:
     detected: Detected
 
 
-_REQUIREMENT_FILES = (
-    "requirements.lock",
-    "requirements.txt",
-    "uv.lock",
-    "poetry.lock",
-    "Pipfile.lock",
-    "pylock.toml",
+# Files in pip's requirements format, best first: build.requirements reads them.
+_REQUIREMENT_FILES = ("requirements.lock", "requirements.txt")
+# Locks in other formats, and the command that exports each to requirements format.
+_FOREIGN_LOCKS = (
+    ("uv.lock", "uv export --format requirements-txt --output-file requirements.txt"),
+    ("poetry.lock", "poetry export --format requirements.txt --output requirements.txt"),
+    ("Pipfile.lock", "pipenv requirements --hash > requirements.txt"),
+    ("pylock.toml", "export it to requirements.txt with your installer"),
 )
 _ENTRY_FILES = ("app.py", "main.py", "server.py", "wsgi.py", "asgi.py", "manage.py")
 
 
 def detect(directory: Path) -> Detected:
+    """Look for dependencies and an entry point; never fails, only finds less."""
     requirements = next((f for f in _REQUIREMENT_FILES if (directory / f).is_file()), None)
+    lock_note = None
+    if requirements is None:
+        for name, export in _FOREIGN_LOCKS:
+            if (directory / name).is_file():
+                lock_note = f"{name} found: export it with `{export}`"
+                break
     entry: list[str] | None = None
     for candidate in _ENTRY_FILES:
         if (directory / candidate).is_file():
@@ -68,21 +76,35 @@ def detect(directory: Path) -> Detected:
     if entry is None:
         entry = _entry_from_pyproject(directory / "pyproject.toml")
     return Detected(
-        directory_name=directory.resolve().name, requirements=requirements, entry_point=entry
+        directory_name=directory.resolve().name,
+        requirements=requirements,
+        entry_point=entry,
+        lock_note=lock_note,
     )
 
 
 def _entry_from_pyproject(path: Path) -> list[str] | None:
+    """The first ``[project.scripts]`` entry, run without installing the project."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
         return None
-    scripts = data.get("project", {}).get("scripts", {})
-    if isinstance(scripts, dict) and scripts:
-        target = str(next(iter(scripts.values())))
-        module = target.split(":", 1)[0]
+    project = data.get("project")
+    scripts = project.get("scripts") if isinstance(project, dict) else None
+    if not isinstance(scripts, dict) or not scripts:
+        return None
+    target = str(next(iter(scripts.values())))
+    module, _, attr = target.partition(":")
+    module, attr = module.strip(), attr.strip()
+    if not module.replace(".", "").replace("_", "").isalnum():
+        return None
+    if not attr:
         return ["python", "-m", module]
-    return None
+    # `python -m module` would not call the function; import and call it instead.
+    call = f"import sys; from {module} import {attr.split('.')[0]} as _f; sys.exit(_f())"
+    if "." in attr:
+        call = f"import sys, {module} as _m; sys.exit(_m.{attr}())"
+    return ["python", "-c", call]
 
 
 def init(directory: Path, *, filename: str = "kiln.yaml") -> InitResult:

@@ -13,6 +13,7 @@ Variants follow Argo Rollouts' shape: a strategy is a mapping with exactly one o
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -24,11 +25,13 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    Strict,
     WithJsonSchema,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
 
+from kiln.core.spec import crosscheck
 from kiln.core.spec.durations import format_duration, parse_duration
 
 API_VERSION = "kiln.dev/v1"
@@ -51,6 +54,11 @@ Duration = Annotated[
     ),
 ]
 Name = Annotated[str, Field(pattern=_NAME)]
+
+# The models are strict (YAML `"5"` is not the integer 5), but strict pydantic only
+# accepts enum *members* from Python input, so every enum field relaxes that one
+# rule: the YAML string "canary" must still become the member.
+LAX = Strict(False)
 Percent = Annotated[int, Field(ge=0, le=100)]
 
 
@@ -65,6 +73,13 @@ def _relative_path(value: str) -> str:
 RelativePath = Annotated[str, AfterValidator(_relative_path)]
 
 
+def _iso_date(value: object) -> object:
+    # YAML reads an unquoted 2025-01-31 as a date; the field keeps the ISO text.
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
 class Model(BaseModel):
     """Base of every spec model: camelCase keys, unknown keys refused, immutable."""
 
@@ -73,7 +88,9 @@ class Model(BaseModel):
         populate_by_name=True,
         extra="forbid",
         frozen=True,
-        strict=False,  # lax: YAML strings must become enums; numbers never become strings
+        # Strict: YAML `replicas: "3"`, `selfHeal: yes` or `port: 80.0` are mistakes to
+        # report, not values to coerce. Enum fields opt out (LAX) so "canary" loads.
+        strict=True,
     )
 
 
@@ -81,6 +98,8 @@ class Model(BaseModel):
 
 
 class Build(Model):
+    """How the artifact is built: the app layer, its Python dependencies, how it starts."""
+
     context: RelativePath = Field(
         ".", description="Directory the application layer is built from, relative to kiln.yaml."
     )
@@ -129,6 +148,8 @@ class Build(Model):
 
 
 class TestKind(StrEnum):
+    """Where a test runs."""
+
     UNIT = "unit"
     INTEGRATION = "integration"
     E2E = "e2e"
@@ -136,15 +157,17 @@ class TestKind(StrEnum):
 
 
 class TestSpec(Model):
-    name: Name
-    kind: TestKind = Field(
+    """A test run against the built artifact (never the source tree); its result is attested."""
+
+    name: Name = Field(..., description="Unique among the tests.")
+    kind: Annotated[TestKind, LAX] = Field(
         TestKind.UNIT,
         description=(
             "unit runs inside the artifact's filesystem; the others run against a live "
             "ephemeral instance whose URL is in $KILN_TARGET_URL."
         ),
     )
-    command: list[str] = Field(..., min_length=1)
+    command: list[str] = Field(..., min_length=1, description="The test command, as a list.")
     timeout: Duration = Field(300.0, description="A test that runs longer fails.")
     matrix: dict[Annotated[str, Field(pattern=_ENV_KEY)], list[str]] = Field(
         default_factory=dict,
@@ -156,6 +179,8 @@ class TestSpec(Model):
 
 
 class Severity(StrEnum):
+    """Vulnerability severity, lowest to highest."""
+
     LOW = "low"
     MEDIUM = "medium"
     HIGH = "high"
@@ -163,9 +188,11 @@ class Severity(StrEnum):
 
 
 class VulnIgnore(Model):
+    """An accepted advisory, with a reason and an expiry date."""
+
     id: str = Field(..., min_length=1, description="Advisory id (OSV id or alias).")
     reason: str = Field(..., min_length=1, description="Why it is acceptable; recorded.")
-    expires: str = Field(
+    expires: Annotated[str, BeforeValidator(_iso_date)] = Field(
         ...,
         pattern=r"^\d{4}-\d{2}-\d{2}$",
         description="Date (YYYY-MM-DD) after which the ignore stops applying.",
@@ -173,22 +200,30 @@ class VulnIgnore(Model):
 
 
 class VulnerabilityPolicy(Model):
+    """The vulnerability gate: the OSV database and the failing severity."""
+
     database: RelativePath | None = Field(
         None, description="OSV database: a directory of OSV JSON files or one JSON file."
     )
-    threshold: Severity = Field(
+    threshold: Annotated[Severity, LAX] = Field(
         Severity.HIGH, description="Findings at or above this severity fail the gate."
     )
-    ignore: list[VulnIgnore] = Field(default_factory=list)
+    ignore: list[VulnIgnore] = Field(
+        default_factory=list, description="Accepted advisories; each expires."
+    )
 
 
 class LicensePolicy(Model):
+    """The license gate over the SBOM."""
+
     allow: list[str] = Field(default_factory=list, description="SPDX ids allowed.")
     deny: list[str] = Field(default_factory=list, description="SPDX ids refused.")
 
 
 class ConfigRule(Model):
-    name: Name
+    """A CEL rule over an environment's resolved config."""
+
+    name: Name = Field(..., description="Unique; named in the gate's verdict.")
     expr: str = Field(
         ...,
         min_length=1,
@@ -201,6 +236,8 @@ class ConfigRule(Model):
 
 
 class PerformanceBudget(Model):
+    """The performance gate: a side-by-side load run against the last good release."""
+
     max_p95_ratio: float = Field(
         1.25, gt=0, description="Fail if p95 latency exceeds the last good release's by this ratio."
     )
@@ -211,6 +248,8 @@ class PerformanceBudget(Model):
 
 
 class NamingPolicy(Model):
+    """The naming gate over human tags."""
+
     tag_pattern: str = Field(
         r"^[a-z][a-z0-9-]*:\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?-g[0-9a-f]{7,}$",
         description="Regular expression every human tag must match.",
@@ -226,9 +265,13 @@ class NamingPolicy(Model):
 
 
 class Policies(Model):
+    """Policies the gates evaluate."""
+
     vulnerabilities: VulnerabilityPolicy = Field(default_factory=VulnerabilityPolicy)
     licenses: LicensePolicy = Field(default_factory=LicensePolicy)
-    rules: list[ConfigRule] = Field(default_factory=list)
+    rules: list[ConfigRule] = Field(
+        default_factory=list, description="CEL rules over each environment's config."
+    )
     performance: PerformanceBudget = Field(default_factory=PerformanceBudget)
     naming: NamingPolicy = Field(default_factory=NamingPolicy)
 
@@ -237,17 +280,23 @@ class Policies(Model):
 
 
 class Judge(StrEnum):
+    """How an analysis metric is judged."""
+
     THRESHOLD = "threshold"
     COMPARATIVE = "comparative"
     SEQUENTIAL = "sequential"
 
 
 class MetricSourceKind(StrEnum):
+    """Where metric samples come from."""
+
     ROUTER = "router"
     PROMETHEUS = "prometheus"
 
 
 class RouterMetric(StrEnum):
+    """A per-release figure the router measures."""
+
     ERROR_RATE = "error-rate"
     LATENCY_P50 = "latency-p50"
     LATENCY_P95 = "latency-p95"
@@ -256,15 +305,21 @@ class RouterMetric(StrEnum):
 
 
 class AnalysisMetric(Model):
-    name: Name
-    source: MetricSourceKind = MetricSourceKind.ROUTER
-    metric: RouterMetric | None = Field(
+    """One metric to judge during analysis."""
+
+    name: Name = Field(
+        ..., description="Unique within the environment; analysis steps refer to it."
+    )
+    source: Annotated[MetricSourceKind, LAX] = Field(
+        MetricSourceKind.ROUTER, description="router (per-release figures, no setup) or prometheus."
+    )
+    metric: Annotated[RouterMetric, LAX] | None = Field(
         None, description="For source: router, which per-release figure to judge."
     )
     query: str | None = Field(
         None, description="For source: prometheus, a PromQL query; {{release}} is substituted."
     )
-    judge: Judge = Field(
+    judge: Annotated[Judge, LAX] = Field(
         Judge.SEQUENTIAL,
         description="sequential (anytime-valid, stops early), comparative (Mann-Whitney U "
         "against a fresh baseline) or threshold (Argo/Flagger semantics).",
@@ -299,6 +354,8 @@ def _default_metrics() -> list[AnalysisMetric]:
 
 
 class Analysis(Model):
+    """The metrics an environment's analysis steps judge."""
+
     metrics: list[AnalysisMetric] = Field(
         default_factory=_default_metrics,
         description="What to judge; by default the router's error rate, sequential judge.",
@@ -306,6 +363,8 @@ class Analysis(Model):
 
 
 class AnalysisStep(Model):
+    """Judge the new release for a while; a failure rolls back."""
+
     duration: Duration = Field(60.0, description="Upper bound; sequential judges may stop early.")
     metrics: list[Name] = Field(
         default_factory=list, description="Names from the environment's analysis; empty = all."
@@ -313,19 +372,46 @@ class AnalysisStep(Model):
 
 
 class Pause(Model):
+    """Hold the rollout for a time, or until `kiln promote`."""
+
     duration: Duration | None = Field(None, description="Omit to wait for `kiln promote`.")
 
 
 class CanaryStep(Model):
+    """One canary step: exactly one of setWeight, pause or analysis."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
+
     set_weight: Percent | None = Field(None, description="Percent of traffic to the canary.")
-    pause: Pause | None = None
-    analysis: AnalysisStep | None = None
+    pause: Pause | None = Field(None, description="Hold for a duration, or until promoted.")
+    analysis: AnalysisStep | None = Field(None, description="Judge the canary for a while.")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> CanaryStep:
-        chosen = [k for k in ("set_weight", "pause", "analysis") if getattr(self, k) is not None]
-        if len(chosen) != 1:
-            raise ValueError("a canary step has exactly one of setWeight, pause or analysis")
+        chosen = [
+            alias
+            for name, alias in (
+                ("set_weight", "setWeight"),
+                ("pause", "pause"),
+                ("analysis", "analysis"),
+            )
+            if getattr(self, name) is not None
+        ]
+        if not chosen:
+            raise LocatedValueError(
+                (),
+                "a canary step is empty",
+                expected="one of setWeight, pause or analysis",
+                hint="for example `- setWeight: 20`, `- pause: {duration: 1m}` "
+                "or `- analysis: {duration: 30s}`",
+            )
+        if len(chosen) > 1:
+            raise LocatedValueError(
+                (),
+                f"a canary step has both {chosen[0]} and {chosen[1]}",
+                expected="exactly one of setWeight, pause or analysis per step",
+                hint="split it into separate steps, in the order they should run",
+            )
         return self
 
 
@@ -340,10 +426,18 @@ def _default_steps() -> list[CanaryStep]:
 
 
 class Canary(Model):
-    steps: list[CanaryStep] = Field(default_factory=_default_steps, min_length=1)
+    """Shift traffic in steps, judging the canary between them."""
+
+    steps: list[CanaryStep] = Field(
+        default_factory=_default_steps,
+        min_length=1,
+        description="In order; the default moves 20% then 50% then 100%, judging in between.",
+    )
 
 
 class BlueGreen(Model):
+    """Start the new release beside the old, preview it, then switch all traffic at once."""
+
     preview_header: str = Field(
         "x-kiln-preview", description="Requests with this header set reach the new release."
     )
@@ -357,8 +451,12 @@ class BlueGreen(Model):
             "Promote this long after the preview is healthy; null waits for `kiln promote`."
         ),
     )
-    pre_promotion_analysis: AnalysisStep | None = None
-    post_promotion_analysis: AnalysisStep | None = None
+    pre_promotion_analysis: AnalysisStep | None = Field(
+        None, description="Judge the preview before the switch; a failure keeps the old release."
+    )
+    post_promotion_analysis: AnalysisStep | None = Field(
+        None, description="Judge after the switch, while the old release is still warm."
+    )
     bake: Duration = Field(
         0.0,
         description="How long the old release stays warm after promotion, for instant rollback.",
@@ -366,13 +464,29 @@ class BlueGreen(Model):
 
 
 class Strategy(Model):
-    blue_green: BlueGreen | None = None
-    canary: Canary | None = None
+    """How traffic moves to a new release: exactly one of blueGreen or canary."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
+
+    blue_green: BlueGreen | None = Field(None, description="Preview, then switch at once.")
+    canary: Canary | None = Field(None, description="Shift traffic in steps.")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Strategy:
-        if (self.blue_green is None) == (self.canary is None):
-            raise ValueError("a strategy has exactly one of blueGreen or canary")
+        if self.blue_green is None and self.canary is None:
+            raise LocatedValueError(
+                (),
+                "`strategy` names no strategy",
+                expected="one of blueGreen or canary",
+                hint="write `strategy: {canary: {}}` or `strategy: {blueGreen: {}}`",
+            )
+        if self.blue_green is not None and self.canary is not None:
+            raise LocatedValueError(
+                (),
+                "`strategy` has both blueGreen and canary",
+                expected="exactly one of blueGreen or canary",
+                hint="an environment uses one strategy; keep one of the two",
+            )
         return self
 
     @property
@@ -381,20 +495,26 @@ class Strategy(Model):
 
 
 class Health(Model):
+    """Readiness checks that gate every new instance."""
+
     path: str = Field("/healthz", pattern=r"^/", description="Readiness path, polled over HTTP.")
     interval: Duration = Field(
         0.05, description="Poll interval while starting; tight so deploys are not tick-bound."
     )
     timeout: Duration = Field(1.0, description="One probe's timeout.")
-    success_threshold: int = Field(1, ge=1)
-    failure_threshold: int = Field(3, ge=1)
+    success_threshold: int = Field(1, ge=1, description="Consecutive passes that make ready.")
+    failure_threshold: int = Field(
+        3, ge=1, description="Consecutive failures that make an instance unhealthy."
+    )
     start_timeout: Duration = Field(30.0, description="An instance not ready by then is replaced.")
     max_replacements: int = Field(3, ge=0, description="Replacements before the rollout fails.")
 
 
 class Rollback(Model):
-    on_health_failure: bool = True
-    on_analysis_failure: bool = True
+    """When a rollout is rolled back automatically."""
+
+    on_health_failure: bool = Field(True, description="Roll back when instances fail health.")
+    on_analysis_failure: bool = Field(True, description="Roll back when analysis fails.")
     progress_deadline: Duration = Field(
         600.0, description="The whole rollout must finish in this time or it is rolled back."
     )
@@ -404,6 +524,8 @@ class Rollback(Model):
 
 
 class GateName(StrEnum):
+    """A gate an artifact must pass to enter an environment."""
+
     SIGNED = "signed"
     TESTS = "tests"
     VULNERABILITIES = "vulnerabilities"
@@ -414,6 +536,8 @@ class GateName(StrEnum):
 
 
 class Approvals(Model):
+    """Signed human approvals required before promotion."""
+
     required: int = Field(0, ge=0, description="Signed approvals needed before promotion.")
     approvers: list[str] = Field(
         default_factory=list, description="Identities (key ids or names in trust.yaml) allowed."
@@ -421,40 +545,58 @@ class Approvals(Model):
 
 
 class SecretSource(StrEnum):
+    """Where a secret's value is read from, at instance start only."""
+
     STORE = "store"
     ENV = "env"
     FILE = "file"
 
 
 class SecretRef(Model):
-    source: SecretSource = Field(SecretSource.STORE, alias="from")
+    """A reference to a secret; the value never appears in specs, logs or the ledger."""
+
+    source: Annotated[SecretSource, LAX] = Field(
+        SecretSource.STORE, alias="from", description="store (kiln's secret store), env or file."
+    )
     key: str = Field(..., min_length=1, description="Store key, variable name, or file path.")
     version: int | None = Field(None, ge=1, description="Store version; latest when omitted.")
 
 
 class ProviderKind(StrEnum):
+    """The runtime provider that creates instances."""
+
     PROCESS = "process"
     PODMAN = "podman"
     KUBERNETES = "kubernetes"
 
 
 class Runtime(Model):
-    provider: ProviderKind = ProviderKind.PROCESS
+    """Where and how instances run."""
+
+    provider: Annotated[ProviderKind, LAX] = Field(
+        ProviderKind.PROCESS, description="process (no setup), podman or kubernetes."
+    )
     sandbox: Literal["auto", "bubblewrap", "none"] = Field(
         "auto", description="process provider: bubblewrap when available (auto)."
     )
     memory: str | None = Field(None, pattern=r"^\d+[kmg]?$", description="Limit, e.g. 256m.")
-    cpus: float | None = Field(None, gt=0)
+    cpus: float | None = Field(None, gt=0, description="CPU limit in cores; none by default.")
 
 
 class RouterKind(StrEnum):
+    """The data plane that owns the environment's listener."""
+
     EMBEDDED = "embedded"
     HAPROXY = "haproxy"
     KUBERNETES = "kubernetes"
 
 
 class RouterSpec(Model):
-    kind: RouterKind = RouterKind.EMBEDDED
+    """The environment's router: its listener and stickiness."""
+
+    kind: Annotated[RouterKind, LAX] = Field(
+        RouterKind.EMBEDDED, description="embedded (kiln router, no setup), haproxy or kubernetes."
+    )
     listen: str = Field(
         "127.0.0.1:0",
         pattern=r"^[^\s:]+:\d{1,5}$",
@@ -467,8 +609,12 @@ ConfigValue = str | int | float | bool
 
 
 class Environment(Model):
-    name: Name
-    replicas: int = Field(1, ge=0, le=1000)
+    """One stage of the promotion path."""
+
+    name: Name = Field(..., description="Unique; used in promotion, rules and commands.")
+    replicas: int = Field(
+        1, ge=0, le=1000, description="Instances per release; one is enough to start."
+    )
     strategy: Strategy = Field(
         default_factory=lambda: Strategy(canary=Canary()),
         description="How traffic moves to a new release; canary by default.",
@@ -476,7 +622,7 @@ class Environment(Model):
     health: Health = Field(default_factory=Health)
     analysis: Analysis = Field(default_factory=Analysis)
     rollback: Rollback = Field(default_factory=Rollback)
-    gates: list[GateName] = Field(
+    gates: list[Annotated[GateName, LAX]] = Field(
         default_factory=lambda: [GateName.SIGNED, GateName.TESTS],
         description="Gates an artifact must pass to enter; an empty list is refused, not passed.",
     )
@@ -497,16 +643,13 @@ class Environment(Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> Environment:
-        if not self.gates:
-            raise ValueError("gates is empty; list at least one gate (an empty list never passes)")
-        if len(set(self.gates)) != len(self.gates):
-            raise ValueError("gates lists the same gate twice")
-        if self.approvals.required > len(self.approvals.approvers) and self.approvals.approvers:
-            raise ValueError("approvals.required is larger than the number of approvers")
+        _raise_first(crosscheck.environment_findings(self.model_dump(mode="json", by_alias=True)))
         return self
 
 
 class Settings(Model):
+    """Local settings; flags and KILN_* variables override them."""
+
     state_dir: str | None = Field(None, description="Where kiln keeps state; default .kiln/ here.")
     controller: str | None = Field(
         None, description="Controller address: unix:PATH or http://127.0.0.1:PORT."
@@ -515,15 +658,20 @@ class Settings(Model):
 
 
 class ServiceSpec(Model):
+    """kiln.yaml: the desired state of one service."""
+
     api_version: Literal["kiln.dev/v1"] = Field("kiln.dev/v1", description="Spec format version.")
     service: Name = Field(..., description="The service's name: lowercase, digits and dashes.")
     build: Build = Field(default_factory=Build)
-    tests: list[TestSpec] = Field(default_factory=list)
+    tests: list[TestSpec] = Field(
+        default_factory=list, description="Tests run against the artifact before promotion."
+    )
     policies: Policies = Field(default_factory=Policies)
     environments: list[Environment] = Field(
         default_factory=lambda: [Environment(name="dev")],
         min_length=1,
-        description="The promotion path, in order.",
+        description="The promotion path, in order. By default one environment, dev, "
+        "with every default.",
     )
     promotion: list[Name] | None = Field(
         None, description="Order of promotion; defaults to the order of environments."
@@ -532,19 +680,7 @@ class ServiceSpec(Model):
 
     @model_validator(mode="after")
     def _names(self) -> ServiceSpec:
-        seen: set[str] = set()
-        for index, env in enumerate(self.environments):
-            if env.name in seen:
-                raise _at(("environments", index, "name"), f"duplicate environment {env.name!r}")
-            seen.add(env.name)
-        tests: set[str] = set()
-        for index, test in enumerate(self.tests):
-            if test.name in tests:
-                raise _at(("tests", index, "name"), f"duplicate test {test.name!r}")
-            tests.add(test.name)
-        for index, name in enumerate(self.promotion or []):
-            if name not in seen:
-                raise _at(("promotion", index), f"unknown environment {name!r}")
+        _raise_first(crosscheck.spec_level_findings(self.model_dump(mode="json", by_alias=True)))
         return self
 
     def environment(self, name: str) -> Environment:
@@ -565,13 +701,20 @@ class LocatedValueError(ValueError):
     reads ``.loc`` to point at the exact key instead.
     """
 
-    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+    def __init__(
+        self, loc: tuple[str | int, ...], message: str, *, hint: str = "", expected: str = ""
+    ) -> None:
         super().__init__(message)
         self.loc = loc
+        self.hint = hint
+        self.expected = expected
 
 
-def _at(loc: tuple[str | int, ...], message: str) -> LocatedValueError:
-    return LocatedValueError(loc, message)
+def _raise_first(findings: list[crosscheck.Finding]) -> None:
+    # A validator can raise only one error; the loader's raw pass reports them all.
+    if findings:
+        first = findings[0]
+        raise LocatedValueError(first.loc, first.message, hint=first.hint, expected=first.expected)
 
 
 def dump(spec: ServiceSpec) -> dict[str, Any]:

@@ -5,16 +5,20 @@ Pure: the service layer inspects the directory and passes the findings here.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
 class Detected:
+    """What ``kiln init`` found in the app's directory."""
+
     directory_name: str
-    requirements: str | None
-    entry_point: list[str] | None
+    requirements: str | None  # a requirements-format file build.requirements can use
+    entry_point: list[str] | None  # None: nothing found, the scaffold guesses app.py
     port: int = 8000
+    lock_note: str | None = None  # a lock kiln cannot read directly, and how to export it
 
 
 def service_name(directory_name: str) -> str:
@@ -27,9 +31,11 @@ def service_name(directory_name: str) -> str:
 
 def render(found: Detected) -> str:
     command = found.entry_point or ["python", "app.py"]
-    command_text = "[" + ", ".join(f'"{part}"' for part in command) + "]"
+    command_text = "[" + ", ".join(json.dumps(part) for part in command) + "]"
     if found.requirements:
         requirements = f"  requirements: {found.requirements}   # pinned dependencies (detected)"
+    elif found.lock_note:
+        requirements = f"  # requirements: requirements.txt   # {found.lock_note}"
     else:
         requirements = "  # requirements: requirements.txt   # no lock or requirements file found"
     entry_note = "(detected)" if found.entry_point else "(guessed: check it)"

@@ -1,0 +1,217 @@
+"""Rules of ``kiln.yaml`` that span several fields: unique names and references.
+
+Field-level checks live in the pydantic models, but pydantic runs a model's own
+validator only once every field of that model is valid, so a duplicate
+environment would stay hidden until an unrelated typo is fixed. These rules
+therefore work on plain data (dicts, lists, strings), tolerate any malformed
+shape by skipping what they cannot read, and are run twice:
+
+* by the loader over the raw YAML tree, so cross-field mistakes are reported
+  together with field errors, each at its exact position;
+* by the models' validators over their own dump, so a ``ServiceSpec`` built in
+  Python obeys the same rules. Both produce identical ``Finding`` values, which
+  lets the loader drop the repeats.
+
+Pure: no I/O, no pydantic.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+Loc = tuple[str | int, ...]
+
+# What a spec gets when it names none (the defaults of models.Analysis and
+# models.ServiceSpec.environments); references are checked against these then.
+DEFAULT_METRICS = ("error-rate",)
+DEFAULT_ENVIRONMENTS = ("dev",)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One cross-field mistake; ``loc`` is relative to the data that was checked."""
+
+    loc: Loc
+    message: str
+    hint: str = ""
+    expected: str = ""
+
+
+def service_findings(tree: object) -> list[Finding]:
+    """Every rule over a whole spec document, environments included."""
+    if not isinstance(tree, Mapping):
+        return []
+    findings = spec_level_findings(tree)
+    for index, env in _items(tree.get("environments")):
+        findings.extend(
+            Finding(("environments", index, *f.loc), f.message, f.hint, f.expected)
+            for f in environment_findings(env)
+        )
+    return findings
+
+
+def spec_level_findings(tree: Mapping[str, object]) -> list[Finding]:
+    """Rules that relate top-level lists: names unique, references resolvable."""
+    findings: list[Finding] = []
+    envs = _named(tree.get("environments"))
+    findings += _duplicates("environments", "environment", envs)
+    findings += _duplicates("tests", "test", _named(tree.get("tests")))
+    known = list(dict.fromkeys(name for _, name in envs))
+    if "environments" not in tree:
+        known = list(DEFAULT_ENVIRONMENTS)
+    promotion = tree.get("promotion")
+    if isinstance(promotion, list):
+        listed = [(i, n) for i, n in enumerate(promotion) if isinstance(n, str)]
+        for index, name in listed:
+            if known and name not in known:
+                findings.append(_unknown(("promotion", index), "environment", name, known))
+        findings += _repeats(("promotion",), "environment", listed, "promotion")
+    policies = tree.get("policies")
+    if isinstance(policies, Mapping):
+        rules = policies.get("rules")
+        findings += [
+            Finding(("policies", *f.loc), f.message, f.hint)
+            for f in _duplicates("rules", "rule", _named(rules))
+        ]
+        for index, rule in _items(rules):
+            targets = rule.get("environments")
+            if not isinstance(targets, list) or not known:
+                continue
+            for j, name in enumerate(targets):
+                if isinstance(name, str) and name not in known:
+                    loc = ("policies", "rules", index, "environments", j)
+                    findings.append(_unknown(loc, "environment", name, known))
+    return findings
+
+
+def environment_findings(env: Mapping[str, object]) -> list[Finding]:
+    """Rules inside one environment: gates, metric names and references, approvals."""
+    findings: list[Finding] = []
+    gates = env.get("gates")
+    if isinstance(gates, list):
+        if not gates:
+            findings.append(
+                Finding(
+                    ("gates",),
+                    "`gates` is empty; an empty list never passes",
+                    hint="list at least one gate, e.g. `gates: [signed]`",
+                )
+            )
+        listed = [(i, g) for i, g in enumerate(gates) if isinstance(g, str)]
+        findings += _repeats(("gates",), "gate", listed, "gates")
+    declared = list(DEFAULT_METRICS)
+    analysis = env.get("analysis")
+    if isinstance(analysis, Mapping) and "metrics" in analysis:
+        metrics = _named(analysis.get("metrics"))
+        declared = list(dict.fromkeys(name for _, name in metrics))
+        findings += [
+            Finding(("analysis", *f.loc), f.message, f.hint)
+            for f in _duplicates("metrics", "metric", metrics)
+        ]
+    for loc, refs in _metric_references(env):
+        for j, name in enumerate(refs):
+            if isinstance(name, str) and name not in declared:
+                findings.append(_unknown((*loc, j), "metric", name, declared, where="analysis"))
+    approvals = env.get("approvals")
+    if isinstance(approvals, Mapping):
+        required = approvals.get("required")
+        approvers = approvals.get("approvers")
+        if (
+            isinstance(required, int)
+            and not isinstance(required, bool)
+            and isinstance(approvers, list)
+            and approvers
+            and required > len(approvers)
+        ):
+            findings.append(
+                Finding(
+                    ("approvals", "required"),
+                    f"{required} approvals required but only {len(approvers)} "
+                    f"{'approver is' if len(approvers) == 1 else 'approvers are'} listed",
+                    hint="lower `required` or add approvers",
+                )
+            )
+    return findings
+
+
+def _metric_references(env: Mapping[str, object]) -> Iterator[tuple[Loc, list[object]]]:
+    """Every ``metrics:`` list of an analysis step, with its location."""
+    strategy = env.get("strategy")
+    if not isinstance(strategy, Mapping):
+        return
+    canary = strategy.get("canary")
+    if isinstance(canary, Mapping):
+        for index, step in _items(canary.get("steps")):
+            analysis = step.get("analysis")
+            if isinstance(analysis, Mapping) and isinstance(analysis.get("metrics"), list):
+                loc: Loc = ("strategy", "canary", "steps", index, "analysis", "metrics")
+                yield loc, list(analysis["metrics"])
+    blue_green = strategy.get("blueGreen")
+    if isinstance(blue_green, Mapping):
+        for key in ("prePromotionAnalysis", "postPromotionAnalysis"):
+            analysis = blue_green.get(key)
+            if isinstance(analysis, Mapping) and isinstance(analysis.get("metrics"), list):
+                yield ("strategy", "blueGreen", key, "metrics"), list(analysis["metrics"])
+
+
+def _items(value: object) -> Iterator[tuple[int, Mapping[str, object]]]:
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            if isinstance(item, Mapping):
+                yield index, item
+
+
+def _named(value: object) -> list[tuple[int, str]]:
+    """(index, name) of every item of a list that has a string ``name``."""
+    named: list[tuple[int, str]] = []
+    for index, item in _items(value):
+        name = item.get("name")
+        if isinstance(name, str):
+            named.append((index, name))
+    return named
+
+
+def _duplicates(key: str, noun: str, named: Sequence[tuple[int, str]]) -> list[Finding]:
+    first: dict[str, int] = {}
+    findings: list[Finding] = []
+    for index, name in named:
+        if name in first:
+            findings.append(
+                Finding(
+                    (key, index, "name"),
+                    f"duplicate {noun} name {name!r}",
+                    hint=f"{key}[{first[name]}] is already named {name!r}; names must be unique",
+                )
+            )
+        else:
+            first[name] = index
+    return findings
+
+
+def _repeats(loc: Loc, noun: str, listed: Sequence[tuple[int, str]], where: str) -> list[Finding]:
+    first: dict[str, int] = {}
+    findings: list[Finding] = []
+    for index, value in listed:
+        if value in first:
+            findings.append(
+                Finding(
+                    (*loc, index),
+                    f"{noun} {value!r} is listed twice in `{where}`",
+                    hint=f"remove one; it is already at {where}[{first[value]}]",
+                )
+            )
+        else:
+            first[value] = index
+    return findings
+
+
+def _unknown(
+    loc: Loc, noun: str, name: str, known: Sequence[str], *, where: str = "environments"
+) -> Finding:
+    guess = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    choices = ", ".join(known)
+    hint = f"did you mean `{guess[0]}`? " if guess else ""
+    hint += f"{noun}s declared under `{where}`: {choices}"
+    return Finding(loc, f"unknown {noun} {name!r}", hint=hint, expected=f"one of {choices}")
