@@ -136,8 +136,12 @@ def kiln_build(root: Path, builder: Builder) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench_build")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--files", type=int, help="Override the number of files.")
+    parser.add_argument("--mb", type=int, help="Override the tree size in MiB.")
     args = parser.parse_args(argv)
     files, size, repeat = (2_000, 20 << 20, 3) if args.quick else (20_000, 210 << 20, 5)
+    files = args.files or files
+    size = (args.mb << 20) if args.mb else size
     with tempfile.TemporaryDirectory(prefix="kiln-bench-build-") as tmp:
         work = Path(tmp)
         tree = work / "tree"
