@@ -50,6 +50,9 @@ def scan(
     stack = [""]
     base = str(root_dir)
     prefix = root + "/"
+    # Locals instead of attribute lookups: this loop is the floor of every rebuild.
+    selects, append, is_dir, is_reg = selection.selects, found.append, stat.S_ISDIR, stat.S_ISREG
+    file_kind = Kind.FILE
     while stack:
         rel_dir = stack.pop()
         directory = f"{base}/{rel_dir}" if rel_dir else base
@@ -71,20 +74,20 @@ def scan(
                 _check_name(rel, root_dir)
             st = item.stat(follow_symlinks=False)
             mode = st.st_mode
-            if stat.S_ISDIR(mode):
+            if is_dir(mode):
                 if not selection.prunes(rel):
                     stack.append(rel)
                 continue
-            if not selection.selects(rel):
+            if not selects(rel):
                 continue
-            if stat.S_ISREG(mode):
+            if is_reg(mode):
                 if st.st_size > max_file_bytes:
                     raise InvalidInput(
                         f"{root_dir / rel} is {st.st_size} bytes, over the {max_file_bytes}-byte "
                         "limit for one file",
                         hint="leave it out with build.exclude; large data belongs outside images",
                     )
-                entry = Entry(prefix + rel, Kind.FILE, bool(mode & 0o111), st.st_size)
+                entry = Entry(prefix + rel, file_kind, bool(mode & 0o111), st.st_size)
             elif stat.S_ISLNK(mode):
                 link = os.readlink(item.path)  # noqa: PTH115 - str paths, hot loop
                 _check_link(rel, link, root_dir)
@@ -102,7 +105,7 @@ def scan(
                 if mtime >= racy_before_ns
                 else (st.st_size, mtime, st.st_ctime_ns, mode, st.st_ino, st.st_dev)
             )
-            found.append(SourceEntry(entry, item.path, fingerprint, mtime))
+            append(SourceEntry(entry, item.path, fingerprint, mtime))
             used_dirs.add(rel_dir)
     dirs: set[str] = set()
     for rel_dir in used_dirs:
