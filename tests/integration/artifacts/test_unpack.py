@@ -232,3 +232,21 @@ def test_rewriting_the_tree_and_its_listing_together_is_caught(
     with pytest.raises(IntegrityError, match="does not match artifact"):
         verify_unpacked(instances, digest, store=store)
     remove_tree(instances)
+
+
+def test_utf8_names_and_long_paths_round_trip(tmp_path: Path, make_builder: BuilderFactory) -> None:
+    from tests.integration.artifacts.conftest import FILES, make_repo
+
+    long = "/".join(["deep" * 12] * 6) + "/leaf.txt"  # beyond ustar's 255 bytes
+    files: dict[str, str | bytes] = {**FILES, "données/café.txt": "é\n", long: "leaf\n"}
+    repo = make_repo(tmp_path / "repo", files)
+    builder = make_builder(tmp_path / "state")
+    result = run_build(builder, read_spec(repo / "kiln.yaml"), repo, allow_dirty=False, actor="t")
+    instances = tmp_path / "instances"
+    rootfs = unpack(builder.store, result.digest, instances)  # type: ignore[arg-type]
+    try:
+        assert (rootfs / "app" / "données" / "café.txt").read_text() == "é\n"
+        assert (rootfs / "app" / long).read_text() == "leaf\n"
+        assert verify_unpacked(instances, result.digest, store=builder.store).empty
+    finally:
+        remove_tree(instances)
