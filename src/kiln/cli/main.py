@@ -38,6 +38,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "push": ("kiln.cli.artifacts:push", "Push an artifact and its tags to an OCI registry."),
     "pull": ("kiln.cli.artifacts:pull", "Pull an artifact from an OCI registry, verified."),
+    # data plane
+    "router": ("kiln.cli.router:router", "Run the embedded router (an environment's data plane)."),
+    "routes": ("kiln.cli.router:routes", "Show the route table a router is serving."),
     # trust
     "keys": ("kiln.cli.keys:keys", "Make and list the Ed25519 keys that sign attestations."),
     "attest": ("kiln.cli.attest:attest", "Sign attestations about an artifact and list them."),
