@@ -1,24 +1,17 @@
 """Composition of the artifact area: the local store, git, pip and the registry client.
 
 Services receive these as ports; only this module knows the concrete classes.
-``recorder`` returns the ledger's ``Recorder`` when the ledger area provides
-``kiln.bootstrap.ledger.recorder(state_dir)``; until then events go to an
-append-only JSON-lines journal under ``.kiln/logs/`` so nothing is lost.
+``recorder`` is the state directory's ledger (``kiln.bootstrap.ledger``).
 """
 
 from __future__ import annotations
 
-import importlib
-import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
 
 from kiln.core.artifacts.progress import Listener, ignore
 from kiln.core.digest import Digest
-from kiln.core.ledger.kinds import EventKind
 from kiln.ports.artifacts import ArtifactStore, Registry, SourceRepo
 from kiln.ports.clock import Clock, SystemClock
 from kiln.ports.ledger import Recorder
@@ -70,53 +63,11 @@ def source_repo() -> SourceRepo:
     return GitRepo()
 
 
-@dataclass
-class JournalRecorder:
-    """Interim ``Recorder``: one JSON object per line, appended and fsynced."""
+def recorder(state_dir: Path) -> Recorder:
+    """The state directory's ledger: every build, tag and revocation is an event there."""
+    from kiln.bootstrap.ledger import recorder as ledger_recorder
 
-    path: Path
-    clock: Clock
-
-    def record(
-        self,
-        kind: EventKind,
-        *,
-        actor: str,
-        artifact: str | None = None,
-        environment: str | None = None,
-        release: str | None = None,
-        links: Mapping[str, str] | None = None,
-        details: Mapping[str, Any] | None = None,
-    ) -> int:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        event = {
-            "kind": str(kind),
-            "at": self.clock.now().isoformat(),
-            "actor": actor,
-            "artifact": artifact,
-            "environment": environment,
-            "release": release,
-            "links": dict(links or {}),
-            "details": dict(details or {}),
-        }
-        line = json.dumps(event, sort_keys=True, default=str) + "\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            os.write(fd, line.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        with self.path.open("rb") as handle:
-            return sum(1 for _ in handle)
-
-
-def recorder(state_dir: Path, *, clock: Clock | None = None) -> Recorder:
-    try:
-        ledger = importlib.import_module("kiln.bootstrap.ledger")
-        factory = ledger.recorder
-    except (ImportError, AttributeError):
-        return JournalRecorder(state_dir / "logs" / "events.jsonl", clock or SystemClock())
-    return cast(Recorder, factory(state_dir))
+    return ledger_recorder(state_dir)
 
 
 def builder(
@@ -135,7 +86,7 @@ def builder(
         store=artifact_store or store(state_dir),
         source=GitRepo(),
         installer=PipInstaller(),
-        recorder=events or recorder(state_dir, clock=the_clock),
+        recorder=events or recorder(state_dir),
         clock=the_clock,
         cache_dir=state_dir / "cache",
         on_event=on_event,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from kiln.adapters.artifacts.attestations import FileAttestationStore
 from kiln.adapters.keys.file import FileSigner, generate
+from kiln.bootstrap.ledger import recorder as ledger_recorder
 from kiln.core.digest import Digest
 from kiln.core.spec.models import Environment
 from kiln.ports.attestations import AttestationStore
@@ -37,9 +38,8 @@ def attestation_store(state_dir: Path) -> AttestationStore:
 
 
 def recorder(state_dir: Path) -> Recorder | None:
-    """The ledger's recorder for this state directory; none is wired yet."""
-    del state_dir
-    return None
+    """The state directory's ledger: key changes and attestations are recorded there."""
+    return ledger_recorder(state_dir)
 
 
 def admission(

@@ -38,6 +38,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "push": ("kiln.cli.artifacts:push", "Push an artifact and its tags to an OCI registry."),
     "pull": ("kiln.cli.artifacts:pull", "Pull an artifact from an OCI registry, verified."),
+    # ledger
+    "audit": ("kiln.cli.audit:audit", "Verify, export, query and prove the tamper-evident ledger."),
+    "history": ("kiln.cli.audit:history", "Deployments of an environment: who, when, outcome."),
+    "diff": ("kiln.cli.audit:diff", "Compare two releases or artifacts as the ledger links them."),
+    "report": ("kiln.cli.report:report", "Reports from the ledger (DORA metrics)."),
     # data plane
     "router": ("kiln.cli.router:router", "Run the embedded router (an environment's data plane)."),
     "routes": ("kiln.cli.router:routes", "Show the route table a router is serving."),

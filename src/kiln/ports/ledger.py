@@ -1,17 +1,26 @@
-"""The ``Recorder`` port: how every other part of kiln appends to the ledger.
+"""The ledger ports: ``Recorder`` (append), ``EventLog`` (read) and ``LedgerStore`` (both).
 
 Callers name the kind, the actor and the subject; the ledger assigns the sequence
 number and time and chains the event into its Merkle tree. ``links`` point at
 other content by digest (config, attestations, previous release); ``details`` is
 small structured data. Neither may contain a secret value.
+
+``EventLog`` is what audit, history and DORA read: ranges of events, filtered
+queries, the stored tree head, perfect Merkle nodes for proofs, and the signed
+checkpoints kept beside the events. ``LedgerStore`` adds batched appends and
+checkpoint storage; the SQLite and PostgreSQL adapters implement it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
+from kiln.core.ledger.checkpoint import Checkpoint
+from kiln.core.ledger.events import Event, EventDraft
 from kiln.core.ledger.kinds import EventKind
+from kiln.core.ledger.verify import LogEntry
 
 
 class Recorder(Protocol):
@@ -28,3 +37,65 @@ class Recorder(Protocol):
     ) -> int:
         """Append one event durably; return its sequence number."""
         ...
+
+
+class EventLog(Protocol):
+    @property
+    def origin(self) -> str:
+        """The log's checkpoint origin line, unique per ledger."""
+        ...
+
+    def size(self) -> int: ...
+
+    def head(self) -> Checkpoint:
+        """The stored (unsigned) tree head: size and root as of the last append."""
+        ...
+
+    def events(self, start: int = 0, stop: int | None = None) -> Iterator[Event]:
+        """Events with ``start <= seq < stop`` in order."""
+        ...
+
+    def query(
+        self,
+        *,
+        environment: str | None = None,
+        artifact: str | None = None,
+        release: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        kinds: Sequence[EventKind] | None = None,
+    ) -> list[Event]:
+        """Events matching every given filter, in seq order (``until`` is exclusive)."""
+        ...
+
+    def entries(self, start: int = 0, stop: int | None = None) -> Iterator[LogEntry]:
+        """Raw stored entries (seq, leaf bytes, stored leaf hash) for verification."""
+        ...
+
+    def rows(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, bytes, bytes]]:
+        """The same as ``entries`` as plain tuples: the fast path ``verify_log`` reads."""
+        ...
+
+    def node(self, level: int, index: int) -> bytes:
+        """A perfect Merkle subtree hash (level 0 = leaf hashes); ``NotFound`` if absent."""
+        ...
+
+    def level(self, level: int) -> Iterator[tuple[int, bytes]]:
+        """Every stored perfect node ``(index, hash)`` of ``level`` (>= 1), by index."""
+        ...
+
+    def checkpoints(self) -> list[bytes]:
+        """Every signed checkpoint note stored with the log, oldest first."""
+        ...
+
+
+class LedgerStore(EventLog, Recorder, Protocol):
+    def append(self, drafts: Sequence[EventDraft]) -> list[int]:
+        """Append ``drafts`` in one durable transaction; return their sequence numbers."""
+        ...
+
+    def add_checkpoint(self, size: int, note: bytes) -> None:
+        """Keep a signed checkpoint beside the events (idempotent per size and note)."""
+        ...
+
+    def close(self) -> None: ...

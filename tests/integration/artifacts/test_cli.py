@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from kiln.adapters.artifacts.local import LocalStore
+from kiln.bootstrap.ledger import open_ledger
 from kiln.cli.main import main
 from kiln.core.digest import Digest
+from kiln.core.ledger.kinds import EventKind
 from kiln.errors import Refused
 from kiln.services.artifacts import ensure_deployable, load_manifest
 from kiln.services.unpack import remove_tree
@@ -107,11 +109,14 @@ def test_revoked_artifacts_cannot_be_deployed_or_pushed(
     assert "was revoked" in capsys.readouterr().err
     assert kiln(repo, "artifacts", "list") == 0
     assert "REVOKED" in capsys.readouterr().out
-    events = [
-        json.loads(line) for line in (repo / ".kiln/logs/events.jsonl").read_text().splitlines()
-    ]
-    assert [e["kind"] for e in events] == ["build", "revocation"]
-    assert events[1]["details"] == {"reason": "CVE-2026-0001"}
+    ledger = open_ledger(repo / ".kiln")
+    try:
+        events = [e for e in ledger.store.events() if e.artifact == digest]
+    finally:
+        ledger.close()
+    assert [e.kind for e in events] == [EventKind.BUILD, EventKind.REVOCATION]
+    assert events[0].details["tag"] == built["tag"]
+    assert dict(events[1].details) == {"reason": "CVE-2026-0001"}
 
 
 def test_verify_detects_a_corrupt_blob(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
