@@ -29,6 +29,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "schema": ("kiln.cli.spec:schema", "Print the JSON Schema of kiln.yaml."),
     "config": ("kiln.cli.config:config", "Show each setting and where its value came from."),
     "completion": ("kiln.cli.config:completion", "Print a shell completion script."),
+    # artifacts
+    "build": ("kiln.cli.artifacts:build", "Build the service into a reproducible OCI artifact."),
+    "rebuild": ("kiln.cli.artifacts:rebuild", "Rebuild an artifact from its revision and compare."),
+    "artifacts": (
+        "kiln.cli.artifacts:artifacts",
+        "List, show, verify, tag, revoke, gc artifacts.",
+    ),
+    "push": ("kiln.cli.artifacts:push", "Push an artifact and its tags to an OCI registry."),
+    "pull": ("kiln.cli.artifacts:pull", "Pull an artifact from an OCI registry, verified."),
     # ledger
     "audit": ("kiln.cli.audit:audit", "Verify, export, query and prove the tamper-evident ledger."),
     "history": ("kiln.cli.audit:history", "Deployments of an environment: who, when, outcome."),

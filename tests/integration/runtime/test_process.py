@@ -94,7 +94,9 @@ def test_a_killed_instance_is_reported_dead_and_replaced_from_the_same_tree(
     os.kill(victim.pid, signal.SIGKILL)
     wait_for(lambda: provider.list({"dev.kiln.instance": victim.id.value})[0].state is State.DEAD)
     (dead,) = provider.list({"dev.kiln.instance": victim.id.value})
-    assert dead.detail == "killed by SIGKILL"
+    # The exit status is known only if this provider reaped the child before list()
+    # looked; otherwise /proc just says it is gone. Both are a dead instance.
+    assert dead.detail in {"killed by SIGKILL", "process is gone"}
     assert isinstance(provider.health(victim.id), Unhealthy)
 
     ledger = Ledger()

@@ -1,0 +1,110 @@
+"""``SourceRepo`` on the git command line.
+
+Every call runs ``git`` with a fixed, minimal environment (no pager, no
+prompts, C locale) so its output does not depend on the user's configuration.
+A directory outside any work tree is reported as revision ``None``; the build
+treats that like a dirty tree.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+from kiln.errors import InvalidInput, NotFound, Permanent
+from kiln.ports.artifacts import SourceState
+
+_CREDENTIALS = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@]*@", re.IGNORECASE)
+
+
+def strip_credentials(url: str) -> str:
+    """A remote URL without any ``user:password@`` part (never record a secret)."""
+    return _CREDENTIALS.sub(r"\g<scheme>", url)
+
+
+class GitRepo:
+    def __init__(self, *, git: str | None = None, timeout: float = 60.0) -> None:
+        self._git = git or shutil.which("git") or "git"
+        self._timeout = timeout
+
+    def _run(self, directory: Path, *args: str, check: bool = True) -> str | None:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", "/"),
+            "LC_ALL": "C",
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_PAGER": "cat",
+        }
+        try:
+            done = subprocess.run(  # noqa: S603 - fixed argv, no shell
+                [self._git, *args],
+                cwd=directory,
+                env=env,
+                capture_output=True,
+                timeout=self._timeout,
+                check=False,
+            )
+        except FileNotFoundError:
+            raise Permanent(
+                "git is not installed", hint="install git, or build with --allow-dirty"
+            ) from None
+        except subprocess.TimeoutExpired:
+            raise Permanent(f"git {args[0]} took longer than {self._timeout:.0f}s") from None
+        if done.returncode != 0:
+            if check:
+                raise Permanent(
+                    f"git {' '.join(args)} failed: {done.stderr.decode(errors='replace').strip()}"
+                )
+            return None
+        return done.stdout.decode("utf-8", "surrogateescape")
+
+    def state(self, directory: Path) -> SourceState:
+        if not directory.is_dir():
+            raise NotFound(f"{directory} is not a directory")
+        top = self._run(directory, "rev-parse", "--show-toplevel", check=False)
+        head = self._run(directory, "rev-parse", "--verify", "-q", "HEAD", check=False)
+        if top is None or head is None:
+            return SourceState(revision=None, commit_time=None, remote=None, version=None)
+        tracked = self._run(directory, "ls-files", "-z", "--", ".") or ""
+        modified = self._run(directory, "diff", "--name-only", "--relative", "-z", "HEAD") or ""
+        when = self._run(directory, "log", "-1", "--format=%ct", "HEAD")
+        remote = self._run(directory, "config", "--get", "remote.origin.url", check=False)
+        described = self._run(directory, "describe", "--tags", "--abbrev=0", check=False)
+        return SourceState(
+            revision=head.strip(),
+            commit_time=int(when.strip()) if when and when.strip() else None,
+            tracked=frozenset(p for p in tracked.split("\0") if p),
+            modified=frozenset(p for p in modified.split("\0") if p),
+            remote=strip_credentials(remote.strip()) if remote and remote.strip() else None,
+            version=described.strip() if described and described.strip() else None,
+        )
+
+    def last_change(self, directory: Path, path: Path) -> int | None:
+        out = self._run(directory, "log", "-1", "--format=%ct", "--", str(path), check=False)
+        return int(out.strip()) if out and out.strip() else None
+
+    def export(self, directory: Path, revision: str, dest: Path) -> Path:
+        if not re.fullmatch(r"[0-9a-f]{7,64}", revision):
+            raise InvalidInput(f"{revision!r} is not a commit id")
+        top_text = self._run(directory, "rev-parse", "--show-toplevel") or ""
+        prefix = self._run(directory, "rev-parse", "--show-prefix") or ""
+        if self._run(directory, "cat-file", "-e", f"{revision}^{{commit}}", check=False) is None:
+            raise NotFound(
+                f"commit {revision} is not in the repository at {top_text.strip()}",
+                hint="fetch it first (git fetch), then run the rebuild again",
+            )
+        archive = dest / "source.tar"
+        # from the top level: run in a subdirectory, git archive holds only that subtree
+        self._run(
+            Path(top_text.strip()), "archive", "--format=tar", f"--output={archive}", revision
+        )
+        tree = dest / "tree"
+        tree.mkdir()
+        with tarfile.open(archive) as tar:
+            tar.extractall(tree, filter="data")
+        archive.unlink()
+        return tree / prefix.strip()

@@ -1,0 +1,179 @@
+"""Ports of the artifact area: the store, a remote registry, source control, pip.
+
+``ArtifactStore`` is content-addressed: blobs are named by their sha256, written
+once, and verified on every read; tags are aliases that never move; revocations
+are permanent. ``Registry`` speaks the OCI distribution API by digest.
+``SourceRepo`` answers what revision a tree is at and exports old revisions;
+``DependencyInstaller`` installs a pinned requirements file into a directory.
+Implementations live in ``kiln.adapters.artifacts``; in-memory fakes in tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from kiln.core.artifacts.tags import Tag
+from kiln.core.digest import Digest
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    digest: Digest
+    size: int
+
+
+@dataclass(frozen=True)
+class TagRecord:
+    tag: Tag
+    digest: Digest
+    created: str
+
+
+@dataclass(frozen=True)
+class Revocation:
+    digest: Digest
+    reason: str
+    actor: str
+    at: str
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    """An image manifest the store holds as a root (what ``list`` shows)."""
+
+    digest: Digest
+    service: str
+    created: str
+
+
+class BlobWriter(Protocol):
+    """A blob being written; nothing is visible until ``commit`` succeeds."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None: ...
+
+    def commit(self, expected: Digest | None = None) -> BlobInfo:
+        """Publish the blob; refuse (and keep nothing) if it does not hash to ``expected``."""
+        ...
+
+
+class ArtifactStore(Protocol):
+    def writer(self) -> AbstractContextManager[BlobWriter]:
+        """A writer whose bytes are discarded unless committed inside the ``with``."""
+        ...
+
+    def put_blob(self, data: bytes, expected: Digest | None = None) -> BlobInfo: ...
+
+    def has_blob(self, digest: Digest) -> bool: ...
+
+    def blob_size(self, digest: Digest) -> int: ...
+
+    def read_blob(self, digest: Digest, *, limit: int = 16 << 20) -> bytes:
+        """The whole blob, verified; ``IntegrityError`` if it does not match its name."""
+        ...
+
+    def open_blob(self, digest: Digest) -> AbstractContextManager[BinaryIO]:
+        """A stream that raises ``IntegrityError`` at its end if the bytes do not match."""
+        ...
+
+    def blobs(self) -> frozenset[Digest]: ...
+
+    def touch_blob(self, digest: Digest) -> None:
+        """Mark a blob as just used (a build reusing a cached layer); protects it from gc."""
+        ...
+
+    def blob_modified(self, digest: Digest) -> float:
+        """When the blob was written or last touched, in seconds since the epoch."""
+        ...
+
+    def sweep(self, *, older_than: float) -> int:
+        """Remove temp files left by writers that died (older than ``older_than``
+        seconds since the epoch); return the bytes freed."""
+        ...
+
+    def delete_blob(self, digest: Digest) -> int:
+        """Remove a blob; return the bytes freed (0 if it was absent)."""
+        ...
+
+    def add_artifact(self, manifest: Digest, *, service: str, created: str) -> None: ...
+
+    def artifacts(self) -> list[ArtifactRecord]: ...
+
+    def forget_artifact(self, digest: Digest) -> None: ...
+
+    def tag(self, tag: Tag, digest: Digest, *, created: str) -> TagRecord:
+        """Point a new tag at ``digest``; ``Refused``, naming both digests, if it is taken."""
+        ...
+
+    def resolve(self, tag: Tag) -> Digest:
+        """The digest a tag names; ``NotFound`` if the tag is unknown."""
+        ...
+
+    def tags(self) -> list[TagRecord]: ...
+
+    def revoke(self, digest: Digest, *, reason: str, actor: str, at: str) -> Revocation: ...
+
+    def revocation(self, digest: Digest) -> Revocation | None: ...
+
+
+class Registry(Protocol):
+    """An OCI distribution registry, addressed by repository and digest."""
+
+    def has_blob(self, repository: str, digest: Digest) -> bool: ...
+
+    def push_blob(self, repository: str, info: BlobInfo, chunks: Iterator[bytes]) -> None: ...
+
+    def pull_blob(self, repository: str, digest: Digest) -> AbstractContextManager[Iterator[bytes]]:
+        """Stream a blob's bytes; the caller verifies them (the store's writer does)."""
+        ...
+
+    def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str) -> Digest:
+        """Upload a manifest under a digest or a tag; a tag that exists elsewhere is refused."""
+        ...
+
+    def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str]:
+        """The manifest bytes and media type, verified when ``reference`` is a digest."""
+        ...
+
+    def resolve_tag(self, repository: str, tag: str) -> Digest | None: ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """A directory's place in version control; paths are relative to that directory."""
+
+    revision: str | None
+    commit_time: int | None
+    remote: str | None
+    version: str | None
+    tracked: frozenset[str] = frozenset()
+    modified: frozenset[str] = frozenset()  # tracked paths that differ from the commit
+
+
+class SourceRepo(Protocol):
+    def state(self, directory: Path) -> SourceState: ...
+
+    def last_change(self, directory: Path, path: Path) -> int | None:
+        """Commit time of the last commit that touched ``path``, if any."""
+        ...
+
+    def export(self, directory: Path, revision: str, dest: Path) -> Path:
+        """Write ``revision``'s tree under ``dest``; return the path matching ``directory``."""
+        ...
+
+
+class DependencyInstaller(Protocol):
+    def environment(self) -> str:
+        """What the installed files depend on besides the lock (interpreter, platform)."""
+        ...
+
+    def install(self, requirements: Path, target: Path) -> None:
+        """Install exactly the pinned, hashed requirements into ``target``, or raise."""
+        ...
