@@ -25,6 +25,7 @@ from kiln.core.spec.models import Environment, ServiceSpec
 from kiln.errors import NotFound, Refused
 from kiln.ports.clock import SystemClock
 from kiln.ports.leader import LeaderLock
+from kiln.ports.runtime import Provider
 from kiln.ports.state import DesiredState
 from kiln.services import artifacts as artifact_service
 from kiln.services.controller import Controller
@@ -135,8 +136,14 @@ def controller(
     launch = launcher(state_dir, spec, desired)
     actor = f"controller:{os.getpid()}"
     executors: dict[str, RolloutExecutor] = {}
+    providers: dict[str, Provider] = {}
     for env in spec.environments:
-        provider = runtime_boot.provider(env.runtime.provider.value, state_dir)
+        kind = env.runtime.provider.value
+        if kind not in providers:
+            providers[kind] = runtime_boot.provider(kind, state_dir)
+            # Adopt the instances that outlived the last controller; reap its orphans.
+            providers[kind].recover()
+        provider = providers[kind]
         router = dataplane.router_for(state_dir, env)
         executors[env.name] = RolloutExecutor(
             spec=spec,
@@ -158,4 +165,7 @@ def controller(
         executors=executors,
         admit=admitter(state_dir, spec, policy),
         resolve=resolver(state_dir),
+        urls={
+            e.name: f"http://{dataplane.listen_address(state_dir, e)}" for e in spec.environments
+        },
     )

@@ -46,15 +46,14 @@ def _follow(app: App, client: Any, environment: str, output: str | None) -> int:
 def _line(app: App, env: dict[str, Any]) -> None:
     rollout = env.get("rollout") or {}
     steps = rollout.get("steps") or []
-    step = rollout.get("step", 0)
-    current = steps[step] if 0 <= step < len(steps) else "done"
+    step = min(rollout.get("step", 0), len(steps))
+    current = steps[step] if step < len(steps) else "done"
     candidate = (rollout.get("candidate") or {}).get("id", "?")
     phase = rollout.get("phase", "?")
     weight = rollout.get("weight", 0)
-    note = env.get("note") or ""
     app.console().print(
-        f"{env['name']}: {phase:<12} step {step + 1}/{len(steps)} {current:<28} "
-        f"{candidate} at {weight:>3}%  {note}"
+        f"{env['name']}: {phase:<12} step {min(step + 1, len(steps))}/{len(steps)} "
+        f"{current:<32} {candidate} at {weight:>3}%"
     )
     if phase == "rolled-back":
         app.console().print(f"  rolled back: {rollout.get('reason', '')}")
@@ -166,7 +165,7 @@ def _table_of(app: App, envs: list[dict[str, Any]]) -> Callable[[], None]:
 def _table(app: App, envs: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
-    table = Table("environment", "stable", "rollout", "step", "weight", "note", box=None)
+    table = Table("environment", "url", "stable", "rollout", "step", "weight", "note", box=None)
     for env in envs:
         stable = (env.get("stable") or {}).get("id", "-")
         rollout = env.get("rollout") or {}
@@ -174,9 +173,10 @@ def _table(app: App, envs: list[dict[str, Any]]) -> None:
         step = rollout.get("step", 0)
         table.add_row(
             env["name"],
+            env.get("url") or "-",
             stable,
             f"{(rollout.get('candidate') or {}).get('id', '-')} {rollout.get('phase', '')}",
-            steps[step] if 0 <= step < len(steps) else "-",
+            steps[step] if 0 <= step < len(steps) else "done" if rollout else "-",
             f"{rollout.get('weight', 0)}%" if rollout else "-",
             env.get("error") or env.get("note") or "",
         )

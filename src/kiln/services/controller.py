@@ -55,6 +55,7 @@ class Controller:
     executors: Mapping[str, RolloutExecutor] = field(default_factory=dict)
     admit: Admit | None = None
     resolve: Resolve | None = None
+    urls: Mapping[str, str] = field(default_factory=dict)
     started: datetime = field(init=False)
     _workers: dict[str, _Worker] = field(init=False, default_factory=dict)
     _stop: threading.Event = field(init=False, default_factory=threading.Event)
@@ -171,7 +172,7 @@ class Controller:
         }
 
     def environment_status(self, name: str, *, leader: bool) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": name, "leader": leader}
+        out: dict[str, Any] = {"name": name, "leader": leader, "url": self.urls.get(name)}
         if self.desired is None:
             return out
         declared = self.desired.environment(name)
