@@ -62,3 +62,29 @@ def controller_stop(app: App) -> None:
 
     stopped = stop(app.state_dir())
     app.console().print("controller stopped" if stopped else "no local controller was running")
+
+
+@click.command()
+@output_option
+@click.pass_obj
+def down(app: App, output: str | None) -> None:
+    """Stop the controller, every router and every instance of this state directory.
+
+    Desired state and the ledger are kept; `kiln deploy` brings it all back.
+    """
+    from kiln.bootstrap.down import down as stop_all
+
+    stopped = stop_all(app.state_dir(), app.spec())
+    data = {
+        "controller": stopped.controller,
+        "routers": stopped.routers,
+        "instances": stopped.instances,
+    }
+
+    def human() -> None:
+        console = app.console()
+        console.print(f"controller: {'stopped' if stopped.controller else 'was not running'}")
+        console.print(f"routers stopped: {', '.join(stopped.routers) or 'none'}")
+        console.print(f"instances stopped: {len(stopped.instances)}")
+
+    emit(app, output or "text", data, human)

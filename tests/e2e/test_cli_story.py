@@ -1,0 +1,108 @@
+"""The user's path through the CLI, on the real example: build, sign, verify, deploy,
+and the refusals (an unsigned artifact, a revoked one). The controller, the routers
+and the instances are real processes started on demand; `kiln down` stops them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kiln.cli.main import main
+
+pytestmark = pytest.mark.e2e
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello"
+TRUST = """\
+apiVersion: kiln.dev/v1
+keys:
+  - {id: builder, publicKey: .kiln/keys/default.pub, kinds: [builder]}
+require:
+  - {predicate: provenance, signedBy: builder}
+  - {predicate: sbom, signedBy: builder}
+"""
+
+
+def git(cwd: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.email=ci@kiln.dev", "-c", "user.name=ci", *args],
+        cwd=cwd, check=True, capture_output=True,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    work = tmp_path / "hello"
+    shutil.copytree(EXAMPLE, work)
+    (work / "trust.yaml").write_text(TRUST)
+    git(work, "init", "-q")
+    git(work, "add", "-A")
+    git(work, "commit", "-qm", "v1")
+    monkeypatch.chdir(work)
+    try:
+        yield work
+    finally:
+        main(["down"])
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def build(capsys: pytest.CaptureFixture[str]) -> str:
+    code, out, err = run(capsys, "build", "-o", "json")
+    assert code == 0, err
+    digest: str = json.loads(out)["digest"]
+    return digest
+
+
+def test_build_sign_deploy_and_the_refusals(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    v1 = build(capsys)
+    assert run(capsys, "keys", "generate")[0] == 0
+    assert run(capsys, "attest", "provenance", v1)[0] == 0
+    assert run(capsys, "attest", "sbom", v1)[0] == 0
+    assert run(capsys, "verify", v1)[0] == 0
+
+    code, _, err = run(capsys, "deploy", "dev", v1)
+    assert code == 0, err
+    code, out, _ = run(capsys, "status", "dev", "-o", "json")
+    (dev,) = json.loads(out)["environments"]
+    assert dev["rollout"]["phase"] == "succeeded"
+    with urllib.request.urlopen(dev["url"] + "/", timeout=5) as response:  # noqa: S310
+        assert json.loads(response.read())["instance"].startswith("hello-dev-")
+
+    # An artifact nobody signed is not admitted, and nothing is provisioned for it.
+    (project / "app.py").write_text((project / "app.py").read_text() + "\n# v2\n")
+    git(project, "commit", "-qam", "v2")
+    v2 = build(capsys)
+    code, _, err = run(capsys, "deploy", "staging", v2)
+    assert code == 1
+    assert "not admitted" in err and "provenance" in err
+
+    # A revoked artifact is refused everywhere, signed or not.
+    assert run(capsys, "artifacts", "revoke", v1, "--reason", "CVE in a dependency")[0] == 0
+    code, _, err = run(capsys, "deploy", "staging", v1)
+    assert code == 1 and "revoked" in err
+
+    code, out, _ = run(capsys, "audit", "verify")
+    assert code == 0
+    code, out, _ = run(capsys, "audit", "log", "-o", "json")
+    kinds = [e["kind"] for e in json.loads(out)["events"]]
+    for kind in (
+        "build",
+        "attest",
+        "deploy.start",
+        "traffic.change",
+        "deploy.complete",
+        "revocation",
+    ):
+        assert kind in kinds, kind
