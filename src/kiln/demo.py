@@ -250,7 +250,7 @@ def main() -> int:
         expect(traffic.failed == 0, "zero failed requests across every switch and the rollback")
         elapsed = time.monotonic() - started
         print(f"\n   finished in {elapsed:.0f}s. Look next: `kiln status`, `kiln history prod`,")
-        print("   `kiln audit log`, docs/tutorial.md. (The demo's processes are stopped now.)")
+        print("   `kiln audit log`; the README's 'The path, by hand'. (Its processes are stopped.)")
         return 0
     except DemoFailed as exc:
         print(f"\nDEMO FAILED: {exc}", file=sys.stderr)
