@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from kiln.adapters.runtime import portpick
-from kiln.adapters.runtime.probe import probe
+from kiln.adapters.runtime.probe import poll_ready, probe
 from kiln.core.runtime import launch
 from kiln.core.runtime.adoption import Recovery
 from kiln.core.runtime.model import (
@@ -344,38 +344,19 @@ class PodmanProvider:
     def wait_ready(
         self, instances: Sequence[InstanceId], *, timeout: float, interval: float = 0.02
     ) -> dict[InstanceId, HealthResult]:
-        deadline = time.monotonic() + timeout
         known = {i: self._find(i) for i in instances}
         paths = {i: self._health_path(i) for i in instances}
-        results: dict[InstanceId, HealthResult] = {}
-        pending = set(instances)
-        rounds = 0
-        while pending:
-            rounds += 1
-            for instance in sorted(pending):
-                current = known[instance]
-                # Asking podman costs tens of ms; look at the container every 25 rounds.
-                if rounds % 25 == 0:
-                    current = known[instance] = self._find(instance)
-                if current.state is not State.RUNNING:
-                    results[instance] = Unhealthy(instance, f"not running: {current.detail}")
-                    pending.discard(instance)
-                    continue
-                remaining = max(0.05, deadline - time.monotonic())
-                result = probe(
-                    instance,
-                    current.host,
-                    current.port,
-                    paths[instance],
-                    timeout=min(1.0, remaining),
-                )
-                results[instance] = result
-                if not isinstance(result, Unhealthy):
-                    pending.discard(instance)
-            if not pending or time.monotonic() >= deadline:
-                break
-            time.sleep(interval)
-        return results
+
+        def look(instance: InstanceId, round_: int) -> tuple[str, int, str] | str:
+            # Asking podman costs tens of ms; look at the container every 25 rounds.
+            if round_ % 25 == 0:
+                known[instance] = self._find(instance)
+            current = known[instance]
+            if current.state is not State.RUNNING:
+                return current.detail
+            return current.host, current.port, paths[instance]
+
+        return poll_ready(instances, timeout=timeout, interval=interval, look=look)
 
     def logs(self, instance: InstanceId, *, tail: int = 100) -> builtins.list[str]:
         # No --tail: podman 4.3's k8s-file reader prints an empty line for

@@ -44,7 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kiln.adapters.runtime import logpipe, portpick, procfs, sandbox
-from kiln.adapters.runtime.probe import probe
+from kiln.adapters.runtime.probe import poll_ready, probe
 from kiln.adapters.runtime.records import InstanceRecord, RecordStore
 from kiln.core.runtime import launch
 from kiln.core.runtime.adoption import Orphan, Process, Recorded, Recovery, classify
@@ -331,33 +331,15 @@ class ProcessProvider:
     def wait_ready(
         self, instances: Sequence[InstanceId], *, timeout: float, interval: float = 0.02
     ) -> dict[InstanceId, HealthResult]:
-        deadline = time.monotonic() + timeout
         records = {i: self._record(i) for i in instances}
-        results: dict[InstanceId, HealthResult] = {}
-        pending = set(instances)
-        while pending:
-            for instance in sorted(pending):
-                record = records[instance]
-                if not self._running(record):
-                    detail = self._exit_detail(record.pid)
-                    results[instance] = Unhealthy(instance, f"not running: {detail}")
-                    pending.discard(instance)
-                    continue
-                remaining = max(0.05, deadline - time.monotonic())
-                result = probe(
-                    instance,
-                    record.host,
-                    record.port,
-                    record.spec.health_path,
-                    timeout=min(1.0, remaining),
-                )
-                results[instance] = result
-                if not isinstance(result, Unhealthy):
-                    pending.discard(instance)
-            if not pending or time.monotonic() >= deadline:
-                break
-            time.sleep(interval)
-        return results
+
+        def look(instance: InstanceId, _round: int) -> tuple[str, int, str] | str:
+            record = records[instance]
+            if not self._running(record):
+                return self._exit_detail(record.pid)
+            return record.host, record.port, record.spec.health_path
+
+        return poll_ready(instances, timeout=timeout, interval=interval, look=look)
 
     def logs(self, instance: InstanceId, *, tail: int = 100) -> builtins.list[str]:
         path = self._log_dir / f"{instance.value}.log"
