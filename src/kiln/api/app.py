@@ -106,4 +106,18 @@ def create_app(*, controller: Controller, tokens: TokenTable) -> FastAPI:
     ) -> dict[str, Any]:
         return controller.rollback(name, to=to, actor=identity.name)
 
+    @app.get("/v1/drift")
+    def drift(
+        identity: Annotated[Identity, Depends(who)], environment: str | None = None
+    ) -> dict[str, Any]:
+        return controller.drift(environment)
+
+    @app.post("/v1/reconcile")
+    def reconcile(
+        identity: Annotated[Identity, Depends(admin)],
+        environment: Annotated[str | None, Body(embed=True)] = None,
+        dry_run: Annotated[bool, Body(embed=True, alias="dryRun")] = False,
+    ) -> dict[str, Any]:
+        return controller.reconcile(environment, dry_run=dry_run, actor=identity.name)
+
     return app

@@ -19,6 +19,7 @@ from kiln.bootstrap.deploy import controller as build_controller
 from kiln.core.spec.models import ServiceSpec
 from kiln.errors import ConfigError
 from kiln.fsio import write_atomic
+from kiln.services.controller import HEAL_INTERVAL
 
 CLAIM_INTERVAL = 1.0  # seconds between leadership attempts; failover within about this
 
@@ -59,6 +60,7 @@ def serve(
         address=address,
         leader=leader,
         policy=policy or state_dir.parent / "trust.yaml",
+        heal_interval=heal_interval(),
     )
     controller.claim_environments()
     stop_claims = threading.Event()
@@ -97,3 +99,20 @@ def _unix_listener(path: Path) -> socket.socket:
     path.chmod(0o600)
     sock.listen(128)
     return sock
+
+
+def heal_interval() -> float:
+    """Seconds between drift scans: ``KILN_HEAL_INTERVAL`` (default 2)."""
+    raw = os.environ.get("KILN_HEAL_INTERVAL")
+    if raw is None:
+        return HEAL_INTERVAL
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.1 <= value <= 3600:
+        raise ConfigError(
+            f"KILN_HEAL_INTERVAL={raw!r} is not a number of seconds in 0.1..3600",
+            hint="unset it for the default of 2 seconds",
+        )
+    return value

@@ -28,7 +28,8 @@ from kiln.ports.leader import LeaderLock
 from kiln.ports.runtime import Provider
 from kiln.ports.state import DesiredState
 from kiln.services import artifacts as artifact_service
-from kiln.services.controller import Controller
+from kiln.services.controller import HEAL_INTERVAL, Controller
+from kiln.services.reconcile import Reconciler, tree_checker, tree_refresher
 from kiln.services.rollout import CommitInfo, Launcher, RolloutExecutor
 from kiln.services.unpack import unpack
 from kiln.services.verify import AdmittedUnsigned, NotAdmitted
@@ -126,7 +127,13 @@ def commit_info(state_dir: Path) -> Callable[[Digest], CommitInfo]:
 
 
 def controller(
-    state_dir: Path, spec: ServiceSpec | None, *, address: str, leader: LeaderLock, policy: Path
+    state_dir: Path,
+    spec: ServiceSpec | None,
+    *,
+    address: str,
+    leader: LeaderLock,
+    policy: Path,
+    heal_interval: float = HEAL_INTERVAL,
 ) -> Controller:
     clock = SystemClock()
     if spec is None:
@@ -136,6 +143,7 @@ def controller(
     launch = launcher(state_dir, spec, desired)
     actor = f"controller:{os.getpid()}"
     executors: dict[str, RolloutExecutor] = {}
+    reconcilers: dict[str, Reconciler] = {}
     providers: dict[str, Provider] = {}
     for env in spec.environments:
         kind = env.runtime.provider.value
@@ -156,6 +164,17 @@ def controller(
             actor=actor,
             commit_info=commit_info(state_dir),
         )
+        reconcilers[env.name] = Reconciler(
+            spec=spec,
+            desired=desired,
+            provider=provider,
+            router=router,
+            recorder=ledger,
+            executor=executors[env.name],
+            actor=actor,
+            verify_tree=tree_checker(state_dir / "instances"),
+            refresh_tree=tree_refresher(state_dir / "instances"),
+        )
     return Controller(
         spec=spec,
         leader=leader,
@@ -163,6 +182,8 @@ def controller(
         address=address,
         desired=desired,
         executors=executors,
+        reconcilers=reconcilers,
+        heal_interval=heal_interval,
         admit=admitter(state_dir, spec, policy),
         resolve=resolver(state_dir),
         urls={

@@ -63,6 +63,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "abort": ("kiln.cli.deploy:abort", "Stop a rollout; all traffic back to the stable release."),
     "rollback": ("kiln.cli.deploy:rollback", "Return an environment to its previous good release."),
     "status": ("kiln.cli.deploy:status", "What each environment runs, and its rollout."),
+    "drift": ("kiln.cli.drift:drift", "Report drift from the declared state; exit 1 if any."),
+    "reconcile": ("kiln.cli.drift:reconcile", "Heal drift by replacing instances and routes."),
     # runtime
     "instances": ("kiln.cli.instances:instances", "List running instances; read their logs."),
     "secrets": (

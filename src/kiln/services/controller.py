@@ -28,7 +28,10 @@ from kiln.errors import KilnError, NotFound, Refused
 from kiln.ports.clock import Clock
 from kiln.ports.leader import LeaderLock
 from kiln.ports.state import DesiredState, Signal
+from kiln.services.reconcile import Reconciler
 from kiln.services.rollout import POLL, RolloutExecutor
+
+HEAL_INTERVAL = 2.0  # seconds between drift scans of an environment with no rollout
 
 Admit = Callable[[Digest, str, str], None]
 """(artifact, environment, actor) -> None, or raise ``Refused`` naming every reason."""
@@ -43,6 +46,7 @@ class _Worker:
     wake: threading.Event = field(default_factory=threading.Event)
     last: Decision | None = None
     error: str = ""
+    scanned: float = 0.0  # monotonic time of the last drift scan
 
 
 @dataclass
@@ -56,6 +60,8 @@ class Controller:
     admit: Admit | None = None
     resolve: Resolve | None = None
     urls: Mapping[str, str] = field(default_factory=dict)
+    reconcilers: Mapping[str, Reconciler] = field(default_factory=dict)
+    heal_interval: float = HEAL_INTERVAL
     started: datetime = field(init=False)
     _workers: dict[str, _Worker] = field(init=False, default_factory=dict)
     _stop: threading.Event = field(init=False, default_factory=threading.Event)
@@ -97,7 +103,8 @@ class Controller:
         while not self._stop.is_set():
             state = self.desired.rollout(environment) if self.desired else None
             if state is None or state.phase.terminal:
-                worker.wake.wait(1.0)
+                self._heal_tick(environment, worker)
+                worker.wake.wait(min(1.0, self.heal_interval))
                 worker.wake.clear()
                 continue
             try:
@@ -107,6 +114,19 @@ class Controller:
                 worker.error = exc.message  # shown by `kiln status`; retried next tick
                 self._stop.wait(1.0)
             self._stop.wait(POLL)
+
+    def _heal_tick(self, environment: str, worker: _Worker) -> None:
+        """Every ``heal_interval``: scan for drift, record it, heal (where selfHeal)."""
+        reconciler = self.reconcilers.get(environment)
+        now = self.clock.monotonic()
+        if reconciler is None or now - worker.scanned < self.heal_interval:
+            return
+        worker.scanned = now
+        try:
+            reconciler.reconcile(environment)
+            worker.error = ""
+        except KilnError as exc:
+            worker.error = exc.message  # shown by `kiln status`; retried next interval
 
     def stop(self) -> None:
         self._stop.set()
@@ -142,6 +162,30 @@ class Controller:
         state = executor.rollback(environment, to=digest, actor=actor)
         self._ensure_worker(environment).wake.set()
         return self._rollout_json(state)
+
+    def drift(self, environment: str | None) -> dict[str, Any]:
+        """Findings (and the actions that would heal them) per environment; records them."""
+        names = self._drift_targets(environment)
+        reports = [self.reconcilers[n].reconcile(n, dry_run=True) for n in names]
+        return {"clean": all(r["clean"] for r in reports), "environments": reports}
+
+    def reconcile(self, environment: str | None, *, dry_run: bool, actor: str) -> dict[str, Any]:
+        names = self._drift_targets(environment)
+        reports = [self.reconcilers[n].reconcile(n, dry_run=dry_run) for n in names]
+        return {
+            "clean": all(r["clean"] for r in reports),
+            "actor": actor,
+            "environments": reports,
+        }
+
+    def _drift_targets(self, environment: str | None) -> list[str]:
+        if environment is not None:
+            self._executor(environment)  # unknown or not led: refused with the same words
+            if environment not in self.reconcilers:
+                raise Refused(f"this controller does not reconcile {environment}")
+            return [environment]
+        held = self.leader.held()
+        return [n for n in self.reconcilers if n in held]
 
     def _executor(self, environment: str) -> RolloutExecutor:
         if self.spec is None:

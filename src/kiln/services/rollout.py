@@ -387,6 +387,35 @@ class RolloutExecutor:
         missing = count - len(running)
         if missing <= 0:
             return
+        self._provision(env, release_id, missing, tracked)
+
+    def provision(self, environment: str, release_id: ReleaseId, count: int) -> list[str]:
+        """Start ``count`` fresh instances of ``release_id`` and wait for them; the
+        ids of those that became ready (the reconciler replaces through this)."""
+        env = self._environment(environment)
+        tracked = self._tracked.setdefault(environment, _Tracked())
+        return self._provision(env, release_id, count, tracked)
+
+    def route_release(
+        self, environment: str, release_id: ReleaseId, *, exclude: frozenset[str] = frozenset()
+    ) -> RouteTable | None:
+        """Serve ``release_id`` alone, at weight 100, on its ready instances (minus
+        ``exclude``); the steady state after a rollout. None when nothing changed."""
+        env = self._environment(environment)
+        ready = self._ready_backends(env, [release_id], exclude=exclude).get(release_id, ())
+        if not ready:
+            return None  # nothing ready to send traffic to: keep serving the current table
+        current = self._router.current()
+        generation = (current.generation if current is not None else 0) + 1
+        table = RouteTable(generation, env.name, (RouteRelease(release_id, 100, ready),))
+        if current is not None and _same_split(current, table):
+            return None
+        self._router.apply(table)
+        return table
+
+    def _provision(
+        self, env: Environment, release_id: ReleaseId, missing: int, tracked: _Tracked
+    ) -> list[str]:
         release = self._desired.release(release_id)
         if release is None:
             raise NotFound(f"release {release_id} is not known to this controller")
@@ -409,6 +438,7 @@ class RolloutExecutor:
                         "reason": getattr(result, "reason", "not ready"),
                     },
                 )
+        return [i.value for i, r in results.items() if isinstance(r, Healthy)]
 
     def _replace(
         self, env: Environment, release_id: ReleaseId, instance: str, tracked: _Tracked
@@ -471,7 +501,7 @@ class RolloutExecutor:
         )
 
     def _ready_backends(
-        self, env: Environment, releases: list[str]
+        self, env: Environment, releases: list[str], *, exclude: frozenset[str] = frozenset()
     ) -> dict[str, tuple[Backend, ...]]:
         mine = self._instances(env.name)
         out: dict[str, tuple[Backend, ...]] = {}
@@ -482,6 +512,7 @@ class RolloutExecutor:
                 for i in mine.get(release, [])
                 if i.state is State.RUNNING
                 and i.id.value not in tracked.failed
+                and i.id.value not in exclude
                 and isinstance(self._provider.health(i.id, timeout=env.health.timeout), Healthy)
             ]
             out[release] = tuple(sorted(ready, key=lambda b: b.address))
