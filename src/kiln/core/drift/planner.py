@@ -43,7 +43,15 @@ from kiln.core.drift.model import (
     WrongArtifact,
     WrongConfig,
 )
-from kiln.core.runtime.model import ARTIFACT, CONFIG, ENVIRONMENT, SERVICE, Instance, State
+from kiln.core.runtime.model import (
+    ARTIFACT,
+    CONFIG,
+    ENVIRONMENT,
+    RELEASE,
+    SERVICE,
+    Instance,
+    State,
+)
 from kiln.core.traffic.table import RouteTable
 
 ROLLOUT_NOTE = "rollout in progress: left to the rollout executor"
@@ -60,12 +68,32 @@ def plan(desired: Desired, observed: Observed) -> Plan:
     good: list[Instance] = []
     serving: list[Instance] = []  # what the declared table should route to
     tampered_users: dict[str, list[str]] = {}
+    service, unhealthy, tampered = desired.service, observed.unhealthy, observed.tampered
+    secrets = observed.secrets
+    want_id = declared.id if declared is not None else None
+    want_artifact = declared.artifact if declared is not None else None
+    want_config = declared.config if declared is not None else None
+    running, dead = State.RUNNING, State.DEAD
     for instance in observed.instances:
         labels = instance.labels
-        if labels.get(SERVICE) != desired.service or labels.get(ENVIRONMENT) != env:
+        if labels.get(SERVICE) != service or labels.get(ENVIRONMENT) != env:
+            continue
+        state = instance.state
+        release = labels.get(RELEASE, "")
+        artifact, config = labels.get(ARTIFACT, ""), labels.get(CONFIG, "")
+        if (
+            state is running
+            and release == want_id
+            and artifact == want_artifact
+            and config == want_config
+            and not unhealthy
+            and not tampered
+            and not secrets
+        ):
+            serving.append(instance)  # the common case, decided in one test
+            good.append(instance)
             continue
         key = instance.id.value
-        state = instance.state
         if state is State.IMPOSTOR:
             findings.append(Impostor(key, False, instance.detail))
             continue
@@ -73,12 +101,10 @@ def plan(desired: Desired, observed: Observed) -> Plan:
             findings.append(Impostor(key, True, instance.detail))
             actions.append(Destroy(key, "orphan of this controller"))
             continue
-        release = instance.release
         if declared is None or release != declared.id:
             findings.append(_stranger(instance, declared))
             actions.append(Destroy(key, "not the declared release"))
             continue
-        artifact, config = labels.get(ARTIFACT, ""), labels.get(CONFIG, "")
         if artifact != declared.artifact:
             findings.append(WrongArtifact(key, declared.artifact, artifact))
             actions.append(Destroy(key, "wrong artifact"))
@@ -87,21 +113,21 @@ def plan(desired: Desired, observed: Observed) -> Plan:
             findings.append(WrongConfig(key, declared.config, config))
             actions.append(Destroy(key, "wrong config"))
             continue
-        if state is State.DEAD:
+        if state is dead:
             findings.append(DeadInstance(key, release, f"dead ({instance.detail or 'exited'})"))
             replace.append((instance, "dead"))
             continue
-        failing = observed.unhealthy.get(key)
+        failing = unhealthy.get(key)
         if failing is not None:
             findings.append(DeadInstance(key, release, f"failing its readiness probe: {failing}"))
             replace.append((instance, "unhealthy"))
             continue
         serving.append(instance)
-        if artifact in observed.tampered:
+        if artifact in tampered:
             tampered_users.setdefault(artifact, []).append(key)
             replace.append((instance, "tampered tree"))
             continue
-        changed = _secret_change(instance, observed.secrets)
+        changed = _secret_change(instance, secrets) if secrets else None
         if changed is not None:
             findings.append(changed)
             replace.append((instance, f"secret {changed.secret} changed"))
@@ -193,36 +219,44 @@ def _split(table: RouteTable) -> dict[str, Any]:
 def _route_drift(
     release: str, env: str, serving: list[Instance], table: RouteTable | None
 ) -> RouteDrift | None:
-    backends = sorted(i.address for i in serving)
-    expected = {release: {"weight": 100, "backends": backends}}
+    want = {(i.host, i.port) for i in serving}
+
+    def expected() -> dict[str, Any]:
+        return {release: {"weight": 100, "backends": sorted(f"{h}:{p}" for h, p in want)}}
+
     if table is None:
-        if not backends:
+        if not want:
             return None  # nothing to route to yet; provisioning comes first
-        return RouteDrift(expected, None, "the router has no table")
-    found = _split(table)
+        return RouteDrift(expected(), None, "the router has no table")
     problems: list[str] = []
     if table.environment != env:
         problems.append(f"table is for environment {table.environment!r}")
-    for name in sorted(found.keys() - expected.keys()):
-        problems.append(f"routes {found[name]['weight']}% to undeclared release {name}")
-    entry = found.get(release)
+    entry = None
+    for other in table.releases:
+        if other.name == release:
+            entry = other
+        elif other.weight or other.backends:
+            problems.append(f"routes {other.weight}% to undeclared release {other.name}")
     if entry is None:
         problems.append(f"release {release} is not in the table")
     else:
-        if entry["weight"] != 100:
-            problems.append(f"release {release} has weight {entry['weight']}, declared 100")
-        have, want = set(entry["backends"]), set(backends)
-        if want - have:
-            problems.append(f"ready instances not routed: {', '.join(sorted(want - have))}")
-        if have - want:
-            problems.append(f"routes to non-serving backends: {', '.join(sorted(have - want))}")
+        if entry.weight != 100:
+            problems.append(f"release {release} has weight {entry.weight}, declared 100")
+        have = {(b.host, b.port) for b in entry.backends}
+        if have != want:
+            if want - have:
+                missing = sorted(f"{h}:{p}" for h, p in want - have)
+                problems.append(f"ready instances not routed: {', '.join(missing)}")
+            if have - want:
+                extra = sorted(f"{h}:{p}" for h, p in have - want)
+                problems.append(f"routes to non-serving backends: {', '.join(extra)}")
     if table.rules:
         problems.append(f"{len(table.rules)} match rule(s) that no rollout declares")
     if table.mirror is not None:
         problems.append(f"mirrors to {table.mirror.release}")
     if not problems:
         return None
-    return RouteDrift(expected, found, "; ".join(problems))
+    return RouteDrift(expected(), _split(table), "; ".join(problems))
 
 
 _RANK = {
