@@ -20,7 +20,7 @@ for a table it rejects, ``Refused`` for an old generation.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from kiln.core.traffic.metrics import DataPlaneHealth, RouterMetrics
 from kiln.core.traffic.table import RouteTable
@@ -41,4 +41,14 @@ class Router(Protocol):
 
     def health(self) -> DataPlaneHealth:
         """Whether the data plane is serving, and what it knows of its backends."""
+        ...
+
+
+@runtime_checkable
+class LiveView(Protocol):
+    """A router whose data plane can be changed behind kiln's back (HAProxy's runtime
+    API, for one) and that can read its live state back to compare (issue 9)."""
+
+    def differences(self) -> list[str]:
+        """How the live data plane differs from the table last applied; [] when it matches."""
         ...

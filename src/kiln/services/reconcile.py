@@ -49,7 +49,7 @@ from kiln.errors import IntegrityError, NotFound
 from kiln.ports.ledger import Recorder
 from kiln.ports.runtime import Provider
 from kiln.ports.state import DesiredState
-from kiln.ports.traffic import Router
+from kiln.ports.traffic import LiveView, Router
 from kiln.services.rollout import DRAIN_TIMEOUT, RolloutExecutor
 from kiln.services.unpack import remove_tree, verify_unpacked
 
@@ -147,9 +147,12 @@ class Reconciler:
                 if paths:
                     tampered[artifact] = paths
         secrets = self._secret_versions(env) if self._secret_versions else {}
+        table = self._router.current()
+        live = self._router.differences() if isinstance(self._router, LiveView) else []
         return Observed(
             instances=instances,
-            table=self._router.current(),
+            table=table,
+            data_plane=tuple(live),
             unhealthy=unhealthy,
             tampered=tampered,
             secrets=secrets,
@@ -202,7 +205,10 @@ class Reconciler:
         table = None
         if route is not None:
             table = self._executor.route_release(
-                environment, ReleaseId(route), exclude=frozenset(leaving)
+                environment,
+                ReleaseId(route),
+                exclude=frozenset(leaving),
+                force=any(isinstance(a, ReapplyRoute) for a in found.actions),
             )
         for action in found.actions:
             match action:

@@ -397,10 +397,17 @@ class RolloutExecutor:
         return self._provision(env, release_id, count, tracked)
 
     def route_release(
-        self, environment: str, release_id: ReleaseId, *, exclude: frozenset[str] = frozenset()
+        self,
+        environment: str,
+        release_id: ReleaseId,
+        *,
+        exclude: frozenset[str] = frozenset(),
+        force: bool = False,
     ) -> RouteTable | None:
         """Serve ``release_id`` alone, at weight 100, on its ready instances (minus
-        ``exclude``); the steady state after a rollout. None when nothing changed."""
+        ``exclude``); the steady state after a rollout. None when nothing changed.
+        ``force`` re-applies an unchanged split under a new generation (the data
+        plane was changed behind the router's back)."""
         env = self._environment(environment)
         ready = self._ready_backends(env, [release_id], exclude=exclude).get(release_id, ())
         if not ready:
@@ -408,7 +415,7 @@ class RolloutExecutor:
         current = self._router.current()
         generation = (current.generation if current is not None else 0) + 1
         table = RouteTable(generation, env.name, (RouteRelease(release_id, 100, ready),))
-        if current is not None and _same_split(current, table):
+        if current is not None and _same_split(current, table) and not force:
             return None
         self._router.apply(table)
         return table

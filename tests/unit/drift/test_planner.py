@@ -157,6 +157,14 @@ CASES: list[tuple[str, Any, Observed, list[str], list[str], str]] = [
         "the router has no table",
     ),
     (
+        "a weight changed on the live data plane (HAProxy)",
+        desired(),
+        Observed([I1, I2], FRESH.table, data_plane=("server s_x has weight 7, the table gives 1",)),
+        ["route"],
+        ["reapply-route"],
+        "has weight 7, the table gives 1",
+    ),
+    (
         "impostor",
         desired(),
         Observed([I1, I2, inst(9, state=State.IMPOSTOR)], FRESH.table),

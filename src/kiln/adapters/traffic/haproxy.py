@@ -257,6 +257,30 @@ class HAProxyRouter:
             if row.backend == self.backend
         }
 
+    def differences(self) -> list[str]:
+        """Live server weights and states against the last applied table (``LiveView``)."""
+        current = self.current()
+        if current is None:
+            return []
+        desired = server_weights(current)
+        live = self.servers()
+        out: list[str] = []
+        for name, (_, release, weight) in sorted(desired.items()):
+            row = live.get(name)
+            if row is None:
+                out.append(f"HAProxy has no server {name} for release {release}")
+            elif row.status.startswith(("MAINT", "DRAIN")):
+                out.append(f"HAProxy server {name} of release {release} is {row.status}")
+            elif row.weight != weight:
+                out.append(
+                    f"HAProxy server {name} of release {release} has weight {row.weight}, "
+                    f"the table gives {weight}"
+                )
+        for name, row in sorted(live.items()):
+            if name not in desired and not row.status.startswith(("MAINT", "DRAIN")):
+                out.append(f"HAProxy serves {name}, which no table declares")
+        return out
+
     def apply(self, table: RouteTable) -> int:
         if table.rules or table.sticky or table.mirror:
             raise InvalidInput(

@@ -50,7 +50,8 @@ class Observed:
     times in a row, with the last reason (fewer failures are not drift yet).
     ``tampered``: artifact digest -> paths that differ in its unpacked tree.
     ``secrets``: secret variable name -> the store's current version, for
-    bindings that follow the latest version.
+    bindings that follow the latest version. ``data_plane``: differences the
+    router reads back from its live data plane (a weight set by hand on HAProxy).
     """
 
     instances: Sequence[Instance]
@@ -58,6 +59,7 @@ class Observed:
     unhealthy: Mapping[str, str] = field(default_factory=dict)
     tampered: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     secrets: Mapping[str, int] = field(default_factory=dict)
+    data_plane: tuple[str, ...] = ()  # live data plane vs the table it was given
 
 
 # --- findings ---------------------------------------------------------------------------

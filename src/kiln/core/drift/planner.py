@@ -138,7 +138,7 @@ def plan(desired: Desired, observed: Observed) -> Plan:
         actions.insert(0, Reunpack(artifact))
     if declared is not None:
         _count(desired, declared.id, good, replace, findings, actions)
-        route = _route_drift(declared.id, env, serving, observed.table)
+        route = _route_drift(declared.id, env, serving, observed.table, observed.data_plane)
         if route is not None:
             findings.append(route)
             actions.append(ReapplyRoute(declared.id, None))
@@ -217,7 +217,11 @@ def _split(table: RouteTable) -> dict[str, Any]:
 
 
 def _route_drift(
-    release: str, env: str, serving: list[Instance], table: RouteTable | None
+    release: str,
+    env: str,
+    serving: list[Instance],
+    table: RouteTable | None,
+    data_plane: tuple[str, ...] = (),
 ) -> RouteDrift | None:
     want = {(i.host, i.port) for i in serving}
 
@@ -254,6 +258,7 @@ def _route_drift(
         problems.append(f"{len(table.rules)} match rule(s) that no rollout declares")
     if table.mirror is not None:
         problems.append(f"mirrors to {table.mirror.release}")
+    problems.extend(data_plane)
     if not problems:
         return None
     return RouteDrift(expected(), _split(table), "; ".join(problems))
