@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -167,6 +169,32 @@ def _remove(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def heal_drift(kiln: Kiln) -> None:
+    """Kill one prod instance with SIGKILL and wait for `kiln drift prod` to be clean again."""
+    listed = kiln.json("instances", "list", "prod")["instances"]
+    victim = next(i for i in listed if i["state"] == "running" and i["pid"])
+    os.kill(victim["pid"], signal.SIGKILL)
+    killed = time.monotonic()
+    print(f"   kill -9 {victim['pid']} ({victim['id']})")
+    while True:
+        report = json.loads(kiln("drift", "prod", "-o", "json", check=False))
+        running = [
+            i["id"]
+            for i in kiln.json("instances", "list", "prod")["instances"]
+            if i["state"] == "running"
+        ]
+        if report["clean"] and victim["id"] not in running:
+            break
+        if time.monotonic() - killed > 60:
+            raise DemoFailed(f"prod did not heal within 60 s: {report}")
+        time.sleep(0.5)
+    elapsed = time.monotonic() - killed
+    expect(True, f"replaced by a fresh instance in {elapsed:.1f}s; `kiln drift prod` is clean")
+    events = kiln.json("audit", "log", "--env", "prod")["events"]
+    kinds = [e["kind"] for e in events]
+    expect("drift.found" in kinds and "heal" in kinds, "the finding and the heal are in the ledger")
+
+
 def main() -> int:
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="kiln-demo-"))
@@ -228,8 +256,8 @@ def main() -> int:
             print(f"   time to restore (first bad answer → last): {restore:.2f}s")
         print(f"   error answers served by v3 before the rollback: {traffic.bad_answers}")
 
-        step("5. Drift healing")
-        print("   not built yet (issue 9): `kiln drift` / `kiln reconcile` land with it")
+        step("5. Drift: kill -9 one prod instance; the controller replaces it by itself")
+        heal_drift(kiln)
 
         step("6. The ledger: verify it, and prove one event is included")
         print("   " + kiln("audit", "verify").strip().replace("\n", "\n   "))
