@@ -193,7 +193,6 @@ class Reconciler:
                     route = release
                 case Replace(instance, release, _why):
                     releases[release] = releases.get(release, 0) + 1
-                    leaving.add(instance)
                     route = release
                 case Destroy(instance, _why):
                     leaving.add(instance)
@@ -202,6 +201,18 @@ class Reconciler:
         started: dict[str, list[str]] = {}
         for release, count in sorted(releases.items()):
             started[release] = self._executor.provision(environment, ReleaseId(release), count)
+        # A live instance goes only once its replacement is ready; a dead one always
+        # (it serves nothing). A replacement that failed to start is retried next scan.
+        budget = {release: len(ids) for release, ids in started.items()}
+        going: set[str] = set()
+        for action in found.actions:
+            if isinstance(action, Replace) and (
+                action.reason == "dead" or budget.get(action.release, 0) > 0
+            ):
+                if action.reason != "dead":
+                    budget[action.release] -= 1
+                going.add(action.instance)
+        leaving |= going
         table = None
         if route is not None:
             table = self._executor.route_release(
@@ -217,16 +228,18 @@ class Reconciler:
                         self._heal_record(environment, action, {"started": started[release]})
                     )
                 case Replace(instance, release, _why):
-                    self._destroy(instance)
-                    healed.append(
-                        self._heal_record(environment, action, {"started": started[release]})
-                    )
+                    if instance in going:
+                        self._destroy(instance)
+                        extra: dict[str, Any] = {"started": started[release]}
+                    else:
+                        extra = {"started": [], "kept": "its replacement did not become ready"}
+                    healed.append(self._heal_record(environment, action, extra))
                 case Destroy(instance, _why):
                     self._destroy(instance)
                     healed.append(self._heal_record(environment, action, {}))
                 case ReapplyRoute():
-                    extra = {"generation": table.generation if table else None}
-                    healed.append(self._heal_record(environment, action, extra))
+                    generation = {"generation": table.generation if table else None}
+                    healed.append(self._heal_record(environment, action, generation))
         return healed
 
     def _destroy(self, instance: str) -> None:
