@@ -29,7 +29,7 @@ from kiln.ports.runtime import Provider
 from kiln.ports.state import DesiredState
 from kiln.services import artifacts as artifact_service
 from kiln.services.controller import HEAL_INTERVAL, Controller
-from kiln.services.reconcile import Reconciler, tree_checker, tree_refresher
+from kiln.services.reconcile import Reconciler, store_versions, tree_checker, tree_refresher
 from kiln.services.rollout import CommitInfo, Launcher, RolloutExecutor
 from kiln.services.unpack import unpack
 from kiln.services.verify import AdmittedUnsigned, NotAdmitted
@@ -174,6 +174,7 @@ def controller(
             actor=actor,
             verify_tree=tree_checker(state_dir / "instances"),
             refresh_tree=tree_refresher(state_dir / "instances"),
+            secret_versions=store_versions(runtime_boot.secret_store(state_dir)),
         )
     return Controller(
         spec=spec,

@@ -45,9 +45,11 @@ from kiln.core.ledger.kinds import EventKind
 from kiln.core.release import ReleaseId
 from kiln.core.runtime.model import ARTIFACT, ENVIRONMENT, SERVICE, Healthy, InstanceId, State
 from kiln.core.spec.models import Environment, ServiceSpec
+from kiln.core.spec.models import SecretSource as SpecSecretSource
 from kiln.errors import IntegrityError, NotFound
 from kiln.ports.ledger import Recorder
 from kiln.ports.runtime import Provider
+from kiln.ports.secrets import SecretStore
 from kiln.ports.state import DesiredState
 from kiln.ports.traffic import LiveView, Router
 from kiln.services.rollout import DRAIN_TIMEOUT, RolloutExecutor
@@ -294,6 +296,24 @@ def _plain(finding: Finding) -> dict[str, Any]:
     return data
 
 
+def store_versions(store: SecretStore) -> SecretVersions:
+    """Current versions of the store secrets an environment follows at "latest"
+    (no ``version:`` in the spec); names and numbers only, never a value."""
+
+    def versions(env: Environment) -> dict[str, int]:
+        follows = {
+            name: ref.key
+            for name, ref in env.secrets.items()
+            if ref.source is SpecSecretSource.STORE and ref.version is None
+        }
+        if not follows:
+            return {}
+        latest = {info.name: info.latest for info in store.list()}
+        return {name: latest[key] for name, key in follows.items() if key in latest}
+
+    return versions
+
+
 def tree_checker(instances: Path) -> VerifyTree:
     """Re-verify unpacked trees under ``instances`` (``services.unpack.verify_unpacked``)."""
 
@@ -324,4 +344,4 @@ def tree_refresher(instances: Path) -> RefreshTree:
     return refresh
 
 
-__all__ = ["Reconciler", "tree_checker", "tree_refresher"]
+__all__ = ["Reconciler", "store_versions", "tree_checker", "tree_refresher"]

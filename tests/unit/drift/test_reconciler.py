@@ -305,3 +305,26 @@ def test_kiln_drift_and_reconcile_through_the_controller_api(
 
     data = json.loads(capsys.readouterr().out)
     assert data["clean"] is True and [e["environment"] for e in data["environments"]] == ["prod"]
+
+
+def test_store_versions_follow_only_unpinned_store_secrets() -> None:
+    from kiln.core.spec.models import Environment
+    from kiln.ports.secrets import SecretInfo
+    from kiln.services.reconcile import store_versions
+
+    class Store:
+        def list(self) -> list[SecretInfo]:
+            return [SecretInfo("db", (1, 2, 3), "t"), SecretInfo("api", (1,), "t")]
+
+    env = Environment.model_validate(
+        {
+            "name": "prod",
+            "secrets": {
+                "DB": {"key": "db"},
+                "API": {"key": "api", "version": 1},
+                "HOME_DIR": {"from": "env", "key": "HOME"},
+                "GONE": {"key": "missing"},
+            },
+        }
+    )
+    assert store_versions(Store())(env) == {"DB": 3}  # type: ignore[arg-type]
