@@ -24,19 +24,28 @@ from pathlib import Path
 
 import pytest
 
+from kiln.adapters.secrets.filestore import FileSecretStore
 from kiln.adapters.store.desired import SqliteDesiredState
 from kiln.adapters.traffic.embedded.client import EmbeddedRouterClient
 from kiln.core.artifacts.tree import tree_digest
 from kiln.core.digest import Digest, hex_of
 from kiln.core.release import Release
 from kiln.core.rollout.planner import Phase
-from kiln.core.runtime.model import LABEL_ENV, InstanceId, LaunchSpec, State
+from kiln.core.runtime.model import (
+    LABEL_ENV,
+    InstanceId,
+    LaunchSpec,
+    SecretBinding,
+    SecretSource,
+    State,
+)
 from kiln.core.spec.loader import load_spec
 from kiln.core.traffic.table import Backend, RouteTable
 from kiln.core.traffic.table import Release as RouteRelease
 from kiln.ports.clock import SystemClock
+from kiln.ports.secrets import SecretValue
 from kiln.services.controller import Controller
-from kiln.services.reconcile import Reconciler, tree_checker, tree_refresher
+from kiln.services.reconcile import Reconciler, store_versions, tree_checker, tree_refresher
 from kiln.services.rollout import RolloutExecutor
 from kiln.services.unpack import scan_tree
 from tests.e2e.test_rollout_executor import V1, VERSIONS, Ledger, Traffic, versions_served
@@ -53,6 +62,7 @@ environments:
   - name: prod
     replicas: 2
     health: {interval: 50ms, startTimeout: 20s}
+    secrets: {DB_PASSWORD: {key: db-password}}
     strategy:
       canary:
         steps:
@@ -84,6 +94,7 @@ def fake_unpack(instances: Path, digest: Digest, source: Path) -> Path:
 
 @dataclass
 class World:
+    store: FileSecretStore
     state: Path
     router_port: int
     router: EmbeddedRouterClient
@@ -123,6 +134,8 @@ def world(tmp_path: Path) -> Iterator[World]:
     desired = SqliteDesiredState(state / "state.db")
     ledger = Ledger()
     provider = make_provider(state, bwrap=None)
+    store = FileSecretStore.in_state_dir(state)
+    store.put("db-password", SecretValue("first"))
     unpacks: list[Path] = []
 
     def launch(release: Release) -> LaunchSpec:
@@ -137,6 +150,7 @@ def world(tmp_path: Path) -> Iterator[World]:
             root=root,
             command=tuple(CMD),
             config={"APP_VERSION": VERSIONS[release.artifact]},
+            secrets=(SecretBinding("DB_PASSWORD", SecretSource.STORE, "db-password"),),
         )
 
     executor = RolloutExecutor(
@@ -159,9 +173,12 @@ def world(tmp_path: Path) -> Iterator[World]:
         actor="test",
         verify_tree=tree_checker(state / "instances"),
         refresh_tree=tree_refresher(state / "instances"),
+        secret_versions=store_versions(store),
     )
     try:
-        yield World(state, router_proc.port, client, desired, ledger, executor, reconciler, unpacks)
+        yield World(
+            store, state, router_proc.port, client, desired, ledger, executor, reconciler, unpacks
+        )
     finally:
         client.close()
         desired.close()
@@ -315,3 +332,28 @@ def test_an_impostor_with_kilns_labels_is_reported_and_never_touched(world: Worl
     assert again["findings"] == report["findings"]
     assert [f["kind"] for f in world.findings()] == ["impostor"]  # recorded once
     assert InstanceId("hello-prod-1badc0de").value in str(finding["reason"])
+
+
+def test_a_secret_rotated_in_the_store_replaces_every_instance(world: World) -> None:
+    world.deploy()
+    before = world.running()
+    assert world.reconciler.scan(ENV).clean
+    with Traffic(world.router_port) as traffic:
+        assert world.store.put("db-password", SecretValue("second")) == 2
+        report = world.reconciler.reconcile(ENV)
+        time.sleep(0.3)
+    assert traffic.failures == [] and traffic.server_errors == 0
+    kinds = sorted(str(f["kind"]) for f in report["findings"])
+    assert kinds == ["secret-version", "secret-version"]
+    assert "secret DB_PASSWORD version 1, the store now holds version 2" in str(
+        report["findings"][0]["reason"]
+    )
+    after = world.running()
+    assert len(after) == 2 and not set(after) & set(before)
+    versions = {
+        i.secrets.get("DB_PASSWORD")
+        for i in world.reconciler._provider.list({"dev.kiln.environment": ENV})
+    }
+    assert versions == {2}
+    assert world.reconciler.scan(ENV).clean
+    assert "second" not in repr(world.ledger.events) and "first" not in repr(world.ledger.events)
