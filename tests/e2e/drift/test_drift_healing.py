@@ -357,3 +357,27 @@ def test_a_secret_rotated_in_the_store_replaces_every_instance(world: World) -> 
     assert versions == {2}
     assert world.reconciler.scan(ENV).clean
     assert "second" not in repr(world.ledger.events) and "first" not in repr(world.ledger.events)
+
+
+def test_an_orphan_of_this_state_dir_is_reaped(world: World) -> None:
+    world.deploy()
+    some = world.reconciler._provider.list({"dev.kiln.environment": ENV})[0]
+    labels = dict(some.labels) | {"dev.kiln.instance": "hello-prod-0badc0de"}
+    env = {LABEL_ENV[key]: value for key, value in labels.items()}
+    orphan = subprocess.Popen(
+        [sys.executable, "-S", "-c", "import time; time.sleep(60)"],
+        env=env | {"KILN_OWNER": str(world.state.resolve())},
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: not world.reconciler.scan(ENV).clean)
+        report = world.reconciler.reconcile(ENV)
+        assert orphan.wait(timeout=15) is not None  # reaped: it carried our owner marker
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+        orphan.wait()
+    (finding,) = report["findings"]
+    assert finding["kind"] == "orphan" and finding["instance"] == "hello-prod-0badc0de"
+    assert [h["kind"] for h in report["healed"]] == ["destroy"]
+    assert world.reconciler.scan(ENV).clean
