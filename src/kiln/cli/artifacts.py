@@ -401,18 +401,27 @@ def push(
 ) -> None:
     """Push an artifact by digest, then its tags (which never move), to a registry."""
     from kiln.bootstrap.artifacts import registry as connect
+    from kiln.bootstrap.trust import attestation_store
     from kiln.services.artifacts import push as upload
 
     fmt = output_format(app, output)
     client = connect(registry, insecure=insecure)
     with contextlib.closing(client), _progress(app, fmt) as listen:
-        report = upload(_store(app), client, ref, repository=repository, on_event=listen)
+        report = upload(
+            _store(app),
+            client,
+            ref,
+            repository=repository,
+            on_event=listen,
+            attestations=attestation_store(app.state_dir()),
+        )
 
     def human() -> None:
         app.console().print(
             f"pushed {report.digest} to {report.repository}: {report.sent} blobs sent, "
             f"{report.skipped} already there; tags {', '.join(report.tags) or '(none)'}"
         )
+        _attestation_line(app, report.attestations)
 
     emit(app, fmt, report.to_json(), human)
 
@@ -426,6 +435,7 @@ def push(
 def pull(app: App, reference: str, registry: str, insecure: bool, output: str | None) -> None:
     """Pull REPOSITORY:TAG or REPOSITORY@sha256:… into the local store, verifying every blob."""
     from kiln.bootstrap.artifacts import registry as connect
+    from kiln.bootstrap.trust import attestation_store
     from kiln.errors import UsageError
     from kiln.ports.clock import SystemClock
     from kiln.services.artifacts import pull as download
@@ -442,15 +452,30 @@ def pull(app: App, reference: str, registry: str, insecure: bool, output: str | 
     client = connect(registry, insecure=insecure)
     with contextlib.closing(client), _progress(app, fmt) as listen:
         report = download(
-            _store(app), client, repository, ref, clock=SystemClock(), on_event=listen
+            _store(app),
+            client,
+            repository,
+            ref,
+            clock=SystemClock(),
+            on_event=listen,
+            attestations=attestation_store(app.state_dir()),
         )
 
     def human() -> None:
         app.console().print(
             f"pulled {report.digest}: {report.sent} blobs fetched, {report.skipped} already here"
         )
+        _attestation_line(app, report.attestations)
 
     emit(app, fmt, report.to_json(), human)
+
+
+def _attestation_line(app: App, report: Any) -> None:
+    if report is not None:
+        app.console().print(
+            f"attestations: {report.transferred} transferred, {report.already} already there "
+            f"(via {report.via})"
+        )
 
 
 artifacts.add_command(push)

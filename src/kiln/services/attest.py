@@ -27,13 +27,25 @@ from kiln.core.attest.provenance import (
     ci_run,
     provenance,
 )
+from kiln.core.attest.referrers import (
+    DSSE_ENVELOPE,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Descriptor,
+    add_to_referrers_index,
+    attestation_manifest,
+    envelope_layer,
+    referrers_in,
+    referrers_tag,
+)
 from kiln.core.attest.sbom import Dependency, sbom_statement
 from kiln.core.attest.statement import Statement, parse_statement, statement
 from kiln.core.digest import Digest, digest_bytes
 from kiln.core.keys import key_id
 from kiln.core.ledger.kinds import EventKind
-from kiln.errors import InvalidInput, NotFound
-from kiln.ports.attestations import AttestationStore
+from kiln.errors import IntegrityError, InvalidInput, NotFound
+from kiln.ports.artifacts import BlobInfo, Registry
+from kiln.ports.attestations import AttestationStore, StoredEnvelope
 from kiln.ports.keys import Signer
 from kiln.ports.ledger import Recorder
 
@@ -298,3 +310,126 @@ def actor_from(env: Mapping[str, str]) -> str:
         if env.get(name):
             return env[name]
     return "unknown"
+
+
+# -- registry referrers -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReferrerReport:
+    """What moved between the attestation store and a registry for one subject."""
+
+    transferred: int
+    already: int
+    via: str  # "referrers-api" or "tag-schema"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"transferred": self.transferred, "alreadyThere": self.already, "via": self.via}
+
+
+def _checked_envelope(item: StoredEnvelope) -> Statement:
+    if digest_bytes(item.raw) != item.digest:
+        raise IntegrityError(f"stored attestation {item.digest} does not match its digest")
+    return parse_statement(parse_envelope(item.raw).payload)
+
+
+def push_attestations(
+    store: AttestationStore,
+    registry: Registry,
+    repository: str,
+    subject: Descriptor,
+) -> ReferrerReport:
+    """Push every stored attestation of ``subject`` as an OCI referrer (docs/attestations.md).
+
+    Each envelope becomes an artifact manifest whose ``subject`` is the image
+    manifest. A registry with the referrers API indexes those itself; for one
+    without it, the referrers tag schema's index (``sha256-<hex>``) is fetched,
+    extended with each new descriptor once, and pushed back.
+    """
+    made = []
+    for item in store.for_subject(subject.digest):
+        stmt = _checked_envelope(item)
+        made.append(attestation_manifest(subject, item.raw, stmt.predicate_type))
+    sent = already = 0
+    for art in made:
+        for blob, data in art.blobs.items():
+            if not registry.has_blob(repository, blob):
+                registry.push_blob(repository, BlobInfo(blob, len(data)), iter([data]))
+        if registry.resolve_tag(repository, art.descriptor.digest) is not None:
+            already += 1
+        else:
+            sent += 1
+        registry.put_manifest(repository, art.descriptor.digest, art.manifest, OCI_MANIFEST)
+    if registry.referrers(repository, subject.digest) is not None:
+        return ReferrerReport(sent, already, "referrers-api")
+    if not made:
+        return ReferrerReport(0, 0, "tag-schema")
+    tag = referrers_tag(subject.digest)
+    current = registry.resolve_tag(repository, tag)
+    index = registry.get_manifest(repository, current)[0] if current is not None else None
+    updated = index
+    for art in made:
+        updated = add_to_referrers_index(updated, art.descriptor) or updated
+    if updated is not None and updated != index:
+        registry.replace_tag(repository, tag, updated, OCI_INDEX, expected=current)
+    return ReferrerReport(sent, already, "tag-schema")
+
+
+def pull_attestations(
+    store: AttestationStore,
+    registry: Registry,
+    repository: str,
+    subject: Digest,
+) -> ReferrerReport:
+    """Fetch the attestations of ``subject`` from the registry into ``store``.
+
+    The referrers list (API or tag) only says where to look: every manifest is
+    fetched by digest and checked, it must name ``subject``, the envelope's bytes
+    must hash to its descriptor, and its statement must be about ``subject``.
+    Anything else refuses the whole pull before one envelope is stored.
+    Signatures are *not* judged here: ``kiln verify`` does that with the policy.
+    """
+    listing = registry.referrers(repository, subject)
+    via = "referrers-api"
+    if listing is None:
+        via = "tag-schema"
+        current = registry.resolve_tag(repository, referrers_tag(subject))
+        listing = registry.get_manifest(repository, current)[0] if current is not None else None
+    if listing is None:
+        return ReferrerReport(0, 0, via)
+    envelopes: list[tuple[bytes, list[Digest]]] = []
+    for desc in referrers_in(listing, artifact_type=DSSE_ENVELOPE):
+        manifest, _ = registry.get_manifest(repository, desc.digest)  # checked against digest
+        layer = envelope_layer(manifest, subject)
+        raw = _fetch_blob(registry, repository, layer.digest, layer.size)
+        try:
+            stmt = parse_statement(parse_envelope(raw).payload)
+        except InvalidInput as exc:
+            raise IntegrityError(f"referrer {desc.digest}: {exc.message}") from None
+        if not stmt.about(subject):
+            raise IntegrityError(f"referrer {desc.digest} holds a statement about another subject")
+        envelopes.append((raw, stmt.subject_digests()))
+    have = {item.digest for item in store.for_subject(subject)}
+    fetched = already = 0
+    for raw, subjects in envelopes:
+        if store.put(raw, subjects) in have:
+            already += 1
+        else:
+            fetched += 1
+    return ReferrerReport(fetched, already, via)
+
+
+def _fetch_blob(registry: Registry, repository: str, digest: Digest, size: int) -> bytes:
+    buffer = bytearray()
+    with registry.pull_blob(repository, digest) as chunks:
+        for chunk in chunks:
+            buffer += chunk
+            if len(buffer) > size:
+                raise IntegrityError(f"referrer blob {digest} is longer than its descriptor says")
+    data = bytes(buffer)
+    if len(data) != size or digest_bytes(data) != digest:
+        raise IntegrityError(
+            f"referrer blob {digest} does not match its digest",
+            hint="the registry's copy was changed; it is not stored",
+        )
+    return data
