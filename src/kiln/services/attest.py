@@ -8,16 +8,22 @@ recorded in the ledger when a ``Recorder`` is given.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import subprocess
+import tarfile
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from packaging.utils import canonicalize_name
+
+from kiln.core.artifacts.oci import ANN_LAYER_ROLE, parse_manifest
 from kiln.core.attest.dsse import INTOTO_PAYLOAD_TYPE, Envelope, parse_envelope
+from kiln.core.attest.licenses import parse_metadata
 from kiln.core.attest.policy import parse_public_pem
 from kiln.core.attest.predicates import Approval, predicate_uri, short_name, summarize
 from kiln.core.attest.provenance import (
@@ -38,13 +44,13 @@ from kiln.core.attest.referrers import (
     referrers_in,
     referrers_tag,
 )
-from kiln.core.attest.sbom import Dependency, sbom_statement
+from kiln.core.attest.sbom import Dependency, parse_pinned_requirements, sbom_statement
 from kiln.core.attest.statement import Statement, parse_statement, statement
 from kiln.core.digest import Digest, digest_bytes
 from kiln.core.keys import key_id
 from kiln.core.ledger.kinds import EventKind
 from kiln.errors import IntegrityError, InvalidInput, NotFound
-from kiln.ports.artifacts import BlobInfo, Registry
+from kiln.ports.artifacts import ArtifactStore, BlobInfo, Registry
 from kiln.ports.attestations import AttestationStore, StoredEnvelope
 from kiln.ports.keys import Signer
 from kiln.ports.ledger import Recorder
@@ -433,3 +439,99 @@ def _fetch_blob(registry: Registry, repository: str, digest: Digest, size: int) 
             hint="the registry's copy was changed; it is not stored",
         )
     return data
+
+
+# -- SBOM from the dependency layer -------------------------------------------------------------
+
+DEPS_ROLE = "deps"
+_METADATA = re.compile(r"^(?:\./)?deps/[^/]+\.dist-info/METADATA$")
+_MAX_METADATA = 1 << 20
+
+
+class _HashingReader:
+    """Reads a blob stream for tarfile and checks its digest once it is drained."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._hasher = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self._hasher.update(data)
+        return data
+
+    def finish(self, expected: Digest) -> None:
+        while chunk := self._stream.read(1 << 20):
+            self._hasher.update(chunk)
+        if f"sha256:{self._hasher.hexdigest()}" != expected:
+            raise IntegrityError(f"layer {expected} does not match its digest")
+
+
+def layer_dependencies(artifacts: ArtifactStore, subject: Digest) -> list[Dependency]:
+    """Each installed distribution of the artifact's dependency layer, with its license.
+
+    Read from the ``deps/*.dist-info/METADATA`` files of the layer blob in the
+    store (the layer's digest is checked as it streams); an artifact without a
+    dependency layer has none.
+    """
+    manifest = parse_manifest(artifacts.read_blob(subject), digest=subject)
+    found: list[Dependency] = []
+    for layer in manifest.layers:
+        if layer.annotations.get(ANN_LAYER_ROLE) != DEPS_ROLE:
+            continue
+        with artifacts.open_blob(layer.digest) as stream:
+            reader = _HashingReader(stream)
+            try:
+                with tarfile.open(fileobj=reader, mode="r|*") as tar:  # type: ignore[call-overload]
+                    for member in tar:
+                        if not (member.isfile() and _METADATA.match(member.name)):
+                            continue
+                        if member.size > _MAX_METADATA:
+                            raise IntegrityError(f"{member.name} is implausibly large")
+                        handle = tar.extractfile(member)
+                        text = handle.read().decode("utf-8", "replace") if handle else ""
+                        dep = parse_metadata(text)
+                        if dep is not None:
+                            found.append(dep)
+            except tarfile.TarError as exc:
+                raise IntegrityError(f"layer {layer.digest} is not a readable tar: {exc}") from None
+            reader.finish(layer.digest)
+    return found
+
+
+def with_hashes(deps: Sequence[Dependency], pinned: Sequence[Dependency]) -> list[Dependency]:
+    """``deps`` with the lock file's hashes of the same name and version added."""
+    hashes = {(canonicalize_name(p.name), p.version): p.hashes for p in pinned}
+    return [
+        replace(d, hashes=hashes.get((canonicalize_name(d.name), d.version), d.hashes))
+        for d in deps
+    ]
+
+
+def artifact_sbom(
+    subject_name: str,
+    subject: Digest,
+    *,
+    artifacts: ArtifactStore,
+    requirements: tuple[str, str] | None,
+    timestamp: datetime,
+) -> Statement:
+    """The SBOM statement of ``subject``: its dependency layer, or else the pinned lock.
+
+    When the artifact is in the local store, its components (with licenses) come
+    from the dependency layer, and ``requirements`` (``(text, source)``) only adds
+    the lock's hashes. Otherwise the lock alone lists them, without licenses.
+    """
+    pinned = (
+        parse_pinned_requirements(requirements[0], source=requirements[1]) if requirements else []
+    )
+    if artifacts.has_blob(subject):
+        deps = with_hashes(layer_dependencies(artifacts, subject), pinned)
+    elif requirements is not None:
+        deps = pinned
+    else:
+        raise NotFound(
+            f"{subject} is not in the local store and no requirements file was given",
+            hint="build or pull the artifact first, or pass --requirements FILE",
+        )
+    return sbom_statement(subject_name, subject, deps, timestamp=timestamp)
