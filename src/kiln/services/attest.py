@@ -535,3 +535,49 @@ def artifact_sbom(
             hint="build or pull the artifact first, or pass --requirements FILE",
         )
     return sbom_statement(subject_name, subject, deps, timestamp=timestamp)
+
+
+# -- one step for CI: provenance and SBOM of a build just made ----------------------------------
+
+
+def build_source(
+    revision: str | None, remote: str | None, dirty: bool, directory: Path
+) -> SourceInfo | None:
+    """The source of a build from its recorded inputs (``None`` outside git)."""
+    if not revision:
+        return None
+    return SourceInfo(f"git+{remote or directory.resolve().as_uri()}", revision, dirty)
+
+
+def attest_build(
+    *,
+    facts: BuildFacts,
+    artifacts: ArtifactStore,
+    requirements: tuple[str, str] | None,
+    env: Mapping[str, str],
+    signer: Signer,
+    store: AttestationStore,
+    recorder: Recorder | None = None,
+    actor: str = "kiln",
+) -> tuple[AttestResult, AttestResult]:
+    """Sign the provenance of a finished build and the SBOM of its dependency layer.
+
+    ``kiln build --sign``: the facts are the build's own (lock-file digests,
+    start and finish, the dirty flag), so CI needs a single step. The SBOM's
+    timestamp is the build's finish, not the time of signing.
+    """
+    prov = attest(
+        provenance_statement(facts, env),
+        signer=signer,
+        store=store,
+        recorder=recorder,
+        actor=actor,
+    )
+    bom = artifact_sbom(
+        facts.subject_name,
+        facts.subject_digest,
+        artifacts=artifacts,
+        requirements=requirements,
+        timestamp=facts.finished_on,
+    )
+    return prov, attest(bom, signer=signer, store=store, recorder=recorder, actor=actor)
