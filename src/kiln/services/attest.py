@@ -406,9 +406,9 @@ def pull_attestations(
     envelopes: list[tuple[bytes, list[Digest]]] = []
     for desc in referrers_in(listing, artifact_type=DSSE_ENVELOPE):
         manifest, _ = registry.get_manifest(repository, desc.digest)  # checked against digest
-        layer = envelope_layer(manifest, subject)
-        raw = _fetch_blob(registry, repository, layer.digest, layer.size)
         try:
+            layer = envelope_layer(manifest, subject)
+            raw = _fetch_blob(registry, repository, layer.digest, layer.size)
             stmt = parse_statement(parse_envelope(raw).payload)
         except InvalidInput as exc:
             raise IntegrityError(f"referrer {desc.digest}: {exc.message}") from None
