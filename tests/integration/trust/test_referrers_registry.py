@@ -22,7 +22,7 @@ from kiln.core.attest.sbom import Dependency
 from kiln.core.attest.statement import statement
 from kiln.core.attest.verify import Verified
 from kiln.core.digest import Digest, hex_of
-from kiln.errors import IntegrityError
+from kiln.errors import IntegrityError, Refused, Temporary
 from kiln.services.artifacts import pull, push
 from kiln.services.attest import attest, generate_key, sbom_for
 from kiln.services.build import run_build
@@ -148,3 +148,28 @@ def test_a_tampered_referrer_blob_is_refused(
             attestations=trust.attestation_store(fresh),
         )
     assert trust.attestation_store(fresh).for_subject(digest) == []
+
+
+def test_the_fallback_tag_moves_only_from_the_index_kiln_read(
+    repo: Path,
+    tmp_path: Path,
+    make_builder: BuilderFactory,
+    registry_url: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    store, state, digest, _ = _signed_artifact(repo, tmp_path, make_builder)
+    client = RegistryClient.from_url(registry_url)
+    request.addfinalizer(client.close)
+    assert client.referrers("hello", digest) is None  # distribution 2.8: no referrers API
+    push(store, client, digest, attestations=trust.attestation_store(state))
+    tag = referrers_tag(digest)
+    current = client.resolve_tag("hello", tag)
+    index, _ = client.get_manifest("hello", tag)
+    shorter = json.loads(index)
+    shorter["manifests"] = shorter["manifests"][:1]
+    data = json.dumps(shorter).encode()
+    with pytest.raises(Temporary, match="changed while kiln updated it"):
+        client.replace_tag("hello", tag, data, OCI_INDEX, expected=None)
+    assert client.resolve_tag("hello", tag) == current
+    with pytest.raises(Refused, match="refusing to move it"):
+        client.put_manifest("hello", tag, data, OCI_INDEX)  # the ordinary path still refuses
