@@ -358,14 +358,14 @@ def push_attestations(
         made.append(attestation_manifest(subject, item.raw, stmt.predicate_type))
     sent = already = 0
     for art in made:
+        if registry.resolve_tag(repository, art.descriptor.digest) is not None:
+            already += 1  # a manifest the registry holds has its blobs there too
+            continue
         for blob, data in art.blobs.items():
             if not registry.has_blob(repository, blob):
                 registry.push_blob(repository, BlobInfo(blob, len(data)), iter([data]))
-        if registry.resolve_tag(repository, art.descriptor.digest) is not None:
-            already += 1
-        else:
-            sent += 1
         registry.put_manifest(repository, art.descriptor.digest, art.manifest, OCI_MANIFEST)
+        sent += 1
     if registry.referrers(repository, subject.digest) is not None:
         return ReferrerReport(sent, already, "referrers-api")
     if not made:
