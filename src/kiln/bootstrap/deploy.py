@@ -13,6 +13,7 @@ from pathlib import Path
 from kiln.adapters.store.desired import SqliteDesiredState
 from kiln.bootstrap import artifacts as artifacts_boot
 from kiln.bootstrap import dataplane
+from kiln.bootstrap import pipeline as pipeline_boot
 from kiln.bootstrap import runtime as runtime_boot
 from kiln.bootstrap import trust as trust_boot
 from kiln.bootstrap.ledger import recorder as ledger_recorder
@@ -103,6 +104,11 @@ def admitter(
                 environment=environment,
                 details={"reasons": verdict.reasons},
             )
+        # Promotion: ran healthy in the previous environment, and this one's gates
+        # pass; records the verdicts and raises Refused with every reason if not.
+        pipeline_boot.promote(
+            state_dir, spec, state_dir.parent, policy, digest, environment, actor=actor
+        )
 
     return admit
 
