@@ -201,13 +201,17 @@ def run_pipeline(
         ("test", test),
     )
     for name, work in sequence:
-        if stage(name, work).outcome is not StageOutcome.PASSED:
+        done = stage(name, work)
+        # A failing test does not stop the run here: the tests gate then blocks the
+        # first promotion, and that verdict (with every reason) goes to the ledger.
+        if done.outcome is not StageOutcome.PASSED and not (name == "test" and done.data):
             run.status = RunStatus.FAILED
             return run
         if until == name:
+            run.status = (
+                RunStatus.SUCCEEDED if done.outcome is StageOutcome.PASSED else (RunStatus.FAILED)
+            )
             return run
-    # A failing test does not stop here: the tests gate blocks promotion with the
-    # reason recorded in the ledger, which is what the run must show.
     for environment in spec.path_order:
         gate = stage(f"gate {environment}", partial(_gate, stages, run, environment))
         if gate.outcome is StageOutcome.AWAITING_APPROVAL:
