@@ -31,12 +31,12 @@ from kiln.services.unpack import unpack
 from kiln.services.verify import read_policy
 
 
-def test_state_dir(state_dir: Path) -> Path:
+def state_dir_for_tests(state_dir: Path) -> Path:
     return state_dir / "testing"
 
 
-def test_provider(state_dir: Path) -> Provider:
-    return runtime_boot.provider("process", test_state_dir(state_dir))
+def provider_for_tests(state_dir: Path) -> Provider:
+    return runtime_boot.provider("process", state_dir_for_tests(state_dir))
 
 
 def resolve(state_dir: Path, ref: str) -> Digest:
@@ -81,8 +81,8 @@ def run_tests(
     outcomes = testing.run_tests(
         spec.tests,
         tgt,
-        provider=test_provider(state_dir),
-        scratch=test_state_dir(state_dir) / "scratch",
+        provider=provider_for_tests(state_dir),
+        scratch=state_dir_for_tests(state_dir) / "scratch",
         clock=SystemClock(),
         workers=max(1, min(4, os.cpu_count() or 2)),
         on_done=on_done,
@@ -238,8 +238,8 @@ class Stages:
         outcomes = testing.run_tests(
             self.spec.tests,
             tgt,
-            provider=test_provider(self.state_dir),
-            scratch=test_state_dir(self.state_dir) / "scratch",
+            provider=provider_for_tests(self.state_dir),
+            scratch=state_dir_for_tests(self.state_dir) / "scratch",
             clock=SystemClock(),
             workers=2,
             on_done=self.on_test,
