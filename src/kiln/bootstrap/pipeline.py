@@ -17,10 +17,11 @@ from pathlib import Path
 from kiln.bootstrap import artifacts as artifacts_boot
 from kiln.bootstrap import runtime as runtime_boot
 from kiln.bootstrap import trust as trust_boot
+from kiln.bootstrap.controller import ControllerClient
 from kiln.bootstrap.ledger import recorder as ledger_recorder
 from kiln.core.digest import Digest
 from kiln.core.spec.models import ServiceSpec
-from kiln.errors import InvalidInput, KilnError, Refused
+from kiln.errors import InvalidInput, KilnError, Refused, Temporary
 from kiln.ports.clock import SystemClock
 from kiln.ports.keys import Signer
 from kiln.ports.runtime import Provider
@@ -269,9 +270,7 @@ class Stages:
 
     def deploy(self, digest: Digest, environment: str) -> str:
         """Deploy through the controller (its admission records the promotion); follow it."""
-        from kiln.bootstrap.controller import connect
-
-        client = connect(self.state_dir, self.controller)
+        client = self._client()
         try:
             started = client.post(f"/v1/environments/{environment}/deploy", {"artifact": digest})
             deployment = started.get("deployment")
@@ -287,8 +286,26 @@ class Stages:
         finally:
             client.close()
 
+    def _client(self) -> ControllerClient:
+        """The controller, started on demand; on a loaded machine its start may take
+        longer than ``connect`` waits, so keep waiting (without starting a second one)."""
+        from kiln.bootstrap.controller import connect
+
+        try:
+            return connect(self.state_dir, self.controller)
+        except Temporary:
+            deadline = time.monotonic() + CONTROLLER_START_GRACE
+            while True:
+                try:
+                    return connect(self.state_dir, self.controller, start=False)
+                except Temporary:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.25)
+
 
 TERMINAL = ("succeeded", "rolled-back")
+CONTROLLER_START_GRACE = 60.0
 
 
 WEBHOOK_SECRET = "webhook.secret"  # noqa: S105 - a file name, not a secret
