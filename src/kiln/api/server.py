@@ -71,7 +71,7 @@ def serve(
     threading.Thread(target=keep_claiming, name="leader-claims", daemon=True).start()
     ci_hook = None
     if spec is not None:
-        from kiln.bootstrap.pipeline import CiHook
+        from kiln.bootstrap.webhook import CiHook
 
         ci_hook = CiHook(state_dir, state_dir.parent / "kiln.yaml")
     app = create_app(controller=controller, tokens=tokens, ci_hook=ci_hook)

@@ -13,7 +13,6 @@ from pathlib import Path
 from kiln.adapters.store.desired import SqliteDesiredState
 from kiln.bootstrap import artifacts as artifacts_boot
 from kiln.bootstrap import dataplane
-from kiln.bootstrap import pipeline as pipeline_boot
 from kiln.bootstrap import runtime as runtime_boot
 from kiln.bootstrap import trust as trust_boot
 from kiln.bootstrap.ledger import recorder as ledger_recorder
@@ -106,6 +105,9 @@ def admitter(
             )
         # Promotion: ran healthy in the previous environment, and this one's gates
         # pass; records the verdicts and raises Refused with every reason if not.
+        # Imported here: the gates (CEL, OSV) need not slow the controller's start.
+        from kiln.bootstrap import pipeline as pipeline_boot
+
         pipeline_boot.promote(
             state_dir, spec, state_dir.parent, policy, digest, environment, actor=actor
         )
