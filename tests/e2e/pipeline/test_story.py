@@ -58,18 +58,18 @@ def test_the_happy_path_reaches_prod_and_the_webhook_checks_signatures(
     logs = live.root / ".kiln" / "logs"
     before = set(logs.glob("pipeline-*.json"))
     with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), base_url="http://kiln") as c:
-        bad = c.post("/v1/webhooks/ci", content=body, headers={"X-Hub-Signature-256": "sha256=00"})
+        bad = c.post("/webhooks/ci", content=body, headers={"X-Hub-Signature-256": "sha256=00"})
         assert bad.status_code == 401
         assert set(logs.glob("pipeline-*.json")) == before
         other = json.dumps({"after": "0" * 40}).encode()
         stale = c.post(
-            "/v1/webhooks/ci",
+            "/webhooks/ci",
             content=other,
             headers={"X-Hub-Signature-256": sign(other, b"s3cret-for-tests")},
         )
         assert stale.status_code == 409
         good = c.post(
-            "/v1/webhooks/ci",
+            "/webhooks/ci",
             content=body,
             headers={"X-Hub-Signature-256": sign(body, b"s3cret-for-tests")},
         )
