@@ -48,6 +48,7 @@ from kiln.core.runtime.launch import argv
 from kiln.core.runtime.model import Healthy, InstanceId, Unhealthy
 from kiln.core.runtime.specs import launch_spec
 from kiln.core.spec.models import Environment, TestKind, TestSpec
+from kiln.errors import InvalidInput
 from kiln.ports.attestations import AttestationStore
 from kiln.ports.clock import Clock
 from kiln.ports.keys import Signer
@@ -183,7 +184,7 @@ def _command(command: Sequence[str]) -> list[str]:
     """``python`` in a test command means this host's interpreter; anything else runs as is."""
     try:
         return argv(command, interpreter=os.path.realpath(sys.executable))
-    except Exception:
+    except InvalidInput:  # not a Python command: a test may run any program
         return list(command)
 
 
