@@ -104,6 +104,14 @@ def admitter(
                 environment=environment,
                 details={"reasons": verdict.reasons},
             )
+        # Promotion: ran healthy in the previous environment, and this one's gates
+        # pass; records the verdicts and raises Refused with every reason if not.
+        # Imported here: the gates (CEL, OSV) need not slow the controller's start.
+        from kiln.bootstrap import pipeline as pipeline_boot
+
+        pipeline_boot.promote(
+            state_dir, spec, state_dir.parent, policy, digest, environment, actor=actor
+        )
 
     return admit
 
@@ -142,6 +150,7 @@ def controller(
     ledger = ledger_recorder(state_dir)
     launch = launcher(state_dir, spec, desired)
     actor = f"controller:{os.getpid()}"
+    dataplane.start_routers(state_dir, list(spec.environments))
     executors: dict[str, RolloutExecutor] = {}
     reconcilers: dict[str, Reconciler] = {}
     providers: dict[str, Provider] = {}

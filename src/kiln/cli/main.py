@@ -4,7 +4,7 @@ Commands are registered in ``COMMANDS`` by import path and loaded only when run,
 so ``kiln --help`` stays fast (see ``benchmarks/bench_cli_help.py``). Each area
 keeps its commands in its own module under ``kiln.cli``; adding one is one line here.
 
-Exit codes (documented in docs/cli.md): 0 ok, 1 failed or refused, 2 usage or
+Exit codes (documented in docs/reference/cli.md): 0 ok, 1 failed or refused, 2 usage or
 invalid input, 3 internal error (traceback written under ``.kiln/logs/``).
 """
 
@@ -75,6 +75,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gate": ("kiln.cli.gates:gate", "Evaluate an environment's gates; exit 1 if any blocks."),
     "policy": ("kiln.cli.gates:policy", "Check the spec's policies: rules, licenses, OSV data."),
     "perf": ("kiln.cli.gates:perf", "Load-test a release against the last good one, side by side."),
+    # pipeline
+    "test": ("kiln.cli.pipeline:test", "Run the spec's tests against the artifact; sign results."),
+    "approve": ("kiln.cli.pipeline:approve", "Sign a manual approval of an artifact for an env."),
+    "pipeline": ("kiln.cli.pipeline:pipeline", "Run build → test → gates → deploy along the path."),
 }
 
 
