@@ -26,6 +26,8 @@ def test_drift_is_clean_after_deploy_and_a_tampered_tree_is_healed(
     assert run(capsys, "keys", "generate")[0] == 0
     assert run(capsys, "attest", "provenance", v1)[0] == 0
     assert run(capsys, "attest", "sbom", v1)[0] == 0
+    # dev's gates are [signed, tests]: signed test results of this artifact are needed.
+    assert run(capsys, "test", "--artifact", v1)[0] == 0
     code, _, err = run(capsys, "deploy", "dev", v1)
     assert code == 0, err
 
