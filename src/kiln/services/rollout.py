@@ -90,6 +90,7 @@ class _Tracked:
     failures: dict[str, int] = field(default_factory=dict)  # instance -> consecutive failed probes
     failed: set[str] = field(default_factory=set)  # reported to the planner, not yet replaced
     session: AnalysisSession | None = None
+    since: float = 0.0  # wall time this process began tracking the environment
 
 
 class RolloutExecutor:
@@ -269,7 +270,8 @@ class RolloutExecutor:
         state = self._desired.rollout(environment)
         if state is None:
             raise NotFound(f"{environment} has no rollout", hint=f"run `kiln deploy {environment}`")
-        tracked = self._tracked.setdefault(environment, _Tracked())
+        tracked = self._track(environment)
+        state = self._resume_analysis(env, state, tracked)
         seen = self._observe(env, state, tracked)
         decision = planner.decide(env, state, seen)
         if decision.state != state:
@@ -277,6 +279,37 @@ class RolloutExecutor:
             self._record_transition(env, state, decision)
         self._apply(env, decision, tracked)
         return decision
+
+    def _resume_analysis(
+        self, env: Environment, state: RolloutState, tracked: _Tracked
+    ) -> RolloutState:
+        """An analysis step that began under a controller that died lost its evidence
+        with it: restart the step's window rather than judge on what is left (or on
+        nothing, if the restart took longer than the step)."""
+        if (
+            state.phase is not Phase.STEPPING
+            or state.step_started is None
+            or state.step_started >= tracked.since
+            or (tracked.session is not None and tracked.session.step == state.step)
+        ):
+            return state
+        chosen = FAST_TRACK if state.fast_track else steps_for(env)
+        if state.step >= len(chosen) or not isinstance(chosen[state.step], Analyze):
+            return state
+        resumed = replace(state, step_started=self._wall())
+        self._desired.save_rollout(resumed)
+        self._recorder.record(
+            EventKind.ROLLOUT_STEP,
+            actor=self._actor,
+            environment=env.name,
+            release=state.candidate,
+            details={
+                "deployment": state.deployment,
+                "step": state.step,
+                "note": "resumed after a controller restart: analysis window restarted",
+            },
+        )
+        return resumed
 
     # --- observing -----------------------------------------------------------------------
 
@@ -475,7 +508,7 @@ class RolloutExecutor:
     ) -> dict[str, tuple[Backend, ...]]:
         mine = self._instances(env.name)
         out: dict[str, tuple[Backend, ...]] = {}
-        tracked = self._tracked.setdefault(env.name, _Tracked())
+        tracked = self._track(env.name)
         for release in releases:
             ready = [
                 Backend(i.host, i.port)
@@ -632,6 +665,12 @@ class RolloutExecutor:
         return {state.stable: 100 - state.weight, state.candidate: state.weight}
 
     # --- helpers -------------------------------------------------------------------------
+
+    def _track(self, environment: str) -> _Tracked:
+        tracked = self._tracked.get(environment)
+        if tracked is None:
+            tracked = self._tracked[environment] = _Tracked(since=self._wall())
+        return tracked
 
     def _environment(self, name: str) -> Environment:
         try:
