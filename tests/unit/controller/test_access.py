@@ -58,19 +58,30 @@ def test_every_v1_route_needs_a_token(tmp_path: Path) -> None:
         spec=None, leader=FileLeaderLock(tmp_path), clock=SystemClock(), address="test"
     )
     app = create_app(controller=controller, tokens=TABLE)
-    routes = [r.path for r in app.routes if getattr(r, "path", "").startswith("/v1/")]
-    routes = [p for p in routes if p != "/v1/openapi.json"]
+    routes = [
+        (method, r.path)
+        for r in app.routes
+        if getattr(r, "path", "").startswith("/v1/") and r.path != "/v1/openapi.json"
+        for method in sorted(getattr(r, "methods", ()) - {"HEAD"})
+    ]
     assert routes, "no /v1 routes found"
 
     async def probe() -> None:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://kiln") as client:
-            for path in routes:
-                assert (await client.get(path)).status_code == 401, path
-                bad = await client.get(path, headers={"Authorization": "Bearer nope"})
+            for method, path in routes:
+                body = {"artifact": "x"} if path.endswith("/deploy") else {}
+                anonymous = await client.request(method, path, json=body)
+                assert anonymous.status_code == 401, path
+                bad = await client.request(
+                    method, path, json=body, headers={"Authorization": "Bearer nope"}
+                )
                 assert bad.status_code == 401, path
-                ok = await client.get(path, headers={"Authorization": "Bearer kiln_secret"})
-                assert ok.status_code == 200, path
+                ok = await client.request(
+                    method, path, json=body, headers={"Authorization": "Bearer kiln_secret"}
+                )
+                # Authenticated: a parameter path names nothing here, or needs admin.
+                assert ok.status_code in ((403, 404, 409) if "{" in path else (200,)), path
             assert (await client.get("/healthz")).json() == {"status": "ok"}
 
     asyncio.run(probe())
