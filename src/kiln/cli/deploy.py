@@ -26,8 +26,13 @@ def _client(app: App) -> Any:
     return connect(app.state_dir(), app.settings().get("controller"))
 
 
-def _follow(app: App, client: Any, environment: str, output: str | None) -> int:
-    """Poll the environment until its rollout ends; print each new step once."""
+def _follow(
+    app: App, client: Any, environment: str, output: str | None, wanted: str = "succeeded"
+) -> int:
+    """Poll the environment until its rollout ends; print each new step once.
+
+    Exit 0 when it ended ``wanted``: ``succeeded`` for a deploy or a fast-track
+    rollback, ``rolled-back`` for a rollback that aborted a rollout in progress."""
     seen: tuple[object, ...] = ()
     while True:
         env = client.get(f"/v1/environments/{environment}")
@@ -39,7 +44,7 @@ def _follow(app: App, client: Any, environment: str, output: str | None) -> int:
         if rollout.get("phase") in {"succeeded", "rolled-back"}:
             if output == "json":
                 emit(app, "json", env, lambda: None)
-            return int(ExitCode.OK if rollout["phase"] == "succeeded" else ExitCode.FAILED)
+            return int(ExitCode.OK if rollout["phase"] == wanted else ExitCode.FAILED)
         time.sleep(POLL)
 
 
@@ -129,7 +134,8 @@ def rollback(app: App, environment: str, target: str | None, wait: bool, output:
         if not wait:
             emit(app, output or "text", state, lambda: _started(app, state))
             return int(ExitCode.OK)
-        return _follow(app, client, environment, output)
+        wanted = "succeeded" if state.get("fastTrack") else "rolled-back"
+        return _follow(app, client, environment, output, wanted)
     finally:
         client.close()
 
