@@ -106,7 +106,8 @@ class Controller:
             except KilnError as exc:
                 worker.error = exc.message  # shown by `kiln status`; retried next tick
                 self._stop.wait(1.0)
-            self._stop.wait(POLL)
+            if worker.last is None or worker.last.state == state:
+                self._stop.wait(POLL)  # nothing moved; a step that moved is followed at once
 
     def stop(self) -> None:
         self._stop.set()

@@ -255,6 +255,7 @@ class RolloutExecutor:
     ) -> RolloutState:
         """Tick until the rollout ends (or ``timeout`` seconds pass); return the last state."""
         deadline = None if timeout is None else self._clock.monotonic() + timeout
+        before = self._desired.rollout(environment)
         while True:
             decision = self.tick(environment)
             if on_decision is not None:
@@ -263,7 +264,9 @@ class RolloutExecutor:
                 return decision.state
             if deadline is not None and self._clock.monotonic() >= deadline:
                 return decision.state
-            time.sleep(POLL)
+            if decision.state == before:
+                time.sleep(POLL)  # nothing moved: wait; a step that moved is followed at once
+            before = decision.state
 
     def tick(self, environment: str) -> Decision:
         env = self._environment(environment)
