@@ -122,6 +122,9 @@ class RolloutExecutor:
         }
         self._commit_info = commit_info or (lambda _digest: CommitInfo())
         self._tracked: dict[str, _Tracked] = {}
+        # One provider listing per tick and environment (a listing scans /proc);
+        # dropped whenever this executor creates or destroys an instance.
+        self._listing: dict[str, dict[str, list[Instance]]] | None = None
 
     # --- starting ------------------------------------------------------------------------
 
@@ -274,13 +277,17 @@ class RolloutExecutor:
         if state is None:
             raise NotFound(f"{environment} has no rollout", hint=f"run `kiln deploy {environment}`")
         tracked = self._track(environment)
-        state = self._resume_analysis(env, state, tracked)
-        seen = self._observe(env, state, tracked)
-        decision = planner.decide(env, state, seen)
-        if decision.state != state:
-            self._desired.save_rollout(decision.state)  # before acting: crash-safe
-            self._record_transition(env, state, decision)
-        self._apply(env, decision, tracked)
+        self._listing = {}
+        try:
+            state = self._resume_analysis(env, state, tracked)
+            seen = self._observe(env, state, tracked)
+            decision = planner.decide(env, state, seen)
+            if decision.state != state:
+                self._desired.save_rollout(decision.state)  # before acting: crash-safe
+                self._record_transition(env, state, decision)
+            self._apply(env, decision, tracked)
+        finally:
+            self._listing = None
         return decision
 
     def _resume_analysis(
@@ -348,12 +355,16 @@ class RolloutExecutor:
         )
 
     def _instances(self, environment: str) -> dict[str, list[Instance]]:
+        if self._listing is not None and environment in self._listing:
+            return self._listing[environment]
         selector = {SERVICE: self.spec.service, ENVIRONMENT: environment}
         grouped: dict[str, list[Instance]] = {}
         for instance in self._provider.list(selector):
             if instance.state is State.ORPHAN:
                 continue  # never routed to; the reconciler reaps it
             grouped.setdefault(instance.labels.get(RELEASE, ""), []).append(instance)
+        if self._listing is not None:
+            self._listing[environment] = grouped
         return grouped
 
     def _probe(
@@ -426,6 +437,7 @@ class RolloutExecutor:
         release = self._desired.release(release_id)
         if release is None:
             raise NotFound(f"release {release_id} is not known to this controller")
+        self._forget_listing(env.name)
         created = self._provider.create(self._launcher(release), missing)
         results = self._provider.wait_ready(
             [i.id for i in created], timeout=env.health.start_timeout, interval=env.health.interval
@@ -563,6 +575,7 @@ class RolloutExecutor:
         for value in ids:
             instance = by_id.get(value)
             if instance is not None:
+                self._forget_listing(env.name)
                 self._provider.destroy(instance.id, drain_timeout=DRAIN_TIMEOUT)
 
     # --- the ledger ----------------------------------------------------------------------
@@ -668,6 +681,10 @@ class RolloutExecutor:
         return {state.stable: 100 - state.weight, state.candidate: state.weight}
 
     # --- helpers -------------------------------------------------------------------------
+
+    def _forget_listing(self, environment: str) -> None:
+        if self._listing is not None:
+            self._listing.pop(environment, None)
 
     def _track(self, environment: str) -> _Tracked:
         tracked = self._tracked.get(environment)
