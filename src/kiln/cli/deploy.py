@@ -27,8 +27,13 @@ def _client(app: App) -> Any:
     return connect(app.state_dir(), app.settings().get("controller"))
 
 
-def _follow(app: App, client: Any, environment: str, output: str | None) -> int:
-    """Poll the environment until its rollout ends; print each new step once."""
+def _follow(
+    app: App, client: Any, environment: str, output: str | None, wanted: str = "succeeded"
+) -> int:
+    """Poll the environment until its rollout ends; print each new step once.
+
+    Exit 0 when it ended ``wanted``: ``succeeded`` for a deploy or a fast-track
+    rollback, ``rolled-back`` for a rollback that aborted a rollout in progress."""
     seen: tuple[object, ...] = ()
     while True:
         env = client.get(f"/v1/environments/{environment}")
@@ -40,7 +45,7 @@ def _follow(app: App, client: Any, environment: str, output: str | None) -> int:
         if rollout.get("phase") in {"succeeded", "rolled-back"}:
             if output == "json":
                 emit(app, "json", env, lambda: None)
-            return int(ExitCode.OK if rollout["phase"] == "succeeded" else ExitCode.FAILED)
+            return int(ExitCode.OK if rollout["phase"] == wanted else ExitCode.FAILED)
         time.sleep(POLL)
 
 
@@ -130,7 +135,8 @@ def rollback(app: App, environment: str, target: str | None, wait: bool, output:
         if not wait:
             emit(app, output or "text", state, lambda: _started(app, state))
             return int(ExitCode.OK)
-        return _follow(app, client, environment, output)
+        wanted = "succeeded" if state.get("fastTrack") else "rolled-back"
+        return _follow(app, client, environment, output, wanted)
     finally:
         client.close()
 
@@ -143,20 +149,113 @@ def rollback(app: App, environment: str, target: str | None, wait: bool, output:
 def status(app: App, environment: str | None, watch: bool, output: str | None) -> None:
     """What each environment runs: stable release, rollout step, weights, analysis."""
     client = _client(app)
-    try:
-        while True:
-            info = client.get("/v1/status")
-            envs = [e for e in info["environments"] if environment in (None, e["name"])]
-            if environment and not envs:
-                from kiln.errors import NotFound
 
-                raise NotFound(f"no environment {environment!r}")
-            emit(app, output or "text", {"environments": envs}, _table_of(app, envs))
+    def fetch() -> list[dict[str, Any]]:
+        info = client.get("/v1/status")
+        envs = [e for e in info["environments"] if environment in (None, e["name"])]
+        if environment and not envs:
+            from kiln.errors import NotFound
+
+            raise NotFound(f"no environment {environment!r}")
+        return envs
+
+    try:
+        if watch and output != "json" and app.console().is_terminal:
+            _watch_live(app, fetch)
+            return
+        seen: list[str] = []
+        while True:
+            envs = fetch()
+            if watch and output != "json":
+                # Not a terminal: one line per environment each time it changes.
+                lines = [watch_line(env) for env in envs]
+                for line in lines:
+                    if line not in seen:
+                        app.console().print(line)
+                seen = lines
+            else:
+                emit(app, output or "text", {"environments": envs}, _table_of(app, envs))
             if not watch:
                 return
-            time.sleep(1.0)
+            time.sleep(WATCH_EVERY)
     finally:
         client.close()
+
+
+WATCH_EVERY = 0.5
+
+
+def _watch_live(app: App, fetch: Callable[[], list[dict[str, Any]]]) -> None:
+    from rich.live import Live
+
+    with Live(watch_view(fetch()), console=app.console(), refresh_per_second=4) as live:
+        try:
+            while True:
+                time.sleep(WATCH_EVERY)
+                live.update(watch_view(fetch()))
+        except KeyboardInterrupt:
+            return
+
+
+def watch_line(env: dict[str, Any]) -> str:
+    """One plain line: the step, the weights, the analysis figures and the verdict."""
+    rollout = env.get("rollout") or {}
+    if not rollout:
+        stable = (env.get("stable") or {}).get("id", "-")
+        return f"{env['name']}: stable {stable}, no rollout"
+    steps = rollout.get("steps") or []
+    step = rollout.get("step", 0)
+    current = steps[step] if 0 <= step < len(steps) else "done"
+    weight = rollout.get("weight", 0)
+    figures = "; ".join(
+        f"{name} " + " ".join(f"{k}={_num(v)}" for k, v in sorted(values.items()))
+        for name, values in sorted((rollout.get("analysis") or {}).items())
+    )
+    verdict = rollout.get("reason") or env.get("error") or env.get("note") or ""
+    parts = [
+        f"{env['name']}: {rollout.get('phase', '?')}",
+        f"step {min(step + 1, len(steps))}/{len(steps)} {current}",
+        f"new {weight}% / stable {100 - weight}%",
+    ]
+    if figures:
+        parts.append(figures)
+    if verdict:
+        parts.append(verdict)
+    return ", ".join(parts)
+
+
+def _num(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def watch_view(envs: list[dict[str, Any]]) -> Any:
+    """The live display: per environment, the step list (current one marked), the
+    weights, the analysis figures and the verdict."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    parts: list[Any] = []
+    for env in envs:
+        rollout = env.get("rollout") or {}
+        parts.append(Text(watch_line(env), style="bold"))
+        steps = rollout.get("steps") or []
+        step = rollout.get("step", 0)
+        terminal = rollout.get("phase") in {"succeeded", "rolled-back"}
+        for index, name in enumerate(steps):
+            if index < step or (terminal and rollout.get("phase") == "succeeded"):
+                parts.append(Text(f"  ✓ {name}", style="green"))
+            elif index == step and not terminal:
+                parts.append(Text(f"  ▶ {name}", style="reverse"))
+            else:
+                parts.append(Text(f"    {name}", style="dim"))
+        analysis = rollout.get("analysis") or {}
+        if analysis:
+            table = Table("metric", "figures", box=None, padding=(0, 2))
+            for metric, values in sorted(analysis.items()):
+                table.add_row(metric, " ".join(f"{k}={_num(v)}" for k, v in sorted(values.items())))
+            parts.append(table)
+    return Group(*parts)
 
 
 def _table_of(app: App, envs: list[dict[str, Any]]) -> Callable[[], None]:

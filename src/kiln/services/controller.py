@@ -113,7 +113,8 @@ class Controller:
             except KilnError as exc:
                 worker.error = exc.message  # shown by `kiln status`; retried next tick
                 self._stop.wait(1.0)
-            self._stop.wait(POLL)
+            if worker.last is None or worker.last.state == state:
+                self._stop.wait(POLL)  # nothing moved; a step that moved is followed at once
 
     def _heal_tick(self, environment: str, worker: _Worker) -> None:
         """Every ``heal_interval``: scan for drift, record it, heal (where selfHeal)."""

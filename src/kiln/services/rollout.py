@@ -90,6 +90,7 @@ class _Tracked:
     failures: dict[str, int] = field(default_factory=dict)  # instance -> consecutive failed probes
     failed: set[str] = field(default_factory=set)  # reported to the planner, not yet replaced
     session: AnalysisSession | None = None
+    since: float = 0.0  # wall time this process began tracking the environment
 
 
 class RolloutExecutor:
@@ -121,6 +122,9 @@ class RolloutExecutor:
         }
         self._commit_info = commit_info or (lambda _digest: CommitInfo())
         self._tracked: dict[str, _Tracked] = {}
+        # One provider listing per tick and environment (a listing scans /proc);
+        # dropped whenever this executor creates or destroys an instance.
+        self._listing: dict[str, dict[str, list[Instance]]] | None = None
 
     # --- starting ------------------------------------------------------------------------
 
@@ -254,6 +258,7 @@ class RolloutExecutor:
     ) -> RolloutState:
         """Tick until the rollout ends (or ``timeout`` seconds pass); return the last state."""
         deadline = None if timeout is None else self._clock.monotonic() + timeout
+        before = self._desired.rollout(environment)
         while True:
             decision = self.tick(environment)
             if on_decision is not None:
@@ -262,21 +267,59 @@ class RolloutExecutor:
                 return decision.state
             if deadline is not None and self._clock.monotonic() >= deadline:
                 return decision.state
-            time.sleep(POLL)
+            if decision.state == before:
+                time.sleep(POLL)  # nothing moved: wait; a step that moved is followed at once
+            before = decision.state
 
     def tick(self, environment: str) -> Decision:
         env = self._environment(environment)
         state = self._desired.rollout(environment)
         if state is None:
             raise NotFound(f"{environment} has no rollout", hint=f"run `kiln deploy {environment}`")
-        tracked = self._tracked.setdefault(environment, _Tracked())
-        seen = self._observe(env, state, tracked)
-        decision = planner.decide(env, state, seen)
-        if decision.state != state:
-            self._desired.save_rollout(decision.state)  # before acting: crash-safe
-            self._record_transition(env, state, decision)
-        self._apply(env, decision, tracked)
+        tracked = self._track(environment)
+        self._listing = {}
+        try:
+            state = self._resume_analysis(env, state, tracked)
+            seen = self._observe(env, state, tracked)
+            decision = planner.decide(env, state, seen)
+            if decision.state != state:
+                self._desired.save_rollout(decision.state)  # before acting: crash-safe
+                self._record_transition(env, state, decision)
+            self._apply(env, decision, tracked)
+        finally:
+            self._listing = None
         return decision
+
+    def _resume_analysis(
+        self, env: Environment, state: RolloutState, tracked: _Tracked
+    ) -> RolloutState:
+        """An analysis step that began under a controller that died lost its evidence
+        with it: restart the step's window rather than judge on what is left (or on
+        nothing, if the restart took longer than the step)."""
+        if (
+            state.phase is not Phase.STEPPING
+            or state.step_started is None
+            or state.step_started >= tracked.since
+            or (tracked.session is not None and tracked.session.step == state.step)
+        ):
+            return state
+        chosen = FAST_TRACK if state.fast_track else steps_for(env)
+        if state.step >= len(chosen) or not isinstance(chosen[state.step], Analyze):
+            return state
+        resumed = replace(state, step_started=self._wall())
+        self._desired.save_rollout(resumed)
+        self._recorder.record(
+            EventKind.ROLLOUT_STEP,
+            actor=self._actor,
+            environment=env.name,
+            release=state.candidate,
+            details={
+                "deployment": state.deployment,
+                "step": state.step,
+                "note": "resumed after a controller restart: analysis window restarted",
+            },
+        )
+        return resumed
 
     # --- observing -----------------------------------------------------------------------
 
@@ -312,12 +355,16 @@ class RolloutExecutor:
         )
 
     def _instances(self, environment: str) -> dict[str, list[Instance]]:
+        if self._listing is not None and environment in self._listing:
+            return self._listing[environment]
         selector = {SERVICE: self.spec.service, ENVIRONMENT: environment}
         grouped: dict[str, list[Instance]] = {}
         for instance in self._provider.list(selector):
             if instance.state is State.ORPHAN:
                 continue  # never routed to; the reconciler reaps it
             grouped.setdefault(instance.labels.get(RELEASE, ""), []).append(instance)
+        if self._listing is not None:
+            self._listing[environment] = grouped
         return grouped
 
     def _probe(
@@ -426,6 +473,7 @@ class RolloutExecutor:
         release = self._desired.release(release_id)
         if release is None:
             raise NotFound(f"release {release_id} is not known to this controller")
+        self._forget_listing(env.name)
         created = self._provider.create(self._launcher(release), missing)
         results = self._provider.wait_ready(
             [i.id for i in created], timeout=env.health.start_timeout, interval=env.health.interval
@@ -512,7 +560,7 @@ class RolloutExecutor:
     ) -> dict[str, tuple[Backend, ...]]:
         mine = self._instances(env.name)
         out: dict[str, tuple[Backend, ...]] = {}
-        tracked = self._tracked.setdefault(env.name, _Tracked())
+        tracked = self._track(env.name)
         for release in releases:
             ready = [
                 Backend(i.host, i.port)
@@ -565,6 +613,7 @@ class RolloutExecutor:
         for value in ids:
             instance = by_id.get(value)
             if instance is not None:
+                self._forget_listing(env.name)
                 self._provider.destroy(instance.id, drain_timeout=DRAIN_TIMEOUT)
 
     # --- the ledger ----------------------------------------------------------------------
@@ -670,6 +719,16 @@ class RolloutExecutor:
         return {state.stable: 100 - state.weight, state.candidate: state.weight}
 
     # --- helpers -------------------------------------------------------------------------
+
+    def _forget_listing(self, environment: str) -> None:
+        if self._listing is not None:
+            self._listing.pop(environment, None)
+
+    def _track(self, environment: str) -> _Tracked:
+        tracked = self._tracked.get(environment)
+        if tracked is None:
+            tracked = self._tracked[environment] = _Tracked(since=self._wall())
+        return tracked
 
     def _environment(self, name: str) -> Environment:
         try:

@@ -1,0 +1,186 @@
+"""kill -9 of the real controller at every step boundary of a canary, under load.
+
+The controller is the `kiln serve` process the CLI starts on demand, in a git copy
+of examples/hello. While a canary runs, every time the persisted rollout changes
+step or phase the test SIGKILLs the controller and lets the next CLI call start a
+new one. The rollout must resume where it was (same deployment, the step never
+goes backwards), end succeeded, serve every request (no transport error, no
+502/503/504), and leave only the new release's instances, none orphaned.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from kiln.adapters.store.desired import SqliteDesiredState
+from kiln.bootstrap.runtime import provider
+from kiln.cli.main import main
+from kiln.core.runtime.model import ENVIRONMENT, RELEASE, State
+from tests.e2e.test_rollout_executor import Traffic
+
+pytestmark = pytest.mark.e2e
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello"
+
+CANARY = """\
+service: hello
+build:
+  command: ["python", "app.py"]
+  port: 8000
+  requirements: requirements.txt
+environments:
+  - name: prod
+    replicas: 2
+    allowUnsigned: true
+    health: {interval: 50ms, startTimeout: 20s}
+    analysis:
+      metrics:
+        - {name: errors, metric: error-rate, judge: sequential, minSamples: 30}
+    strategy:
+      canary:
+        steps:
+          - setWeight: 50
+          - analysis: {duration: 8s}
+          - setWeight: 100
+"""
+
+
+def git(cwd: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.email=ci@kiln.dev", "-c", "user.name=ci", *args],
+        cwd=cwd, check=True, capture_output=True,
+    )  # fmt: skip
+
+
+def make_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: str) -> Iterator[Path]:
+    """A git copy of examples/hello with ``spec`` as its kiln.yaml; `kiln down` after."""
+    work = tmp_path / "hello"
+    shutil.copytree(EXAMPLE, work)
+    (work / "kiln.yaml").write_text(spec)
+    git(work, "init", "-q")
+    git(work, "add", "-A")
+    git(work, "commit", "-qm", "v1")
+    monkeypatch.chdir(work)
+    try:
+        yield work
+    finally:
+        main(["down"])
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    yield from make_project(tmp_path, monkeypatch, CANARY)
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def build_version(project: Path, capsys: pytest.CaptureFixture[str], version: str) -> str:
+    """Commit a visible change and build it; the digest."""
+    if version != "v1":
+        (project / "app.py").write_text((project / "app.py").read_text() + f"\n# {version}\n")
+        git(project, "commit", "-qam", version)
+    code, out, err = cli(capsys, "build", "-o", "json")
+    assert code == 0, err
+    digest: str = json.loads(out)["digest"]
+    return digest
+
+
+def environment(capsys: pytest.CaptureFixture[str], name: str) -> dict[str, object]:
+    code, out, err = cli(capsys, "status", name, "-o", "json")
+    assert code == 0, err
+    (env,) = json.loads(out)["environments"]
+    assert isinstance(env, dict)
+    return env
+
+
+def router_port(url: object) -> int:
+    port = urlsplit(str(url)).port
+    assert port is not None
+    return port
+
+
+def kill_controller(state_dir: Path) -> int:
+    pid = int(json.loads((state_dir / "run" / "controller.json").read_text())["pid"])
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        time.sleep(0.02)
+    raise AssertionError(f"controller {pid} survived SIGKILL")
+
+
+def test_kill9_at_every_step_boundary_resumes(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state_dir = project / ".kiln"
+    v1 = build_version(project, capsys, "v1")
+    code, _, err = cli(capsys, "deploy", "prod", v1)
+    assert code == 0, err
+    url = environment(capsys, "prod")["url"]
+    v2 = build_version(project, capsys, "v2")
+
+    desired = SqliteDesiredState(state_dir / "state.db")
+    kills: list[tuple[int, str]] = []
+    try:
+        with Traffic(router_port(url)) as traffic:
+            code, _, err = cli(capsys, "deploy", "prod", v2, "--no-wait")
+            assert code == 0, err
+            first = desired.rollout("prod")
+            assert first is not None
+            deployment, seen = first.deployment, (first.step, str(first.phase))
+            # The first boundary: the rollout was just persisted, nothing provisioned yet.
+            kill_controller(state_dir)
+            kills.append(seen)
+            environment(capsys, "prod")  # any CLI call starts a new controller
+            deadline = time.monotonic() + 150
+            while True:
+                assert time.monotonic() < deadline, f"rollout did not finish; kills {kills}"
+                state = desired.rollout("prod")
+                assert state is not None
+                assert state.deployment == deployment, "the rollout restarted from scratch"
+                assert state.step >= seen[0], f"step went back: {seen} -> {state.step}"
+                now = (state.step, str(state.phase))
+                if state.phase.terminal:
+                    break
+                if now != seen:
+                    seen = now
+                    kill_controller(state_dir)
+                    kills.append(now)
+                    environment(capsys, "prod")
+                time.sleep(0.02)
+            time.sleep(0.5)  # traffic keeps flowing on the final table
+        with capsys.disabled():
+            print(f"\nkills at (step, phase): {kills}; ok {traffic.ok}, failed {traffic.failures}")
+        assert str(state.phase) == "succeeded", state.reason
+        assert len(kills) >= 3
+        assert traffic.failures == []
+        assert traffic.server_errors == 0
+        assert traffic.ok > 100
+    finally:
+        desired.close()
+
+    env = environment(capsys, "prod")  # a live controller again: it ran recover()
+    candidate = env["stable"]
+    assert isinstance(candidate, dict)
+    instances = provider("process", state_dir).list({ENVIRONMENT: "prod"})
+    assert [i for i in instances if i.state is State.ORPHAN] == []
+    running = [i for i in instances if i.state is State.RUNNING]
+    assert {i.labels[RELEASE] for i in running} == {candidate["id"]}
+    assert len(running) == 2
