@@ -46,7 +46,7 @@ def broken_links(doc: Path) -> list[str]:
 
 def test_the_parser_finds_relative_links_and_skips_the_rest() -> None:
     text = (
-        "See [a](a.md), [b](docs/b.md#part) and [c](../c.md \"title\").\n"
+        'See [a](a.md), [b](docs/b.md#part) and [c](../c.md "title").\n'
         "[web](https://example.com) [mail](mailto:x@example.com) [top](#top)\n"
         "`[not](code.md)`\n"
         "```sh\n[nor](fenced.md)\n```\n"
