@@ -25,7 +25,7 @@ from kiln.adapters.keys.tokens import read_local_token
 from kiln.bootstrap.detach import spawn_detached
 from kiln.errors import ConfigError, InvalidInput, KilnError, NotFound, Refused, Temporary
 
-START_TIMEOUT = 15.0
+START_TIMEOUT = 60.0  # generous: a loaded 2-core CI box can take 20 s to import and wire
 
 
 def socket_path(state_dir: Path) -> Path:

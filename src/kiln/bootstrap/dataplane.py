@@ -22,7 +22,7 @@ from kiln.errors import ConfigError, Temporary
 from kiln.fsio import write_atomic
 from kiln.ports.traffic import Router
 
-START_TIMEOUT = 15.0
+START_TIMEOUT = 30.0
 
 
 def _run(state_dir: Path) -> Path:
@@ -58,6 +58,28 @@ def _accepts(path: Path) -> bool:
     return True
 
 
+def start_routers(state_dir: Path, envs: list[Environment]) -> None:
+    """Start every environment's router that is not running, all at once, then wait."""
+    missing = [
+        env
+        for env in envs
+        if env.router.kind is RouterKind.EMBEDDED
+        and not _accepts(admin_socket(state_dir, env.name))
+    ]
+    for env in missing:
+        _start(state_dir, env)
+    deadline = time.monotonic() + START_TIMEOUT
+    for env in missing:
+        sock = admin_socket(state_dir, env.name)
+        while not _accepts(sock):
+            if time.monotonic() > deadline:
+                raise Temporary(
+                    f"the router of {env.name} did not start within {START_TIMEOUT:g}s",
+                    hint=f"see {state_dir / 'logs' / f'router-{env.name}.log'}",
+                )
+            time.sleep(0.05)
+
+
 def router_for(state_dir: Path, env: Environment) -> Router:
     """A ``Router`` for the environment, starting its data plane if it is not running."""
     if env.router.kind is not RouterKind.EMBEDDED:
@@ -66,18 +88,8 @@ def router_for(state_dir: Path, env: Environment) -> Router:
             "controller yet",
             hint="use router: {kind: embedded}; the HAProxy adapter is driven by its own tests",
         )
-    sock = admin_socket(state_dir, env.name)
-    if not _accepts(sock):
-        _start(state_dir, env)
-        deadline = time.monotonic() + START_TIMEOUT
-        while not _accepts(sock):
-            if time.monotonic() > deadline:
-                raise Temporary(
-                    f"the router of {env.name} did not start within {START_TIMEOUT:g}s",
-                    hint=f"see {state_dir / 'logs' / f'router-{env.name}.log'}",
-                )
-            time.sleep(0.05)
-    return EmbeddedRouterClient(socket_path=sock)
+    start_routers(state_dir, [env])
+    return EmbeddedRouterClient(socket_path=admin_socket(state_dir, env.name))
 
 
 def _start(state_dir: Path, env: Environment) -> None:

@@ -135,6 +135,7 @@ def controller(
     ledger = ledger_recorder(state_dir)
     launch = launcher(state_dir, spec, desired)
     actor = f"controller:{os.getpid()}"
+    dataplane.start_routers(state_dir, list(spec.environments))
     executors: dict[str, RolloutExecutor] = {}
     providers: dict[str, Provider] = {}
     for env in spec.environments:

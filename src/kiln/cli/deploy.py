@@ -23,6 +23,7 @@ POLL = 0.25
 def _client(app: App) -> Any:
     from kiln.bootstrap.controller import connect
 
+    app.spec()  # a controller serves one service: no kiln.yaml here is an error, not a new one
     return connect(app.state_dir(), app.settings().get("controller"))
 
 

@@ -4,7 +4,7 @@ Commands are registered in ``COMMANDS`` by import path and loaded only when run,
 so ``kiln --help`` stays fast (see ``benchmarks/bench_cli_help.py``). Each area
 keeps its commands in its own module under ``kiln.cli``; adding one is one line here.
 
-Exit codes (documented in docs/cli.md): 0 ok, 1 failed or refused, 2 usage or
+Exit codes (documented in docs/reference/cli.md): 0 ok, 1 failed or refused, 2 usage or
 invalid input, 3 internal error (traceback written under ``.kiln/logs/``).
 """
 

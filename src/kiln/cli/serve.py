@@ -36,7 +36,10 @@ def controller_status(app: App, output: str | None, no_start: bool) -> None:
     """Show the controller's address, version and the environments it leads."""
     from kiln.bootstrap.controller import connect
 
-    client = connect(app.state_dir(), app.settings().get("controller"), start=not no_start)
+    configured = app.settings().get("controller")
+    if not configured:
+        app.spec()  # a local controller serves the kiln.yaml here; none here is an error
+    client = connect(app.state_dir(), configured, start=not no_start)
     try:
         info = client.get("/v1/status")
         who = client.get("/v1/whoami")

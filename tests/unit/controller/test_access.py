@@ -53,24 +53,44 @@ def test_the_token_table_stores_digests_only(tmp_path: Path) -> None:
     assert [t["name"] for t in json.loads(stored)["tokens"]] == ["local-admin", "ci"]
 
 
-def test_every_v1_route_needs_a_token(tmp_path: Path) -> None:
+def test_every_v1_route_checks_who_is_asking(tmp_path: Path) -> None:
+    tokens = TokenTable(
+        [
+            TokenEntry("ci", token_digest("kiln_reader"), Role.READ),
+            TokenEntry("ops", token_digest("kiln_admin"), Role.ADMIN),
+        ]
+    )
     controller = Controller(
         spec=None, leader=FileLeaderLock(tmp_path), clock=SystemClock(), address="test"
     )
-    app = create_app(controller=controller, tokens=TABLE)
-    routes = [r.path for r in app.routes if getattr(r, "path", "").startswith("/v1/")]
-    routes = [p for p in routes if p != "/v1/openapi.json"]
-    assert routes, "no /v1 routes found"
+    app = create_app(controller=controller, tokens=tokens)
+    routes = [
+        (method, r.path.replace("{name}", "dev"))
+        for r in app.routes
+        if getattr(r, "path", "").startswith("/v1/") and r.path != "/v1/openapi.json"
+        for method in sorted(getattr(r, "methods", set()) - {"HEAD"})
+    ]
+    assert len(routes) >= 7, routes
+    mutating = [(m, p) for m, p in routes if m != "GET"]
+    assert mutating, "no mutating routes found"
+
+    def auth(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
 
     async def probe() -> None:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://kiln") as client:
-            for path in routes:
-                assert (await client.get(path)).status_code == 401, path
-                bad = await client.get(path, headers={"Authorization": "Bearer nope"})
+            for method, path in routes:
+                assert (await client.request(method, path)).status_code == 401, path
+                bad = await client.request(method, path, headers=auth("nope"))
                 assert bad.status_code == 401, path
-                ok = await client.get(path, headers={"Authorization": "Bearer kiln_secret"})
-                assert ok.status_code == 200, path
+                reader = await client.request(method, path, headers=auth("kiln_reader"), json={})
+                admin = await client.request(method, path, headers=auth("kiln_admin"), json={})
+                if method == "GET":
+                    assert reader.status_code not in {401, 403}, path
+                else:
+                    assert reader.status_code == 403, path  # reading is not deploying
+                assert admin.status_code not in {401, 403}, path
             assert (await client.get("/healthz")).json() == {"status": "ok"}
 
     asyncio.run(probe())
