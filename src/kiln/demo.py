@@ -157,6 +157,15 @@ def sign(kiln: Kiln, digest: str) -> None:
     kiln("attest", "provenance", digest)
     kiln("attest", "sbom", digest)
     kiln("verify", digest)
+    # The gates of every environment need signed test results of this artifact.
+    kiln("test", "--artifact", digest)
+
+
+def through(kiln: Kiln, digest: str, *environments: str) -> None:
+    """Promotion needs evidence: an artifact enters prod only after it ran in staging."""
+    for env in environments:
+        kiln("deploy", env, digest)
+        print(f"   {env}: 100% on {digest[:19]}…")
 
 
 def _remove(path: Path) -> None:
@@ -191,7 +200,11 @@ def main() -> int:
         )
         kiln("keys", "generate")
         sign(kiln, v1["digest"])
-        expect(True, "provenance (SLSA v1) and SBOM (CycloneDX) signed with Ed25519 and verified")
+        expect(
+            True,
+            "provenance (SLSA v1) and SBOM (CycloneDX) signed with Ed25519 and verified; "
+            "tests run against the artifact, results signed",
+        )
 
         step("2. Promote v1 along dev → staging → prod")
         for env in ("dev", "staging", "prod"):
@@ -210,6 +223,7 @@ def main() -> int:
         git(repo, "commit", "-qam", "hello 2.0.0")
         v2 = build(kiln)
         sign(kiln, v2["digest"])
+        through(kiln, v2["digest"], "dev", "staging")
         kiln("deploy", "prod", v2["digest"], show=True)
         expect(traffic.versions.get("2.0.0", 0) > 0, "prod answers with v2")
 
@@ -218,6 +232,7 @@ def main() -> int:
         git(repo, "commit", "-qam", "hello 3.0.0: a bad change")
         v3 = build(kiln)
         sign(kiln, v3["digest"])
+        through(kiln, v3["digest"], "dev", "staging")
         out = kiln("deploy", "prod", v3["digest"], check=False)
         print("   " + out.strip().replace("\n", "\n   "))
         prod = kiln.json("status", "prod")["environments"][0]

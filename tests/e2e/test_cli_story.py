@@ -71,6 +71,8 @@ def test_build_sign_deploy_and_the_refusals(
     assert run(capsys, "attest", "provenance", v1)[0] == 0
     assert run(capsys, "attest", "sbom", v1)[0] == 0
     assert run(capsys, "verify", v1)[0] == 0
+    # dev's gates are [signed, tests]: signed test results of this artifact are needed.
+    assert run(capsys, "test", "--artifact", v1)[0] == 0
 
     code, _, err = run(capsys, "deploy", "dev", v1)
     assert code == 0, err

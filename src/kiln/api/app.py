@@ -7,7 +7,8 @@ answers only "ok" so supervisors can probe liveness without a credential.
 
 # No `from __future__ import annotations`: FastAPI must evaluate the Annotated
 # dependencies below, which refer to closures.
-from typing import Annotated, Any
+from collections.abc import Mapping
+from typing import Annotated, Any, Protocol
 
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Request, status
 from fastapi.responses import JSONResponse
@@ -32,7 +33,14 @@ def _status_of(exc: KilnError) -> int:
     return 422
 
 
-def create_app(*, controller: Controller, tokens: TokenTable) -> FastAPI:
+class CiHook(Protocol):
+    def verify(self, headers: Mapping[str, str], body: bytes) -> str: ...
+    def trigger(self, source: str, body: bytes) -> dict[str, object]: ...
+
+
+def create_app(
+    *, controller: Controller, tokens: TokenTable, ci_hook: CiHook | None = None
+) -> FastAPI:
     app = FastAPI(
         title="kiln controller",
         version=__version__,
@@ -105,5 +113,18 @@ def create_app(*, controller: Controller, tokens: TokenTable) -> FastAPI:
         to: Annotated[str | None, Body(embed=True)] = None,
     ) -> dict[str, Any]:
         return controller.rollback(name, to=to, actor=identity.name)
+
+    @app.post("/webhooks/ci", status_code=status.HTTP_202_ACCEPTED)
+    async def ci_webhook(request: Request) -> dict[str, object]:
+        # Outside /v1 on purpose: every /v1 route takes a bearer token, while the CI
+        # system proves itself with the body's HMAC signature instead.
+        if ci_hook is None:
+            raise NotFound("this controller has no CI webhook configured")
+        body = await request.body()
+        try:
+            source = ci_hook.verify(dict(request.headers), body)
+        except Refused as exc:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=exc.message) from None
+        return ci_hook.trigger(source, body)
 
     return app

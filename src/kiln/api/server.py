@@ -69,7 +69,12 @@ def serve(
             controller.claim_environments()
 
     threading.Thread(target=keep_claiming, name="leader-claims", daemon=True).start()
-    app = create_app(controller=controller, tokens=tokens)
+    ci_hook = None
+    if spec is not None:
+        from kiln.bootstrap.webhook import CiHook
+
+        ci_hook = CiHook(state_dir, state_dir.parent / "kiln.yaml")
+    app = create_app(controller=controller, tokens=tokens, ci_hook=ci_hook)
     config = uvicorn.Config(app, log_level="warning", lifespan="off", **options)  # type: ignore[arg-type]
     server = uvicorn.Server(config)
     try:

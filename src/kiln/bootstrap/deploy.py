@@ -103,6 +103,14 @@ def admitter(
                 environment=environment,
                 details={"reasons": verdict.reasons},
             )
+        # Promotion: ran healthy in the previous environment, and this one's gates
+        # pass; records the verdicts and raises Refused with every reason if not.
+        # Imported here: the gates (CEL, OSV) need not slow the controller's start.
+        from kiln.bootstrap import pipeline as pipeline_boot
+
+        pipeline_boot.promote(
+            state_dir, spec, state_dir.parent, policy, digest, environment, actor=actor
+        )
 
     return admit
 

@@ -83,18 +83,43 @@ def _progress(app: App, fmt: str) -> Iterator[Listener]:
     type=click.Path(file_okay=False),
     help="Also write a standalone OCI layout to this new directory.",
 )
+@click.option(
+    "--sign",
+    is_flag=True,
+    help="Also sign SLSA provenance of this build and the SBOM of its dependencies.",
+)
+@click.option(
+    "--key", default="default", show_default=True, help="Signing key for --sign (`kiln keys`)."
+)
 @output_option
 @click.pass_obj
-def build(app: App, allow_dirty: bool, export_dir: str | None, output: str | None) -> None:
+def build(
+    app: App,
+    allow_dirty: bool,
+    export_dir: str | None,
+    sign: bool,
+    key: str,
+    output: str | None,
+) -> None:
     """Build the spec's service into an OCI image in the local store.
 
     Deterministic: the same commit gives the same digest on any machine.
+    With --sign, the build's provenance and SBOM are signed and stored too
+    (one CI step); the image bytes are the same either way.
     """
     from kiln.bootstrap.artifacts import builder
+    from kiln.ports.clock import SystemClock
     from kiln.services.build import run_build
 
     fmt = output_format(app, output)
     spec = app.spec()
+    signer: Any = None
+    if sign:
+        from kiln.bootstrap import trust
+        from kiln.services.attest import check_key_name
+
+        signer = trust.signer(app.state_dir(), check_key_name(key))  # fail before building
+    started = SystemClock().now()
     with _progress(app, fmt) as listen:
         made = builder(app.state_dir(), on_event=listen)
         result = run_build(
@@ -105,7 +130,15 @@ def build(app: App, allow_dirty: bool, export_dir: str | None, output: str | Non
             actor=_actor(),
             spec_file=app.spec_file,
         )
+    finished = SystemClock().now()
     data = result.to_json()
+    signed: list[Any] = []
+    if sign:
+        signed = _sign_build(app, made.store, result, signer, started, finished)
+        data["attestations"] = [
+            {"attestation": r.digest, "predicateType": r.predicate_type, "keyId": r.key_id}
+            for r in signed
+        ]
     if export_dir:
         from kiln.services.artifacts import export_layout
 
@@ -125,8 +158,46 @@ def build(app: App, allow_dirty: bool, export_dir: str | None, output: str | Non
             console.print("  [yellow]dirty[/]: built from uncommitted changes (recorded)")
         if export_dir:
             console.print(f"  exported to {export_dir}")
+        for item in signed:
+            console.print(f"  signed  {item.predicate_type} → {item.digest}")
 
     emit(app, fmt, data, human)
+
+
+def _sign_build(
+    app: App, store: Any, result: Any, signer: Any, started: Any, finished: Any
+) -> list[Any]:
+    """Provenance and SBOM of the build just made, from its own facts."""
+    from kiln.bootstrap import trust
+    from kiln.services.attest import actor_from, attest_build, build_facts, build_source
+
+    state = app.state_dir()
+    spec = app.spec()
+    inputs = result.inputs
+    locks = [app.spec_dir / spec.build.requirements] if spec.build.requirements else []
+    facts = build_facts(
+        subject_name=spec.service,
+        subject=result.digest,
+        spec_path=app.spec_file.name,
+        lock_files=locks,
+        env=os.environ,
+        started_on=started,
+        finished_on=finished,
+        source=build_source(inputs.revision, inputs.remote, inputs.dirty, app.spec_dir),
+    )
+    requirements = (locks[0].read_text(encoding="utf-8"), str(locks[0])) if locks else None
+    return list(
+        attest_build(
+            facts=facts,
+            artifacts=store,
+            requirements=requirements,
+            env=os.environ,
+            signer=signer,
+            store=trust.attestation_store(state),
+            recorder=trust.recorder(state),
+            actor=actor_from(os.environ),
+        )
+    )
 
 
 @click.command()
@@ -401,18 +472,27 @@ def push(
 ) -> None:
     """Push an artifact by digest, then its tags (which never move), to a registry."""
     from kiln.bootstrap.artifacts import registry as connect
+    from kiln.bootstrap.trust import attestation_store
     from kiln.services.artifacts import push as upload
 
     fmt = output_format(app, output)
     client = connect(registry, insecure=insecure)
     with contextlib.closing(client), _progress(app, fmt) as listen:
-        report = upload(_store(app), client, ref, repository=repository, on_event=listen)
+        report = upload(
+            _store(app),
+            client,
+            ref,
+            repository=repository,
+            on_event=listen,
+            attestations=attestation_store(app.state_dir()),
+        )
 
     def human() -> None:
         app.console().print(
             f"pushed {report.digest} to {report.repository}: {report.sent} blobs sent, "
             f"{report.skipped} already there; tags {', '.join(report.tags) or '(none)'}"
         )
+        _attestation_line(app, report.attestations)
 
     emit(app, fmt, report.to_json(), human)
 
@@ -426,6 +506,7 @@ def push(
 def pull(app: App, reference: str, registry: str, insecure: bool, output: str | None) -> None:
     """Pull REPOSITORY:TAG or REPOSITORY@sha256:… into the local store, verifying every blob."""
     from kiln.bootstrap.artifacts import registry as connect
+    from kiln.bootstrap.trust import attestation_store
     from kiln.errors import UsageError
     from kiln.ports.clock import SystemClock
     from kiln.services.artifacts import pull as download
@@ -442,15 +523,30 @@ def pull(app: App, reference: str, registry: str, insecure: bool, output: str | 
     client = connect(registry, insecure=insecure)
     with contextlib.closing(client), _progress(app, fmt) as listen:
         report = download(
-            _store(app), client, repository, ref, clock=SystemClock(), on_event=listen
+            _store(app),
+            client,
+            repository,
+            ref,
+            clock=SystemClock(),
+            on_event=listen,
+            attestations=attestation_store(app.state_dir()),
         )
 
     def human() -> None:
         app.console().print(
             f"pulled {report.digest}: {report.sent} blobs fetched, {report.skipped} already here"
         )
+        _attestation_line(app, report.attestations)
 
     emit(app, fmt, report.to_json(), human)
+
+
+def _attestation_line(app: App, report: Any) -> None:
+    if report is not None:
+        app.console().print(
+            f"attestations: {report.transferred} transferred, {report.already} already there "
+            f"(via {report.via})"
+        )
 
 
 artifacts.add_command(push)

@@ -1,7 +1,7 @@
 """``kiln attest``: sign statements about an artifact, and show the ones it has.
 
 kiln attest provenance DIGEST   SLSA v1 provenance of the build
-kiln attest sbom DIGEST         CycloneDX SBOM of the pinned requirements
+kiln attest sbom DIGEST         CycloneDX SBOM of the dependency layer, with licenses
 kiln attest approve DIGEST      an approval to enter an environment
 kiln attest predicate DIGEST    any other predicate (test results, verdicts) from JSON
 kiln attest show DIGEST         every attestation of the artifact
@@ -179,25 +179,35 @@ def sbom(
     key: str,
     output: str | None,
 ) -> None:
-    """Sign a CycloneDX SBOM of the pinned dependencies for the artifact DIGEST."""
-    from kiln.core.attest.sbom import parse_pinned_requirements
+    """Sign a CycloneDX SBOM of the artifact DIGEST's dependency layer.
+
+    Components and licenses come from the installed packages' metadata when the
+    artifact is in the local store; the pinned requirements add their hashes
+    (and are the only source, without licenses, for an artifact not stored here).
+    """
+    from kiln.bootstrap.artifacts import store
     from kiln.errors import InvalidInput, NotFound
-    from kiln.services.attest import sbom_for
+    from kiln.services.attest import artifact_sbom
 
     subject = _digest(digest)
     path = Path(requirements) if requirements else None
     if path is None and app.spec_file.exists() and app.spec().build.requirements:
         path = app.spec_dir / str(app.spec().build.requirements)
-    if path is None:
-        raise InvalidInput("no requirements file", hint="pass --requirements FILE")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise NotFound(f"{path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"cannot read {path}: {exc}") from None
-    deps = parse_pinned_requirements(text, source=str(path))
-    stmt = sbom_for(_subject_name(app, name), subject, deps, timestamp=_when(None, "now"))
+    pinned = None
+    if path is not None:
+        try:
+            pinned = (path.read_text(encoding="utf-8"), str(path))
+        except FileNotFoundError:
+            raise NotFound(f"{path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"cannot read {path}: {exc}") from None
+    stmt = artifact_sbom(
+        _subject_name(app, name),
+        subject,
+        artifacts=store(app.state_dir()),
+        requirements=pinned,
+        timestamp=_when(None, "now"),
+    )
     _report(app, output, _sign_and_store(app, stmt, key))
 
 

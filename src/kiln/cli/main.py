@@ -73,6 +73,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gate": ("kiln.cli.gates:gate", "Evaluate an environment's gates; exit 1 if any blocks."),
     "policy": ("kiln.cli.gates:policy", "Check the spec's policies: rules, licenses, OSV data."),
     "perf": ("kiln.cli.gates:perf", "Load-test a release against the last good one, side by side."),
+    # pipeline
+    "test": ("kiln.cli.pipeline:test", "Run the spec's tests against the artifact; sign results."),
+    "approve": ("kiln.cli.pipeline:approve", "Sign a manual approval of an artifact for an env."),
+    "pipeline": ("kiln.cli.pipeline:pipeline", "Run build → test → gates → deploy along the path."),
 }
 
 

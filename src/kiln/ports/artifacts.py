@@ -140,6 +140,22 @@ class Registry(Protocol):
 
     def resolve_tag(self, repository: str, tag: str) -> Digest | None: ...
 
+    def referrers(self, repository: str, subject: Digest) -> bytes | None:
+        """The referrers API's index for ``subject``, or ``None`` if the registry lacks it."""
+        ...
+
+    def replace_tag(
+        self,
+        repository: str,
+        tag: str,
+        data: bytes,
+        media_type: str,
+        *,
+        expected: Digest | None,
+    ) -> Digest:
+        """Move ``tag`` to ``data`` if it still names ``expected``; only for referrer indexes."""
+        ...
+
     def close(self) -> None:
         """Release connections."""
         ...

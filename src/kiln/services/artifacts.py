@@ -38,12 +38,15 @@ from kiln.core.artifacts.oci import (
 from kiln.core.artifacts.progress import Listener, StepAdvanced, StepFinished, StepStarted, ignore
 from kiln.core.artifacts.tags import Tag, is_tag, parse_tag
 from kiln.core.artifacts.tree import TreeDiff
+from kiln.core.attest.referrers import Descriptor as ReferrerSubject
 from kiln.core.digest import Digest, digest_bytes, hex_of, is_digest
 from kiln.core.ledger.kinds import EventKind
 from kiln.errors import InvalidInput, NotFound, Refused
 from kiln.ports.artifacts import ArtifactStore, BlobInfo, Registry, Revocation, TagRecord
+from kiln.ports.attestations import AttestationStore
 from kiln.ports.clock import Clock
 from kiln.ports.ledger import Recorder
+from kiln.services.attest import ReferrerReport, pull_attestations, push_attestations
 
 _READ = 1 << 20
 MOUNT_POINTS = ("dev", "proc", "tmp")
@@ -406,6 +409,7 @@ class TransferReport:
     skipped: int
     bytes: int
     tags: tuple[str, ...] = field(default_factory=tuple)
+    attestations: ReferrerReport | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -415,6 +419,7 @@ class TransferReport:
             "blobsAlreadyThere": self.skipped,
             "bytes": self.bytes,
             "tags": list(self.tags),
+            "attestations": None if self.attestations is None else self.attestations.to_json(),
         }
 
 
@@ -425,8 +430,13 @@ def push(
     *,
     repository: str | None = None,
     on_event: Listener = ignore,
+    attestations: AttestationStore | None = None,
 ) -> TransferReport:
-    """Upload an artifact by digest, then each of its local tags (which never move)."""
+    """Upload an artifact by digest, then each of its local tags (which never move).
+
+    With ``attestations``, every stored attestation of the artifact follows as an
+    OCI referrer (``kiln.services.attest.push_attestations``).
+    """
     digest = resolve_ref(store, ref)
     manifest = ensure_deployable(store, digest)
     labels = config_labels(load_config(store, manifest))
@@ -449,7 +459,11 @@ def push(
     tags = tuple(r.tag.name for r in store.tags() if r.digest == digest)
     for name in tags:
         registry.put_manifest(repo, name, data, MEDIA_MANIFEST)
-    return TransferReport(digest, repo, sent, skipped, moved, tags)
+    referred = None
+    if attestations is not None:
+        subject = ReferrerSubject(MEDIA_MANIFEST, digest, len(data))
+        referred = push_attestations(attestations, registry, repo, subject)
+    return TransferReport(digest, repo, sent, skipped, moved, tags, referred)
 
 
 def _progress(stream: IO[bytes], step: str, on_event: Listener) -> Iterator[bytes]:
@@ -468,8 +482,13 @@ def pull(
     *,
     clock: Clock,
     on_event: Listener = ignore,
+    attestations: AttestationStore | None = None,
 ) -> TransferReport:
-    """Download an artifact into the store; every blob is verified before it is kept."""
+    """Download an artifact into the store; every blob is verified before it is kept.
+
+    With ``attestations``, the artifact's referrers are fetched into that store
+    too, each checked (``kiln.services.attest.pull_attestations``).
+    """
     data, media = registry.get_manifest(repository, reference)
     if media != MEDIA_MANIFEST:
         raise InvalidInput(
@@ -503,4 +522,7 @@ def pull(
         tag = Tag(service, reference)
         store.tag(parse_tag(str(tag)), digest, created=now)
         tags = (str(tag),)
-    return TransferReport(digest, repository, sent, skipped, moved, tags)
+    referred = None
+    if attestations is not None:
+        referred = pull_attestations(attestations, registry, repository, digest)
+    return TransferReport(digest, repository, sent, skipped, moved, tags, referred)

@@ -8,16 +8,22 @@ recorded in the ledger when a ``Recorder`` is given.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import subprocess
+import tarfile
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from packaging.utils import canonicalize_name
+
+from kiln.core.artifacts.oci import ANN_LAYER_ROLE, parse_manifest
 from kiln.core.attest.dsse import INTOTO_PAYLOAD_TYPE, Envelope, parse_envelope
+from kiln.core.attest.licenses import parse_metadata
 from kiln.core.attest.policy import parse_public_pem
 from kiln.core.attest.predicates import Approval, predicate_uri, short_name, summarize
 from kiln.core.attest.provenance import (
@@ -27,13 +33,25 @@ from kiln.core.attest.provenance import (
     ci_run,
     provenance,
 )
-from kiln.core.attest.sbom import Dependency, sbom_statement
+from kiln.core.attest.referrers import (
+    DSSE_ENVELOPE,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Descriptor,
+    add_to_referrers_index,
+    attestation_manifest,
+    envelope_layer,
+    referrers_in,
+    referrers_tag,
+)
+from kiln.core.attest.sbom import Dependency, parse_pinned_requirements, sbom_statement
 from kiln.core.attest.statement import Statement, parse_statement, statement
 from kiln.core.digest import Digest, digest_bytes
 from kiln.core.keys import key_id
 from kiln.core.ledger.kinds import EventKind
-from kiln.errors import InvalidInput, NotFound
-from kiln.ports.attestations import AttestationStore
+from kiln.errors import IntegrityError, InvalidInput, NotFound
+from kiln.ports.artifacts import ArtifactStore, BlobInfo, Registry
+from kiln.ports.attestations import AttestationStore, StoredEnvelope
 from kiln.ports.keys import Signer
 from kiln.ports.ledger import Recorder
 
@@ -298,3 +316,268 @@ def actor_from(env: Mapping[str, str]) -> str:
         if env.get(name):
             return env[name]
     return "unknown"
+
+
+# -- registry referrers -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReferrerReport:
+    """What moved between the attestation store and a registry for one subject."""
+
+    transferred: int
+    already: int
+    via: str  # "referrers-api" or "tag-schema"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"transferred": self.transferred, "alreadyThere": self.already, "via": self.via}
+
+
+def _checked_envelope(item: StoredEnvelope) -> Statement:
+    if digest_bytes(item.raw) != item.digest:
+        raise IntegrityError(f"stored attestation {item.digest} does not match its digest")
+    return parse_statement(parse_envelope(item.raw).payload)
+
+
+def push_attestations(
+    store: AttestationStore,
+    registry: Registry,
+    repository: str,
+    subject: Descriptor,
+) -> ReferrerReport:
+    """Push every stored attestation of ``subject`` as an OCI referrer (docs/attestations.md).
+
+    Each envelope becomes an artifact manifest whose ``subject`` is the image
+    manifest. A registry with the referrers API indexes those itself; for one
+    without it, the referrers tag schema's index (``sha256-<hex>``) is fetched,
+    extended with each new descriptor once, and pushed back.
+    """
+    made = []
+    for item in store.for_subject(subject.digest):
+        stmt = _checked_envelope(item)
+        made.append(attestation_manifest(subject, item.raw, stmt.predicate_type))
+    sent = already = 0
+    for art in made:
+        if registry.resolve_tag(repository, art.descriptor.digest) is not None:
+            already += 1  # a manifest the registry holds has its blobs there too
+            continue
+        for blob, data in art.blobs.items():
+            if not registry.has_blob(repository, blob):
+                registry.push_blob(repository, BlobInfo(blob, len(data)), iter([data]))
+        registry.put_manifest(repository, art.descriptor.digest, art.manifest, OCI_MANIFEST)
+        sent += 1
+    if registry.referrers(repository, subject.digest) is not None:
+        return ReferrerReport(sent, already, "referrers-api")
+    if not made:
+        return ReferrerReport(0, 0, "tag-schema")
+    tag = referrers_tag(subject.digest)
+    current = registry.resolve_tag(repository, tag)
+    index = registry.get_manifest(repository, current)[0] if current is not None else None
+    updated = index
+    for art in made:
+        updated = add_to_referrers_index(updated, art.descriptor) or updated
+    if updated is not None and updated != index:
+        registry.replace_tag(repository, tag, updated, OCI_INDEX, expected=current)
+    return ReferrerReport(sent, already, "tag-schema")
+
+
+def pull_attestations(
+    store: AttestationStore,
+    registry: Registry,
+    repository: str,
+    subject: Digest,
+) -> ReferrerReport:
+    """Fetch the attestations of ``subject`` from the registry into ``store``.
+
+    The referrers list (API or tag) only says where to look: every manifest is
+    fetched by digest and checked, it must name ``subject``, the envelope's bytes
+    must hash to its descriptor, and its statement must be about ``subject``.
+    Anything else refuses the whole pull before one envelope is stored.
+    Signatures are *not* judged here: ``kiln verify`` does that with the policy.
+    """
+    listing = registry.referrers(repository, subject)
+    via = "referrers-api"
+    if listing is None:
+        via = "tag-schema"
+        current = registry.resolve_tag(repository, referrers_tag(subject))
+        listing = registry.get_manifest(repository, current)[0] if current is not None else None
+    if listing is None:
+        return ReferrerReport(0, 0, via)
+    envelopes: list[tuple[bytes, list[Digest]]] = []
+    for desc in referrers_in(listing, artifact_type=DSSE_ENVELOPE):
+        manifest, _ = registry.get_manifest(repository, desc.digest)  # checked against digest
+        try:
+            layer = envelope_layer(manifest, subject)
+            raw = _fetch_blob(registry, repository, layer.digest, layer.size)
+            stmt = parse_statement(parse_envelope(raw).payload)
+        except InvalidInput as exc:
+            raise IntegrityError(f"referrer {desc.digest}: {exc.message}") from None
+        if not stmt.about(subject):
+            raise IntegrityError(f"referrer {desc.digest} holds a statement about another subject")
+        envelopes.append((raw, stmt.subject_digests()))
+    have = {item.digest for item in store.for_subject(subject)}
+    fetched = already = 0
+    for raw, subjects in envelopes:
+        if store.put(raw, subjects) in have:
+            already += 1
+        else:
+            fetched += 1
+    return ReferrerReport(fetched, already, via)
+
+
+def _fetch_blob(registry: Registry, repository: str, digest: Digest, size: int) -> bytes:
+    buffer = bytearray()
+    with registry.pull_blob(repository, digest) as chunks:
+        for chunk in chunks:
+            buffer += chunk
+            if len(buffer) > size:
+                raise IntegrityError(f"referrer blob {digest} is longer than its descriptor says")
+    data = bytes(buffer)
+    if len(data) != size or digest_bytes(data) != digest:
+        raise IntegrityError(
+            f"referrer blob {digest} does not match its digest",
+            hint="the registry's copy was changed; it is not stored",
+        )
+    return data
+
+
+# -- SBOM from the dependency layer -------------------------------------------------------------
+
+DEPS_ROLE = "deps"
+_METADATA = re.compile(r"^(?:\./)?deps/[^/]+\.dist-info/METADATA$")
+_MAX_METADATA = 1 << 20
+
+
+class _HashingReader:
+    """Reads a blob stream for tarfile and checks its digest once it is drained."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._hasher = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self._hasher.update(data)
+        return data
+
+    def finish(self, expected: Digest) -> None:
+        while chunk := self._stream.read(1 << 20):
+            self._hasher.update(chunk)
+        if f"sha256:{self._hasher.hexdigest()}" != expected:
+            raise IntegrityError(f"layer {expected} does not match its digest")
+
+
+def layer_dependencies(artifacts: ArtifactStore, subject: Digest) -> list[Dependency]:
+    """Each installed distribution of the artifact's dependency layer, with its license.
+
+    Read from the ``deps/*.dist-info/METADATA`` files of the layer blob in the
+    store (the layer's digest is checked as it streams); an artifact without a
+    dependency layer has none.
+    """
+    manifest = parse_manifest(artifacts.read_blob(subject), digest=subject)
+    found: list[Dependency] = []
+    for layer in manifest.layers:
+        if layer.annotations.get(ANN_LAYER_ROLE) != DEPS_ROLE:
+            continue
+        with artifacts.open_blob(layer.digest) as stream:
+            reader = _HashingReader(stream)
+            try:
+                with tarfile.open(fileobj=reader, mode="r|*") as tar:  # type: ignore[call-overload]
+                    for member in tar:
+                        if not (member.isfile() and _METADATA.match(member.name)):
+                            continue
+                        if member.size > _MAX_METADATA:
+                            raise IntegrityError(f"{member.name} is implausibly large")
+                        handle = tar.extractfile(member)
+                        text = handle.read().decode("utf-8", "replace") if handle else ""
+                        dep = parse_metadata(text)
+                        if dep is not None:
+                            found.append(dep)
+            except tarfile.TarError as exc:
+                raise IntegrityError(f"layer {layer.digest} is not a readable tar: {exc}") from None
+            reader.finish(layer.digest)
+    return found
+
+
+def with_hashes(deps: Sequence[Dependency], pinned: Sequence[Dependency]) -> list[Dependency]:
+    """``deps`` with the lock file's hashes of the same name and version added."""
+    hashes = {(canonicalize_name(p.name), p.version): p.hashes for p in pinned}
+    return [
+        replace(d, hashes=hashes.get((canonicalize_name(d.name), d.version), d.hashes))
+        for d in deps
+    ]
+
+
+def artifact_sbom(
+    subject_name: str,
+    subject: Digest,
+    *,
+    artifacts: ArtifactStore,
+    requirements: tuple[str, str] | None,
+    timestamp: datetime,
+) -> Statement:
+    """The SBOM statement of ``subject``: its dependency layer, or else the pinned lock.
+
+    When the artifact is in the local store, its components (with licenses) come
+    from the dependency layer, and ``requirements`` (``(text, source)``) only adds
+    the lock's hashes. Otherwise the lock alone lists them, without licenses.
+    """
+    pinned = (
+        parse_pinned_requirements(requirements[0], source=requirements[1]) if requirements else []
+    )
+    if artifacts.has_blob(subject):
+        deps = with_hashes(layer_dependencies(artifacts, subject), pinned)
+    elif requirements is not None:
+        deps = pinned
+    else:
+        raise NotFound(
+            f"{subject} is not in the local store and no requirements file was given",
+            hint="build or pull the artifact first, or pass --requirements FILE",
+        )
+    return sbom_statement(subject_name, subject, deps, timestamp=timestamp)
+
+
+# -- one step for CI: provenance and SBOM of a build just made ----------------------------------
+
+
+def build_source(
+    revision: str | None, remote: str | None, dirty: bool, directory: Path
+) -> SourceInfo | None:
+    """The source of a build from its recorded inputs (``None`` outside git)."""
+    if not revision:
+        return None
+    return SourceInfo(f"git+{remote or directory.resolve().as_uri()}", revision, dirty)
+
+
+def attest_build(
+    *,
+    facts: BuildFacts,
+    artifacts: ArtifactStore,
+    requirements: tuple[str, str] | None,
+    env: Mapping[str, str],
+    signer: Signer,
+    store: AttestationStore,
+    recorder: Recorder | None = None,
+    actor: str = "kiln",
+) -> tuple[AttestResult, AttestResult]:
+    """Sign the provenance of a finished build and the SBOM of its dependency layer.
+
+    ``kiln build --sign``: the facts are the build's own (lock-file digests,
+    start and finish, the dirty flag), so CI needs a single step. The SBOM's
+    timestamp is the build's finish, not the time of signing.
+    """
+    prov = attest(
+        provenance_statement(facts, env),
+        signer=signer,
+        store=store,
+        recorder=recorder,
+        actor=actor,
+    )
+    bom = artifact_sbom(
+        facts.subject_name,
+        facts.subject_digest,
+        artifacts=artifacts,
+        requirements=requirements,
+        timestamp=facts.finished_on,
+    )
+    return prov, attest(bom, signer=signer, store=store, recorder=recorder, actor=actor)

@@ -333,6 +333,57 @@ class RegistryClient:
         media = response.headers.get("Content-Type", MEDIA_MANIFEST).split(";")[0].strip()
         return data, media
 
+    # --- referrers (distribution spec v1.1) ------------------------------------------
+
+    def referrers(self, repository: str, subject: Digest) -> bytes | None:
+        """The referrers API's image index for ``subject``; ``None`` when unsupported.
+
+        A registry without the API answers 404 (Debian's docker-registry 2.8 does),
+        or something other than an OCI image index: both mean "use the tag schema".
+        """
+        response = self._send(
+            "GET",
+            self._url(repository, "referrers", subject),
+            what=f"referrers of {subject}",
+            ok=(200, 404, 405),
+            headers={"Accept": MEDIA_INDEX},
+        )
+        media = response.headers.get("Content-Type", "").split(";")[0].strip()
+        if response.status_code != 200 or media != MEDIA_INDEX:
+            return None
+        return response.content
+
+    def replace_tag(
+        self,
+        repository: str,
+        tag: str,
+        data: bytes,
+        media_type: str,
+        *,
+        expected: Digest | None,
+    ) -> Digest:
+        """Move ``tag`` to ``data`` only if it still points at ``expected`` (None: absent).
+
+        For the referrers tag schema's index, the one tag kiln moves. The check
+        and the put are two requests: two pushers racing can lose an entry, which
+        the next push of that attestation adds again.
+        """
+        digest = digest_bytes(data)
+        current = self.resolve_tag(repository, tag)
+        if current == digest:
+            return digest
+        if current != expected:
+            raise Temporary(f"tag {repository}:{tag} changed while kiln updated it", delay=1.0)
+        self._send(
+            "PUT",
+            self._url(repository, "manifests", tag),
+            what=f"upload of index {digest} under {tag}",
+            ok=(201,),
+            headers={"Content-Type": media_type},
+            content=data,
+        )
+        return digest
+
 
 def _rechunk(chunks: Iterator[bytes], size: int) -> Iterator[bytes]:
     buffer = bytearray()

@@ -50,6 +50,7 @@ OCI_EMPTY = "application/vnd.oci.empty.v1+json"
 DSSE_ENVELOPE = "application/vnd.dsse.envelope.v1+json"
 PREDICATE_ANNOTATION = "in-toto.io/predicate-type"
 EMPTY_CONFIG = b"{}"
+MAX_ENVELOPE = 16 << 20  # an attestation larger than this is refused before download
 
 _TAG = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
 
@@ -194,3 +195,33 @@ def referrers_in(index: bytes, *, artifact_type: str | None = None) -> list[Desc
             )
         )
     return found
+
+
+def envelope_layer(manifest: bytes, subject: Digest) -> Descriptor:
+    """The DSSE envelope descriptor of a referrer manifest that attests ``subject``.
+
+    Everything fetched from a registry is untrusted: the manifest must be an OCI
+    image manifest whose ``subject`` is exactly ``subject`` and whose single layer
+    is a DSSE envelope with a valid digest; otherwise it is refused.
+    """
+    try:
+        doc = loads_strict(manifest)
+    except ValueError as exc:
+        raise InvalidInput(f"a referrer manifest is invalid JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("mediaType") != OCI_MANIFEST:
+        raise InvalidInput("a referrer is not an OCI image manifest")
+    about = doc.get("subject")
+    if not isinstance(about, dict) or about.get("digest") != subject:
+        raise InvalidInput(f"a referrer manifest does not name {subject} as its subject")
+    layers = doc.get("layers")
+    if not isinstance(layers, list) or len(layers) != 1 or not isinstance(layers[0], dict):
+        raise InvalidInput("a referrer manifest must hold exactly one layer")
+    layer = layers[0]
+    digest, size = layer.get("digest"), layer.get("size")
+    if layer.get("mediaType") != DSSE_ENVELOPE:
+        raise InvalidInput(f"a referrer layer is a {layer.get('mediaType')!r}, not a DSSE envelope")
+    if not (isinstance(digest, str) and is_digest(digest)) or not isinstance(size, int):
+        raise InvalidInput("a referrer layer has no valid digest and size")
+    if size < 0 or size > MAX_ENVELOPE:
+        raise InvalidInput(f"a referrer envelope of {size} bytes is out of bounds")
+    return Descriptor(DSSE_ENVELOPE, Digest(digest), size)
