@@ -44,6 +44,7 @@ environments:
   - name: prod
     replicas: 2
     allowUnsigned: true
+    gates: [naming]  # this story is about rollouts; the pipeline's gates have their own tests
     health: {interval: 50ms, startTimeout: 20s}
     strategy:
       blueGreen: {autoPromotionSeconds: null, bake: 30s}

