@@ -5,6 +5,7 @@ through the real controller, routers and instances; then the CI webhook.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,6 +78,19 @@ def test_the_happy_path_reaches_prod_and_the_webhook_checks_signatures(
         assert good.json()["revision"] == head
         assert Path(good.json()["record"]).parent == logs
     assert b"s3cret" not in good.content
+    # The triggered run is detached: let it finish before teardown, or it would start
+    # the controller again after `kiln down` and outlive the test.
+    record = Path(good.json()["record"])
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        try:
+            if "status" in json.loads(record.read_text()):
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"the triggered pipeline run did not finish: {record}")
 
 
 def _head(root: Path) -> str:

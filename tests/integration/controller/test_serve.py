@@ -55,7 +55,7 @@ def test_first_command_starts_a_local_controller_on_a_0600_socket(
         assert stat.S_IMODE(sock.stat().st_mode) == 0o600
         assert stat.S_IMODE((project / ".kiln").stat().st_mode) == 0o700
     finally:
-        main(["controller", "stop"])
+        main(["down"])  # the controller, and the routers it started
 
 
 def test_leadership_passes_on_when_the_controller_is_killed(
@@ -81,6 +81,6 @@ def test_leadership_passes_on_when_the_controller_is_killed(
         # so the freshly started third one leads nothing.
         assert leaders == [False, False, False]
     finally:
-        main(["controller", "stop"])
+        main(["down"])  # the controller, and the routers it started
         second.send_signal(signal.SIGTERM)
         second.wait(timeout=10)
