@@ -12,18 +12,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 
 import psycopg
 
 from kiln.adapters.store.migrations import (
     APPEND_ONLY_MESSAGE,
-    COMPONENT,
     POSTGRES,
-    SCHEMA_VERSION_TABLE,
 )
 from kiln.adapters.store.sqlbase import Cursor, SqlLedger
-from kiln.core.ledger.merkle import EMPTY_ROOT
 from kiln.errors import ConfigError, Refused, Temporary
 from kiln.ports.clock import Clock, SystemClock
 
@@ -52,33 +48,10 @@ class PostgresLedger(SqlLedger):
         self._migrate()
 
     def _migrate(self) -> None:
-        with self._write() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-            cur.execute(SCHEMA_VERSION_TABLE)
-            cur.execute(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_version WHERE component = %s",
-                (COMPONENT,),
-            )
-            current = int(cur.fetchone()[0])
-            for version, statements in POSTGRES:
-                if version <= current:
-                    continue
-                for statement in statements:
-                    cur.execute(statement)
-                if version == 1:
-                    cur.execute(
-                        "INSERT INTO ledger_meta (key, value) VALUES ('log_id', %s)",
-                        (self.new_log_id(),),
-                    )
-                    cur.execute(
-                        "INSERT INTO ledger_head (id, size, root, frontier) VALUES (1, 0, %s, %s)",
-                        (EMPTY_ROOT, b""),
-                    )
-                cur.execute(
-                    "INSERT INTO schema_version (component, version, applied_at)"
-                    " VALUES (%s, %s, %s)",
-                    (COMPONENT, version, datetime.now(UTC).isoformat()),
-                )
+        self._apply_migrations(POSTGRES)
+
+    def _lock_migrations(self, cur: Cursor) -> None:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
 
     @contextmanager
     def _write(self) -> Iterator[Cursor]:

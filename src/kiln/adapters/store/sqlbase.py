@@ -22,14 +22,15 @@ import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Protocol
 
+from kiln.adapters.store.migrations import COMPONENT, SCHEMA_VERSION_TABLE
 from kiln.core.ledger.checkpoint import Checkpoint
 from kiln.core.ledger.events import Event, EventDraft, decode, encode_draft, format_time
 from kiln.core.ledger.kinds import EventKind
-from kiln.core.ledger.merkle import HASH_SIZE, Frontier, leaf_hash
+from kiln.core.ledger.merkle import EMPTY_ROOT, HASH_SIZE, Frontier, leaf_hash
 from kiln.core.ledger.verify import LogEntry
 from kiln.errors import IntegrityError, NotFound
 from kiln.ports.clock import Clock
@@ -84,6 +85,46 @@ class SqlLedger(ABC):
         if isinstance(body, str):
             return body.encode("utf-8")
         return bytes(body)
+
+    def _lock_migrations(self, cur: Cursor) -> None:
+        """Serialise concurrent migrators where the dialect needs it (PostgreSQL).
+
+        SQLite needs nothing: ``_write`` already holds its one writer lock."""
+        del cur
+
+    def _apply_migrations(self, migrations: Sequence[tuple[int, Sequence[str]]]) -> None:
+        """Run every migration newer than the recorded version, in one transaction."""
+        with self._write() as cur:
+            self._lock_migrations(cur)
+            cur.execute(SCHEMA_VERSION_TABLE)
+            cur.execute(
+                self._q("SELECT COALESCE(MAX(version), 0) FROM schema_version WHERE component = ?"),
+                (COMPONENT,),
+            )
+            current = int(cur.fetchone()[0])
+            for version, statements in migrations:
+                if version <= current:
+                    continue
+                for statement in statements:
+                    cur.execute(statement)
+                if version == 1:
+                    cur.execute(
+                        self._q("INSERT INTO ledger_meta (key, value) VALUES ('log_id', ?)"),
+                        (self.new_log_id(),),
+                    )
+                    cur.execute(
+                        self._q(
+                            "INSERT INTO ledger_head (id, size, root, frontier) VALUES (1, 0, ?, ?)"
+                        ),
+                        (EMPTY_ROOT, b""),
+                    )
+                cur.execute(
+                    self._q(
+                        "INSERT INTO schema_version (component, version, applied_at)"
+                        " VALUES (?, ?, ?)"
+                    ),
+                    (COMPONENT, version, datetime.now(UTC).isoformat()),
+                )
 
     # -- LedgerStore ------------------------------------------------------------
 

@@ -16,17 +16,14 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 from kiln.adapters.store.migrations import (
     APPEND_ONLY_MESSAGE,
     COMPONENT,
-    SCHEMA_VERSION_TABLE,
     SQLITE,
 )
 from kiln.adapters.store.sqlbase import Cursor, SqlLedger
-from kiln.core.ledger.merkle import EMPTY_ROOT
 from kiln.core.ledger.verify import LogEntry
 from kiln.errors import ConfigError, Refused, Temporary
 from kiln.ports.clock import Clock, SystemClock
@@ -74,31 +71,7 @@ class SqliteLedger(SqlLedger):
             raise _translate(exc, path) from exc
 
     def _migrate(self) -> None:
-        with self._write() as cur:
-            cur.execute(SCHEMA_VERSION_TABLE)
-            cur.execute(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_version WHERE component = ?",
-                (COMPONENT,),
-            )
-            current = int(cur.fetchone()[0])
-            for version, statements in SQLITE:
-                if version <= current:
-                    continue
-                for statement in statements:
-                    cur.execute(statement)
-                if version == 1:
-                    cur.execute(
-                        "INSERT INTO ledger_meta (key, value) VALUES ('log_id', ?)",
-                        (self.new_log_id(),),
-                    )
-                    cur.execute(
-                        "INSERT INTO ledger_head (id, size, root, frontier) VALUES (1, 0, ?, ?)",
-                        (EMPTY_ROOT, b""),
-                    )
-                cur.execute(
-                    "INSERT INTO schema_version (component, version, applied_at) VALUES (?, ?, ?)",
-                    (COMPONENT, version, datetime.now(UTC).isoformat()),
-                )
+        self._apply_migrations(SQLITE)
 
     def schema_version(self) -> int:
         with self._read() as cur:
