@@ -24,7 +24,7 @@ from kiln.ports.clock import SystemClock
 from kiln.ports.keys import Signer
 from kiln.ports.runtime import Provider
 from kiln.services import artifacts as artifact_service
-from kiln.services import pipeline, promotion, testing
+from kiln.services import benchmark, pipeline, promotion, testing
 from kiln.services.attest import DEFAULT_KEY, actor_from
 from kiln.services.unpack import unpack
 from kiln.services.verify import read_policy
@@ -97,6 +97,34 @@ def run_tests(
     return outcomes
 
 
+def measure(
+    state_dir: Path,
+    spec: ServiceSpec,
+    digest: Digest,
+    environment: str,
+    *,
+    signer: Signer,
+    actor: str,
+    on_progress: Callable[[str], None] | None = None,
+) -> benchmark.Measurement:
+    """Benchmark ``digest`` against what serves ``environment`` now; sign the figures."""
+    measured, _ = benchmark.measure_for_promotion(
+        spec,
+        environment,
+        digest,
+        log=ledger_recorder(state_dir),
+        target_of=lambda d: target(state_dir, spec, d),
+        provider=provider_for_tests(state_dir),
+        clock=SystemClock(),
+        signer=signer,
+        store=trust_boot.attestation_store(state_dir),
+        recorder=ledger_recorder(state_dir),
+        actor=actor,
+        on_progress=on_progress,
+    )
+    return measured
+
+
 def evidence(state_dir: Path, policy_path: Path) -> promotion.Evidence:
     return promotion.Evidence(
         artifacts=artifacts_boot.store(state_dir),
@@ -163,6 +191,7 @@ class Stages:
         controller: str | None,
         on_test: Callable[[testing.Outcome], None] | None = None,
         on_rollout: Callable[[str, dict[str, object]], None] | None = None,
+        on_progress: Callable[[str], None] | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.spec = spec
@@ -174,6 +203,7 @@ class Stages:
         self.controller = controller
         self.on_test = on_test
         self.on_rollout = on_rollout
+        self.on_progress = on_progress
 
     def _signer(self) -> Signer:
         return signer_for(self.state_dir, self.key)
@@ -252,6 +282,13 @@ class Stages:
             actor=self.actor,
         )
         return outcomes
+
+    def measure(self, digest: Digest, environment: str) -> dict[str, object]:
+        measured = measure(
+            self.state_dir, self.spec, digest, environment,
+            signer=self._signer(), actor=self.actor, on_progress=self.on_progress,
+        )  # fmt: skip
+        return measured.summary()
 
     def check(self, digest: Digest, environment: str) -> promotion.Decision:
         return check(self.state_dir, self.spec, self.spec_dir, self.policy, digest, environment)

@@ -203,25 +203,48 @@ def _decision_text(app: App, decision: Decision) -> None:
 @pipeline.command("promote")
 @click.argument("environment")
 @click.argument("artifact", default="latest")
-@click.option("--dry-run", is_flag=True, help="Decide only; record nothing.")
+@click.option("--dry-run", is_flag=True, help="Decide only; measure and record nothing.")
+@click.option("--key", default="default", show_default=True, help=_KEY_HELP)
 @output_option
 @click.pass_obj
 def promote_cmd(
-    app: App, environment: str, artifact: str, dry_run: bool, output: str | None
+    app: App, environment: str, artifact: str, dry_run: bool, key: str, output: str | None
 ) -> int:
     """May ARTIFACT enter ENVIRONMENT? Previous environment's evidence plus its gates.
 
+    When ENVIRONMENT's gates include performance, first benchmarks ARTIFACT
+    against the release serving it now and signs the figures (with --key).
     Records every gate verdict, a signed policy-verdict attestation and a
     promotion event (unless --dry-run). Deploying does the same check itself.
     Exit 1 when blocked, with every reason.
     """
     from kiln.bootstrap import pipeline as boot
     from kiln.errors import KilnError
+    from kiln.services.benchmark import needs_measurement
 
     spec = app.spec()
     state = app.state_dir()
     digest = boot.resolve(state, artifact)
     policy = app.settings().trust_policy
+    if not dry_run and needs_measurement(spec, environment):
+        text = output != "json"
+        console = app.console()
+        with _interruptible(), console.status(f"perf {environment} …") as spinner:
+
+            def progress(message: str) -> None:
+                if not text:
+                    return
+                if console.is_terminal:
+                    spinner.update(f"perf {environment} … {message}")
+                else:
+                    console.print(f"    … {message}", markup=False, highlight=False)
+
+            measured = boot.measure(
+                state, spec, digest, environment,
+                signer=boot.signer_for(state, key), actor=_actor(), on_progress=progress,
+            )  # fmt: skip
+        if text:
+            console.print(f"perf {environment}: {_perf_line(measured.summary())}", markup=False)
     decision = boot.check(state, spec, app.spec_dir, policy, digest, environment)
     if not dry_run:
         # A refusal raises; the decision already carries every reason, and the
@@ -232,6 +255,20 @@ def promote_cmd(
             )
     emit(app, output or "text", decision.to_json(), lambda: _decision_text(app, decision))
     return int(ExitCode.OK if decision.passed else ExitCode.FAILED)
+
+
+def _perf_line(data: dict[str, Any]) -> str:
+    """One line of medians: the candidate, and the last good release when there is one."""
+
+    def side(figures: dict[str, Any]) -> str:
+        return f"p95 {figures['p95_ms']:.1f} ms, {figures['throughput_rps']:.1f} req/s"
+
+    runs = f"(medians of {data.get('rounds')} runs of {data.get('duration')}s)"
+    candidate = f"candidate {side(data['candidate'])}"
+    if data.get("last_good"):
+        base = str(data.get("baseline") or "")
+        return f"{candidate}; last good {base[:19]}… {side(data['last_good'])} {runs}"
+    return f"{candidate}; no last good release in {data.get('environment')} {runs}"
 
 
 _MARK = {
@@ -267,12 +304,15 @@ def run(app: App, until: str | None, key: str, junit: str | None, output: str | 
     console = app.console()
     status_box: list[Any] = []
 
+    current: list[str] = []
+
     def on_stage(name: str, stage: Stage | None) -> None:
         if not text:
             return
         if stage is None:
             if status_box:
                 status_box.pop().stop()
+            current[:] = [name]
             spinner = console.status(f"{name} …")
             spinner.start()
             status_box.append(spinner)
@@ -283,8 +323,18 @@ def run(app: App, until: str | None, key: str, junit: str | None, output: str | 
         extra = stage.data.get("digest") if name == "build" else None
         if extra:
             console.print(f"    {extra}  {stage.data.get('tag') or ''}", markup=False)
+        if name.startswith("perf ") and stage.data:
+            console.print(f"    {_perf_line(stage.data)}", markup=False)
         for reason in stage.reasons:
             console.print(f"    - {reason}", markup=False)
+
+    def on_progress(message: str) -> None:
+        if not text:
+            return
+        if console.is_terminal and status_box:
+            status_box[-1].update(f"{' '.join(current)} … {message}")
+        else:
+            console.print(f"    … {message}", markup=False, highlight=False)
 
     stages = boot.Stages(
         state,
@@ -296,6 +346,7 @@ def run(app: App, until: str | None, key: str, junit: str | None, output: str | 
         actor=_actor(),
         controller=app.settings().get("controller"),
         on_test=(lambda o: _test_line(app, o)) if text else None,
+        on_progress=on_progress,
     )
     try:
         with _interruptible():

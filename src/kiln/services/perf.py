@@ -115,8 +115,15 @@ def measure(
     allow_remote: bool = False,
     runner: Runner | None = None,
     hey: str | None = None,
+    on_progress: Callable[[str], None] | None = None,
+    warmup: float = 0.0,
 ) -> PerfEvidence:
-    """Measure both URLs alternately, ``rounds`` times each; ``None`` baseline = first release."""
+    """Measure both URLs alternately, ``rounds`` times each; ``None`` baseline = first release.
+
+    ``warmup`` seconds of the same load go to each URL first and are not
+    counted: a fresh process answers its first requests slower (lazy imports,
+    cold caches), which would otherwise land in whichever side runs first.
+    """
     if rounds < 1 or duration <= 0 or concurrency < 1:
         raise ConfigError("rounds and concurrency must be at least 1 and duration positive")
     if candidate_url == baseline_url:
@@ -130,13 +137,24 @@ def measure(
     if runner is None and binary is None:
         raise ConfigError("the load generator `hey` is not installed", hint="apt-get install hey")
     results: dict[str, list[LoadRun]] = {u: [] for u in targets}
-    for _ in range(rounds):
+    names = {baseline_url: "last good", candidate_url: "candidate"}
+    say = on_progress or (lambda message: None)
+
+    def load(url: str, seconds: float) -> str:
+        argv = [binary or "hey", "-z", f"{seconds:g}s", "-c", str(concurrency), "-o", "csv"]
+        if not keepalive:
+            argv.append("-disable-keepalive")
+        argv.append(url)
+        return run(argv, seconds * 3 + 30)
+
+    if warmup > 0:
         for url in targets:
-            argv = [binary or "hey", "-z", f"{duration:g}s", "-c", str(concurrency), "-o", "csv"]
-            if not keepalive:
-                argv.append("-disable-keepalive")
-            argv.append(url)
-            results[url].append(parse_hey_csv(run(argv, duration * 3 + 30), url, duration))
+            say(f"warming up the {names[url]}, {warmup:g}s (not counted)")
+            load(url, warmup)
+    for index in range(rounds):
+        for url in targets:
+            say(f"round {index + 1}/{rounds}: {names[url]}, {duration:g}s of load")
+            results[url].append(parse_hey_csv(load(url, duration), url, duration))
 
     def side(url: str) -> Side:
         runs = results[url]

@@ -1,5 +1,9 @@
 """Use case ``pipeline run``: build → attest → test → (gates → deploy) per environment.
 
+Before the gates of an environment that lists ``performance``, a ``perf ENV``
+stage benchmarks the candidate against the environment's last good release
+(``kiln.services.benchmark``) and signs the figures the gate then reads.
+
 The run is a straight line of stages; each stage is a call on ``Stages`` (the
 composition root supplies the real ones: the builder, the signer, the test
 runner, the promotion check and the controller). The run stops at the first
@@ -26,6 +30,7 @@ from kiln.core.pipeline.junit import Case, Suite
 from kiln.core.pipeline.junit import Outcome as CaseOutcome
 from kiln.core.spec.models import ServiceSpec
 from kiln.errors import InvalidInput, KilnError
+from kiln.services.benchmark import needs_measurement
 from kiln.services.promotion import Decision
 from kiln.services.testing import Outcome as TestOutcome
 
@@ -74,6 +79,10 @@ class Stages(Protocol):
     def build(self) -> Built: ...
     def attest(self, digest: Digest) -> list[str]: ...
     def test(self, digest: Digest) -> list[TestOutcome]: ...
+    def measure(self, digest: Digest, environment: str) -> dict[str, Any]:
+        """Benchmark against the environment's last good release, sign it; the medians."""
+        ...
+
     def check(self, digest: Digest, environment: str) -> Decision: ...
     def refuse(self, digest: Digest, environment: str) -> KilnError:
         """Record the blocked promotion (verdicts, attestation, event); return its error."""
@@ -213,6 +222,14 @@ def run_pipeline(
             )
             return run
     for environment in spec.path_order:
+        if needs_measurement(spec, environment):
+            # The performance gate's evidence: a side-by-side benchmark, signed. A
+            # benchmark that cannot run (an instance that never gets ready, no `hey`)
+            # stops the run here with its reason; the gate would only say "missing".
+            measured = stage(f"perf {environment}", partial(_measure, stages, run, environment))
+            if measured.outcome is not StageOutcome.PASSED:
+                run.status = RunStatus.FAILED
+                return run
         gate = stage(f"gate {environment}", partial(_gate, stages, run, environment))
         if gate.outcome is StageOutcome.AWAITING_APPROVAL:
             run.status = RunStatus.AWAITING_APPROVAL
@@ -230,6 +247,11 @@ def run_pipeline(
         if until == environment:
             return run
     return run
+
+
+def _measure(stages: Stages, run: Run, environment: str) -> Stage:
+    summary = stages.measure(Digest(run.digest), environment)
+    return Stage(f"perf {environment}", StageOutcome.PASSED, 0, data=summary)
 
 
 def _gate(stages: Stages, run: Run, environment: str) -> Stage:

@@ -9,9 +9,10 @@ An artifact enters environment N of the promotion path only when:
 3. every gate environment N lists passes (``kiln.core.gates.runner.evaluate``)
    over the evidence kiln holds: the trust verdict (with N's approval rule),
    the signed test-result attestations, the signed SBOM, the OSV database,
-   the CEL rules and the artifact's tags. Performance evidence is not gathered
-   here, so a ``performance`` gate is ``Inconclusive`` (and blocks) unless a
-   caller passes measurements.
+   the CEL rules, the artifact's tags, and the signed side-by-side measurement
+   against what serves N now (``kiln.services.benchmark``; measured by
+   ``kiln pipeline run`` and ``kiln pipeline promote``). Without that
+   measurement a ``performance`` gate is ``Inconclusive`` and blocks.
 
 Every decision is recorded: one ``gate.verdict`` event per gate, a signed
 policy-verdict attestation, and a ``promotion`` event (``promoted`` or
@@ -59,6 +60,7 @@ from kiln.ports.clock import Clock
 from kiln.ports.keys import Signer
 from kiln.ports.ledger import EventLog, Recorder
 from kiln.services import artifacts as artifact_service
+from kiln.services import benchmark
 from kiln.services.attest import attest
 from kiln.services.gates import load_osv, osv_path
 from kiln.services.verify import environment_policy, find_environment, verify_artifact
@@ -234,6 +236,9 @@ def gather(
     if database is not None and GateName.VULNERABILITIES in env.gates:
         advisories = tuple(load_osv(database))
     tags = tuple(str(t.tag) for t in evidence.artifacts.tags() if t.digest == digest)
+    if perf is None and GateName.PERFORMANCE in env.gates:
+        serving = benchmark.last_good(evidence.log, environment, now=clock.now())
+        perf = benchmark.evidence_from(statements, environment, serving)
     return GateInputs(
         service=spec.service,
         artifact=digest,

@@ -204,12 +204,19 @@ def _job_env(work: Path, target: Target, matrix: Mapping[str, str], url: str) ->
     return env
 
 
-def _start_instance(
-    target: Target, matrix: Mapping[str, str], tracker: _Tracker
+def start_instance(
+    target: Target,
+    env: Environment,
+    provider: Provider,
+    *,
+    created: Callable[[InstanceId], None],
 ) -> tuple[InstanceId, str]:
-    """A fresh instance of the artifact with the matrix as config; (instance id, URL)."""
-    env = Environment.model_validate({"name": TEST_ENVIRONMENT, "config": dict(matrix)})
-    release = Release.of(TEST_ENVIRONMENT, target.digest, config_digest(env))
+    """A fresh instance of the artifact with ``env``'s config; (instance id, URL).
+
+    ``created`` is told the instance id as soon as it exists, before waiting for
+    readiness, so the caller can always destroy it (it may raise to stop here).
+    """
+    release = Release.of(env.name, target.digest, config_digest(env))
     spec = launch_spec(
         service=target.service,
         environment=env,
@@ -217,17 +224,29 @@ def _start_instance(
         root=target.root,
         image_config=target.image_config,
     )
-    (instance,) = tracker.provider.create(spec, 1)
-    with tracker.lock:
-        tracker.instances.add(instance.id)
-    if tracker.cancel.is_set():
-        raise Cancelled
-    health = tracker.provider.wait_ready([instance.id], timeout=READY_TIMEOUT)
+    (instance,) = provider.create(spec, 1)
+    created(instance.id)
+    health = provider.wait_ready([instance.id], timeout=READY_TIMEOUT)
     result = health.get(instance.id)
     if not isinstance(result, Healthy):
         reason = result.reason if isinstance(result, Unhealthy) else "no health result"
         raise RuntimeError(f"the instance did not become ready: {reason}")
     return instance.id, f"http://{instance.address}"
+
+
+def _start_instance(
+    target: Target, matrix: Mapping[str, str], tracker: _Tracker
+) -> tuple[InstanceId, str]:
+    """A fresh instance of the artifact with the matrix as config; (instance id, URL)."""
+
+    def created(instance: InstanceId) -> None:
+        with tracker.lock:
+            tracker.instances.add(instance)
+        if tracker.cancel.is_set():
+            raise Cancelled
+
+    env = Environment.model_validate({"name": TEST_ENVIRONMENT, "config": dict(matrix)})
+    return start_instance(target, env, tracker.provider, created=created)
 
 
 def _run_command(

@@ -178,7 +178,28 @@ def test_no_baseline_blocks_unless_first_release() -> None:
     blocked = PerformanceGate(BUDGET).evaluate(_perf(cand, None))
     assert isinstance(blocked, Inconclusive) and "no baseline" in blocked.reason
     first = PerformanceGate(BUDGET).evaluate(_perf(cand, None, first=True))
-    assert isinstance(first, Passed) and "first release" in first.notes[0]
+    assert isinstance(first, Passed)
+    assert first.notes[0].startswith("no baseline: nothing has run in this environment yet")
+    assert "candidate p95 10.0 ms, 100.0 req/s" in first.notes[0]
+    assert "no absolute limit is set" in first.notes[0]
+
+
+def test_absolute_limits_judge_a_first_release_and_every_other() -> None:
+    strict = PerformanceBudget(max_p95_ms=8.0, min_throughput_rps=150.0)
+    cand = Side((10.0, 9.0, 11.0), (100.0, 90.0, 110.0))
+    first = PerformanceGate(strict).evaluate(_perf(cand, None, first=True))
+    assert isinstance(first, Failed)
+    assert first.reasons == (
+        "p95 latency 10.0 ms exceeds the absolute limit 8 ms (median)",
+        "throughput 100.0 req/s is below the absolute floor 150 req/s (median)",
+    )
+    within = PerformanceBudget(max_p95_ms=12.0)
+    passed = PerformanceGate(within).evaluate(_perf(cand, None, first=True))
+    assert isinstance(passed, Passed) and "within the absolute limits" in passed.notes[0]
+    # with a baseline the ratios pass (same figures) but the absolute limit still applies
+    same = PerformanceGate(PerformanceBudget(max_p95_ms=8.0)).evaluate(_perf(cand, cand))
+    assert isinstance(same, Failed)
+    assert same.reasons == ("p95 latency 10.0 ms exceeds the absolute limit 8 ms (median)",)
 
 
 def test_unusable_measurements_are_inconclusive() -> None:

@@ -20,6 +20,7 @@ from kiln.core.attest.provenance import SLSA_PROVENANCE_V1, rfc3339
 TEST_RESULT_V1 = "https://kiln.dev/attestations/test-result/v1"
 POLICY_VERDICT_V1 = "https://kiln.dev/attestations/policy-verdict/v1"
 APPROVAL_V1 = "https://kiln.dev/attestations/approval/v1"
+PERFORMANCE_V1 = "https://kiln.dev/attestations/performance/v1"
 CYCLONEDX_BOM = "https://cyclonedx.org/bom"
 
 PREDICATE_ALIASES: Mapping[str, str] = {
@@ -28,6 +29,7 @@ PREDICATE_ALIASES: Mapping[str, str] = {
     "test-result": TEST_RESULT_V1,
     "policy-verdict": POLICY_VERDICT_V1,
     "approval": APPROVAL_V1,
+    "performance": PERFORMANCE_V1,
 }
 ALIAS_OF: Mapping[str, str] = {uri: alias for alias, uri in PREDICATE_ALIASES.items()}
 
@@ -159,4 +161,7 @@ def summarize(predicate_type: str, predicate: Mapping[str, Any]) -> str:
         return (
             f"approved for {predicate.get('environment', '?')} by {predicate.get('approver', '?')}"
         )
+    if predicate_type == PERFORMANCE_V1:
+        baseline = predicate.get("baseline") or "no baseline"
+        return f"performance in {predicate.get('environment', '?')} against {baseline}"
     return predicate_type

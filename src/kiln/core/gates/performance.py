@@ -6,9 +6,14 @@ machine noise hits them alike. Each side has several runs; we compare medians:
     p95 ratio        = median(candidate p95) / median(baseline p95)   <= max_p95_ratio
     throughput ratio = median(candidate rps) / median(baseline rps)   >= min_throughput_ratio
 
-No baseline is ``Inconclusive`` (blocks) unless this is the first release of
-the service, which passes with that fact recorded. Empty or non-positive
-measurements are ``Inconclusive``.
+The budget may also set absolute limits (``maxP95Ms``, ``minThroughputRps``),
+checked on the candidate's medians whenever they are set.
+
+No baseline is ``Inconclusive`` (blocks) unless the evidence says there is no
+last good release (``first_release``: nothing has run in the environment yet).
+Then the candidate's own measurement must be usable and within the absolute
+limits when the budget sets them; it passes with "no baseline" in its notes.
+Empty or non-positive measurements are ``Inconclusive``.
 """
 
 from __future__ import annotations
@@ -40,7 +45,10 @@ class PerformanceGate:
     def evaluate(self, inputs: GateInputs) -> Verdict:
         perf = inputs.perf
         if perf is None:
-            return Inconclusive("no performance measurements were provided")
+            return Inconclusive(
+                "no performance measurements were provided (`kiln pipeline run` and "
+                "`kiln pipeline promote` measure the candidate against the last good release)"
+            )
         problem = _usable(perf.candidate)
         if problem:
             return Inconclusive(f"the candidate's measurement {problem}")
@@ -54,14 +62,28 @@ class PerformanceGate:
             },
             "max_p95_ratio": self.budget.max_p95_ratio,
             "min_throughput_ratio": self.budget.min_throughput_ratio,
+            "max_p95_ms": self.budget.max_p95_ms,
+            "min_throughput_rps": self.budget.min_throughput_rps,
         }
+        absolute = self._absolute(cand_p95, cand_rps)
         if perf.baseline is None:
-            if perf.first_release:
-                return Passed(
-                    details,
-                    ("first release: no last good release to compare with; measurements recorded",),
-                )
-            return Inconclusive("no baseline: the last good release was not measured")
+            if not perf.first_release:
+                return Inconclusive("no baseline: the last good release was not measured")
+            if absolute:
+                return Failed(tuple(absolute), details)
+            limits = (
+                "within the absolute limits"
+                if self.budget.max_p95_ms or self.budget.min_throughput_rps
+                else "no absolute limit is set (maxP95Ms, minThroughputRps)"
+            )
+            return Passed(
+                details,
+                (
+                    "no baseline: nothing has run in this environment yet, so there is no last "
+                    f"good release to compare with; candidate p95 {cand_p95:.1f} ms, "
+                    f"{cand_rps:.1f} req/s (medians), {limits}",
+                ),
+            )
         problem = _usable(perf.baseline)
         if problem:
             return Inconclusive(f"the baseline's measurement {problem}")
@@ -91,6 +113,19 @@ class PerformanceGate:
                 f"{self.budget.min_throughput_ratio:.2f}x "
                 f"(candidate {cand_rps:.1f} req/s vs last good {base_rps:.1f} req/s, medians)"
             )
+        reasons.extend(absolute)
         if reasons:
             return Failed(tuple(reasons), details)
         return Passed(details)
+
+    def _absolute(self, p95: float, rps: float) -> list[str]:
+        out = []
+        limit = self.budget.max_p95_ms
+        if limit is not None and p95 > limit:
+            out.append(f"p95 latency {p95:.1f} ms exceeds the absolute limit {limit:g} ms (median)")
+        floor = self.budget.min_throughput_rps
+        if floor is not None and rps < floor:
+            out.append(
+                f"throughput {rps:.1f} req/s is below the absolute floor {floor:g} req/s (median)"
+            )
+        return out

@@ -245,6 +245,23 @@ class PerformanceBudget(Model):
         0.8, gt=0, description="Fail if throughput falls below this ratio of the last good."
     )
     duration: Duration = Field(10.0, description="Length of each side-by-side load run.")
+    rounds: int = Field(
+        3, ge=1, le=20, description="Load runs per side, alternated; the gate compares medians."
+    )
+    concurrency: int = Field(4, ge=1, le=256, description="Concurrent connections of the load.")
+    max_p95_ms: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Absolute p95 limit in ms, checked whenever set; with no last good release it is "
+            "the only latency limit."
+        ),
+    )
+    min_throughput_rps: float | None = Field(
+        None,
+        gt=0,
+        description="Absolute throughput floor in requests per second, checked whenever set.",
+    )
 
 
 class NamingPolicy(Model):
