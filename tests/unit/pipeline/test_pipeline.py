@@ -50,6 +50,7 @@ class FakeStages:
         self.tests_pass = tests_pass
         self.block = block or {}
         self.calls: list[str] = []
+        self.measure_error: KilnError | None = None
 
     def build(self) -> Built:
         self.calls.append("build")
@@ -69,6 +70,12 @@ class FakeStages:
             detail="" if self.tests_pass else "exited 1",
         )
         return [Outcome(record, NOW, NOW, ("python",), 0 if self.tests_pass else 1)]
+
+    def measure(self, digest: Digest, environment: str) -> dict[str, object]:
+        self.calls.append(f"measure {environment}")
+        if self.measure_error is not None:
+            raise self.measure_error
+        return {"environment": environment, "candidate": {"p95_ms": 1.0, "throughput_rps": 9.0}}
 
     def check(self, digest: Digest, environment: str) -> Decision:
         self.calls.append(f"check {environment}")
@@ -176,3 +183,35 @@ def test_the_ci_examples_use_only_flags_kiln_pipeline_run_has() -> None:
         flags = {w.split("=")[0] for w in words if w.startswith("--")}
         assert flags, line
         assert flags <= known, flags - known
+
+
+PERF_SPEC = load_spec(
+    b"""
+service: hello
+environments:
+  - {name: dev}
+  - {name: prod, gates: [signed, tests, performance]}
+""",
+    source="kiln.yaml",
+)
+
+
+def test_an_environment_gated_on_performance_is_benchmarked_before_its_gates() -> None:
+    stages = FakeStages()
+    run = run_pipeline(PERF_SPEC, stages)
+    assert run.status is RunStatus.SUCCEEDED
+    assert stages.calls[3:] == [
+        "check dev", "deploy dev", "measure prod", "check prod", "deploy prod",
+    ]  # fmt: skip
+    perf = next(s for s in run.stages if s.name == "perf prod")
+    assert perf.data["candidate"] == {"p95_ms": 1.0, "throughput_rps": 9.0}
+
+
+def test_a_benchmark_that_cannot_run_fails_the_run_with_its_reason() -> None:
+    stages = FakeStages()
+    stages.measure_error = Refused("the last good abc: the instance did not become ready")
+    run = run_pipeline(PERF_SPEC, stages)
+    assert run.status is RunStatus.FAILED
+    assert run.stages[-1].name == "perf prod"
+    assert run.stages[-1].reasons == ("the last good abc: the instance did not become ready",)
+    assert "check prod" not in stages.calls
