@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from kiln.bootstrap import artifacts as artifacts_boot
@@ -24,7 +25,7 @@ from kiln.ports.clock import SystemClock
 from kiln.ports.keys import Signer
 from kiln.ports.runtime import Provider
 from kiln.services import artifacts as artifact_service
-from kiln.services import benchmark, pipeline, promotion, testing
+from kiln.services import benchmark, checkout, pipeline, promotion, testing
 from kiln.services.attest import DEFAULT_KEY, actor_from
 from kiln.services.unpack import unpack
 from kiln.services.verify import read_policy
@@ -123,6 +124,16 @@ def measure(
         on_progress=on_progress,
     )
     return measured
+
+
+@contextmanager
+def revision_source(state_dir: Path, spec_file: Path, revision: str) -> Iterator[tuple[str, Path]]:
+    """``revision`` of the repository holding ``spec_file``, checked out in a fresh
+    worktree under ``<state>/checkouts`` for the block; (full commit id, its spec file)."""
+    repo, prefix = checkout.toplevel(spec_file.resolve().parent)
+    commit = checkout.resolve_commit(repo, revision)
+    with checkout.worktree(repo, commit, state_dir / "checkouts") as tree:
+        yield commit, tree / prefix / spec_file.name
 
 
 def evidence(state_dir: Path, policy_path: Path) -> promotion.Evidence:

@@ -22,15 +22,21 @@ class CiHook:
     """The controller's CI webhook: verify the delivery, then start a pipeline run.
 
     The shared secret is the file ``<state>/keys/webhook.secret`` (mode 0600; a
-    file others can read is refused). A verified push starts ``kiln pipeline
-    run`` detached in the service's checkout, its JSON record written to
-    ``<state>/logs/pipeline-<time>.json``. kiln does not fetch code: when the
-    push names a revision other than the checkout's HEAD, nothing runs.
+    file others can read is refused). A verified push names a commit (GitHub's
+    ``after``, GitLab's ``checkout_sha``; none: the checkout's HEAD). It must
+    exist in the repository of the service's checkout (fetched from its
+    ``origin`` when missing); otherwise nothing runs (409). Then ``kiln pipeline
+    run --revision COMMIT`` starts detached: it checks that commit out in a
+    fresh worktree under ``<state>/checkouts``, runs there, and removes it; its
+    JSON record is written to ``<state>/logs/pipeline-<time>.json``. The
+    checkout itself (its HEAD, its uncommitted changes) is never built.
+    ``until`` passes ``--until`` (tests stop after a stage).
     """
 
-    def __init__(self, state_dir: Path, spec_file: Path) -> None:
+    def __init__(self, state_dir: Path, spec_file: Path, *, until: str | None = None) -> None:
         self.state_dir = state_dir
         self.spec_file = spec_file
+        self.until = until
 
     def secret(self) -> bytes:
         path = trust_boot.keys_dir(self.state_dir) / WEBHOOK_SECRET
@@ -53,25 +59,21 @@ class CiHook:
 
     def trigger(self, source: str, body: bytes) -> dict[str, object]:
         from kiln.bootstrap.detach import spawn_detached
-        from kiln.services.attest import git_source
+        from kiln.services import checkout
 
         revision = _pushed_revision(body)
-        checkout = git_source(self.spec_file.parent)
-        head = checkout.revision if checkout else None
-        if revision and head and revision != head:
-            raise Refused(
-                f"the push is {revision[:12]} but the controller's checkout is at {head[:12]}",
-                hint="update the checkout the controller serves; kiln builds what is checked out",
-            )
+        repo, _ = checkout.toplevel(self.spec_file.resolve().parent)
+        commit = checkout.resolve_commit(repo, revision) if revision else checkout.head(repo)
         stamp = SystemClock().now().strftime("%Y%m%dT%H%M%S%f")
         log = self.state_dir / "logs" / f"pipeline-{stamp}.json"
         log.parent.mkdir(parents=True, exist_ok=True)
         command = [
             sys.executable, "-m", "kiln", "-f", str(self.spec_file),
-            "--state-dir", str(self.state_dir), "pipeline", "run", "-o", "json",
+            "--state-dir", str(self.state_dir), "pipeline", "run", "--revision", commit,
+            "-o", "json", *(("--until", self.until) if self.until else ()),
         ]  # fmt: skip
         spawn_detached(command, log)
-        return {"accepted": True, "source": source, "revision": head, "record": str(log)}
+        return {"accepted": True, "source": source, "revision": commit, "record": str(log)}
 
 
 def _pushed_revision(body: bytes) -> str | None:

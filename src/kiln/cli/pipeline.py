@@ -285,19 +285,53 @@ _MARK = {
 )
 @click.option("--key", default="default", show_default=True, help=_KEY_HELP)
 @click.option("--junit", type=click.Path(dir_okay=False), help=_JUNIT_HELP)
+@click.option(
+    "--revision",
+    help="Build this commit of the repository, checked out in a fresh worktree "
+    "(removed afterwards), instead of the working tree.",
+)
 @output_option
 @click.pass_obj
-def run(app: App, until: str | None, key: str, junit: str | None, output: str | None) -> int:
+def run(
+    app: App,
+    until: str | None,
+    key: str,
+    junit: str | None,
+    revision: str | None,
+    output: str | None,
+) -> int:
     """Build, attest, test, then gate and deploy along the promotion path.
 
     Stops at the first failing stage or blocked gate (every reason printed and
     recorded) or where a signed manual approval is required. Exit 0 when the
-    run reached prod (or --until), 1 otherwise.
+    run reached prod (or --until), 1 otherwise. With --revision, the spec and
+    the source come from that commit; keys, trust.yaml and state stay this
+    checkout's.
     """
     from kiln.bootstrap import pipeline as boot
-    from kiln.services.pipeline import RunStatus, check_until, run_pipeline
 
-    spec = app.spec()
+    state = app.state_dir()
+    if revision is None:
+        return _run(app, app.spec_file, None, until, key, junit, output)
+    with _interruptible(), boot.revision_source(state, app.spec_file, revision) as source:
+        commit, spec_file = source
+        return _run(app, spec_file, commit, until, key, junit, output)
+
+
+def _run(
+    app: App,
+    spec_file: Path,
+    commit: str | None,
+    until: str | None,
+    key: str,
+    junit: str | None,
+    output: str | None,
+) -> int:
+    from kiln.bootstrap import pipeline as boot
+    from kiln.services.pipeline import RunStatus, check_until, run_pipeline
+    from kiln.services.spec import read_spec
+
+    spec = app.spec() if commit is None else read_spec(spec_file)
     check_until(spec, until)
     state = app.state_dir()
     text = output != "json"
@@ -336,11 +370,13 @@ def run(app: App, until: str | None, key: str, junit: str | None, output: str | 
         else:
             console.print(f"    … {message}", markup=False, highlight=False)
 
+    if text and commit is not None:
+        console.print(f"revision {commit} (a fresh checkout)", markup=False)
     stages = boot.Stages(
         state,
         spec,
-        app.spec_dir,
-        app.spec_file,
+        spec_file.resolve().parent,
+        spec_file,
         app.settings().trust_policy,
         key=key,
         actor=_actor(),
@@ -370,5 +406,8 @@ def run(app: App, until: str | None, key: str, junit: str | None, output: str | 
         else:
             console.print(f"pipeline {result.status.value} at {result.stages[-1].name}")
 
-    emit(app, output or "text", result.to_json(), human)
+    record = result.to_json()
+    if commit is not None:
+        record["revision"] = commit
+    emit(app, output or "text", record, human)
     return int(ExitCode.OK if result.status is RunStatus.SUCCEEDED else ExitCode.FAILED)

@@ -163,7 +163,7 @@ class Builder:
         self.on_event(StepStarted("scan", unit="files"))
         found = scan(
             _context(spec, spec_dir),
-            Selection(spec.build.include, spec.build.exclude),
+            _selection(spec),
             max_file_bytes=self.max_file_bytes,
             racy_before_ns=time.time_ns() - int(RACY_SECONDS * 1e9),
             root=APP_ROOT,
@@ -194,7 +194,7 @@ class Builder:
                 f"{context} is not in a git work tree with a commit; kiln cannot name the revision",
                 hint="commit the source first, or pass --allow-dirty (recorded on the artifact)",
             )
-        changes = _uncommitted(scanned, state, Selection(spec.build.include, spec.build.exclude))
+        changes = _uncommitted(scanned, state, _selection(spec))
         if state.revision is not None:
             # the lock and the spec shape the image too; outside the context they
             # are not in the scan, so ask git about them one by one
@@ -462,6 +462,17 @@ class Builder:
 
 
 # --- scanning ---------------------------------------------------------------------------
+
+
+# A `.git` *file* marks a git worktree or submodule (it points at the real git
+# directory, e.g. under a temporary path for `kiln pipeline run --revision`). It is
+# VCS metadata, never app content, and must not change the digest of a commit's
+# build. A `.git` directory matches this too and was already left out.
+ALWAYS_EXCLUDED = (".git",)
+
+
+def _selection(spec: ServiceSpec) -> Selection:
+    return Selection(spec.build.include, [*spec.build.exclude, *ALWAYS_EXCLUDED])
 
 
 def _context(spec: ServiceSpec, spec_dir: Path) -> Path:
