@@ -8,6 +8,7 @@ lists nothing and the instance's port is free again.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -71,3 +72,54 @@ def test_an_interrupted_run_leaves_no_instance_and_no_port(project: Project, sig
     assert all(_port_free(p) for p in ports)
     scratch = Path(state / "testing" / "scratch")
     assert not scratch.exists() or list(scratch.iterdir()) == []
+
+
+def _hey_processes(port: int) -> list[int]:
+    """Load generators still aimed at ``port`` (read from /proc: no extra dependency)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        target = f":{port}".encode()
+        if argv and argv[0].endswith(b"hey") and any(a.rstrip(b"/").endswith(target) for a in argv):
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(shutil.which("hey") is None, reason="the load generator hey is missing")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_benchmark_leaves_no_instance_no_port_and_no_load(
+    project: Project, signum: int
+) -> None:
+    project.edit_spec(
+        "environments:\n", "policies:\n  performance: {duration: 30s}\nenvironments:\n"
+    )
+    project.edit_spec("  - name: dev\n", "  - name: dev\n    gates: [signed, performance]\n")
+    digest = project.build()
+    state = project.root / ".kiln"
+    provider = provider_for_tests(state)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "kiln", "--no-color", "pipeline", "promote", "dev", digest],
+        cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        ports: list[int] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (ports and _hey_processes(ports[0])):
+            ports = [i.port for i in provider.list() if i.port]
+            time.sleep(0.1)
+        assert ports and _hey_processes(ports[0]), "the benchmark never put load on an instance"
+        child.send_signal(signum)
+        out, _ = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.communicate()
+    assert child.returncode != 0
+    assert b"Traceback" not in out
+    assert provider.list() == []
+    assert all(_port_free(p) for p in ports)
+    assert _hey_processes(ports[0]) == []
