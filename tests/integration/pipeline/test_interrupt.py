@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -40,37 +41,48 @@ def _port_free(port: int) -> bool:
         return True
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_an_interrupted_run_leaves_no_instance_and_no_port(project: Project, signum: int) -> None:
-    project.edit_spec("tests:\n", "tests:\n" + SLOW)
-    digest = project.build()
-    state = project.root / ".kiln"
-    provider = provider_for_tests(state)
+def _interrupt(
+    project: Project, args: list[str], signum: int, busy: Callable[[list[int]], bool]
+) -> list[int]:
+    """Run ``kiln ARGS`` in a child, signal it once ``busy(ports)`` holds for the test
+    instances' ports, and check it left no instance and no port; return the ports."""
+    provider = provider_for_tests(project.root / ".kiln")
     child = subprocess.Popen(
-        [sys.executable, "-m", "kiln", "--no-color", "test", "--artifact", digest],
+        [sys.executable, "-m", "kiln", "--no-color", *args],
         cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
     try:
         ports: list[int] = []
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not ports:
-            live = [i for i in provider.list() if i.port]
-            ports = [i.port for i in live]
+        while time.monotonic() < deadline and not (ports and busy(ports)):
+            ports = [i.port for i in provider.list() if i.port]
             time.sleep(0.1)
-        assert ports, "the slow test's instance never came up"
-        time.sleep(0.5)  # let the test command start too
+        assert ports and busy(ports), f"kiln {args[0]} never got busy with an instance"
         child.send_signal(signum)
         out, _ = child.communicate(timeout=60)
     finally:
         if child.poll() is None:
             child.kill()
-            child.wait()
+        child.communicate()
     assert child.returncode != 0
     assert b"Traceback" not in out
     assert provider.list() == []
     assert all(_port_free(p) for p in ports)
-    scratch = Path(state / "testing" / "scratch")
+    return ports
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_run_leaves_no_instance_and_no_port(project: Project, signum: int) -> None:
+    project.edit_spec("tests:\n", "tests:\n" + SLOW)
+    digest = project.build()
+
+    def started(ports: list[int]) -> bool:
+        time.sleep(0.5)  # let the test command start too
+        return True
+
+    _interrupt(project, ["test", "--artifact", digest], signum, started)
+    scratch = project.root / ".kiln" / "testing" / "scratch"
     assert not scratch.exists() or list(scratch.iterdir()) == []
 
 
@@ -98,28 +110,10 @@ def test_an_interrupted_benchmark_leaves_no_instance_no_port_and_no_load(
     )
     project.edit_spec("  - name: dev\n", "  - name: dev\n    gates: [signed, performance]\n")
     digest = project.build()
-    state = project.root / ".kiln"
-    provider = provider_for_tests(state)
-    child = subprocess.Popen(
-        [sys.executable, "-m", "kiln", "--no-color", "pipeline", "promote", "dev", digest],
-        cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
-    try:
-        ports: list[int] = []
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (ports and _hey_processes(ports[0])):
-            ports = [i.port for i in provider.list() if i.port]
-            time.sleep(0.1)
-        assert ports and _hey_processes(ports[0]), "the benchmark never put load on an instance"
-        child.send_signal(signum)
-        out, _ = child.communicate(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
-        child.communicate()
-    assert child.returncode != 0
-    assert b"Traceback" not in out
-    assert provider.list() == []
-    assert all(_port_free(p) for p in ports)
+    ports = _interrupt(
+        project,
+        ["pipeline", "promote", "dev", digest],
+        signum,
+        lambda ports: bool(_hey_processes(ports[0])),
+    )
     assert _hey_processes(ports[0]) == []
