@@ -23,8 +23,9 @@ from kiln.errors import Permanent
 from kiln.services import benchmark
 from kiln.services.testing import Target
 from tests.unit.artifacts.fakes import FrozenClock
+from tests.unit.recorder import MemoryRecorder
 from tests.unit.runtime.fakes import FakeProvider
-from tests.unit.trust.fakes import MemoryRecorder, MemorySigner, MemoryStore
+from tests.unit.trust.fakes import MemorySigner, MemoryStore
 
 A1 = Digest("sha256:" + "a1" * 32)
 A2 = Digest("sha256:" + "a2" * 32)
