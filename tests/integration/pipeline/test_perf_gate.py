@@ -67,7 +67,8 @@ def _verdicts(project: Project) -> list[dict[str, object]]:
 def test_a_2x_latency_regression_is_blocked_with_both_p95s_and_the_limit(live: Project) -> None:
     live.edit_spec('EXTRA_LATENCY_MS: "200"', 'EXTRA_LATENCY_MS: "400"')
     code, out, err = live.kiln("pipeline", "run", "--until", "dev")
-    print(out)
+    with live.capsys.disabled():  # `pytest -s` shows the figures
+        print(out)
     assert code == 1, out + err
     assert "perf dev" in out and "last good sha256:" in out
     blocked = out.split("gate dev", 1)[1]
@@ -94,7 +95,8 @@ def test_an_unchanged_version_passes_the_performance_gate(live: Project) -> None
     git(live.root, "add", "NOTES.md")
     git(live.root, "commit", "-qm", "docs only")
     code, out, err = live.kiln("pipeline", "run", "--until", "dev")
-    print(out)
+    with live.capsys.disabled():  # `pytest -s` shows the figures
+        print(out)
     assert code == 0, out + err
     assert "last good sha256:" in out and "pipeline succeeded: reached dev" in out
     _, second = _verdicts(live)  # v1's (no baseline), then v2's, recorded by the deploy
