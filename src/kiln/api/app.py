@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Protocol
 
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from kiln import __version__
@@ -139,6 +140,7 @@ def create_app(
             source = ci_hook.verify(dict(request.headers), body)
         except Refused as exc:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=exc.message) from None
-        return ci_hook.trigger(source, body)
+        # The trigger may fetch the pushed commit (git, bounded in time): off the event loop.
+        return await run_in_threadpool(ci_hook.trigger, source, body)
 
     return app
