@@ -87,7 +87,8 @@ def verify_ledger(ledger: Ledger) -> tuple[bool, int, str]:
     result = audit.verify(store, public_key=public_key, checkpoint_dir=ledger.checkpoint_dir)
     outcome = result.outcome
     if isinstance(outcome, Verified):
-        detail = f"{outcome.size} events, {outcome.checkpoints} checkpoints consistent"
+        signed = f"{outcome.checkpoints} signed checkpoint{'s' * (outcome.checkpoints != 1)}"
+        detail = f"{outcome.size} events re-hashed; the tree matches its head and {signed}"
         return True, outcome.size, detail
     return False, store.size(), f"event {outcome.seq}: {outcome.reason}"
 
