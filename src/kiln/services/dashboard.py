@@ -170,6 +170,9 @@ class Dashboard:
     def _build(self) -> dict[str, Any]:
         status = self._status()
         now = self._clock.now()
+        # One listing per provider per snapshot (a process listing scans /proc),
+        # shared by the environments it runs.
+        listings: dict[int, list[Instance] | KilnError] = {}
         return {
             "generated": now.isoformat(),
             "service": status.get("service"),
@@ -177,11 +180,15 @@ class Dashboard:
                 "version": status.get("version"),
                 "started": status.get("started"),
             },
-            "environments": [self._environment(env, now) for env in status["environments"]],
+            "environments": [
+                self._environment(env, now, listings) for env in status["environments"]
+            ],
             "ledger": self._ledger(),
         }
 
-    def _environment(self, env: dict[str, Any], now: datetime) -> dict[str, Any]:
+    def _environment(
+        self, env: dict[str, Any], now: datetime, listings: dict[int, list[Instance] | KilnError]
+    ) -> dict[str, Any]:
         name = str(env["name"])
         out: dict[str, Any] = {
             "name": name,
@@ -209,12 +216,13 @@ class Dashboard:
                 }
             except KilnError as exc:
                 out["dataPlane"] = {"serving": False, "generation": None, "detail": exc.message}
-            try:
-                listed = ports.provider.list({ENVIRONMENT: name})
-                out["instances"] = instances_json(listed, table, health)
-            except KilnError as exc:
+            listed = _listing(ports.provider, listings)
+            if isinstance(listed, KilnError):
                 out["instances"] = []
-                out["instancesError"] = exc.message
+                out["instancesError"] = listed.message
+            else:
+                mine = [i for i in listed if i.labels.get(ENVIRONMENT) == name]
+                out["instances"] = instances_json(mine, table, health)
         out["weights"] = self._weights(table, env)
         out["dora"] = self._dora(name, now)
         return out
@@ -322,6 +330,18 @@ class Dashboard:
             for e in reversed(events)
         ]
         return out
+
+
+def _listing(
+    provider: Provider, listings: dict[int, list[Instance] | KilnError]
+) -> list[Instance] | KilnError:
+    key = id(provider)
+    if key not in listings:
+        try:
+            listings[key] = provider.list()
+        except KilnError as exc:
+            listings[key] = exc
+    return listings[key]
 
 
 def step_list(names: list[str], phase: str, step: int) -> list[dict[str, str]]:
