@@ -300,11 +300,11 @@
       return parts;
     }
     const known = releasesById(env);
-    const grid = el("div", { class: "weights", role: "list", "aria-label": `Traffic weights of ${env.name}` });
+    const grid = el("div", { class: "weights", role: "group", "aria-label": `Traffic weights of ${env.name}` });
     for (const w of list) {
       const label = `${w.role}: ${releaseLabel(known[w.release] || { id: w.release })}${w.preview ? " (preview)" : ""}`;
       grid.append(
-        el("span", { role: "listitem", class: "who", "data-release": w.release, "data-role": w.role, text: label }),
+        el("span", { class: "who", "data-release": w.release, "data-role": w.role, text: label }),
         el("meter", { min: 0, max: 100, value: w.weight, "aria-label": `${label} weight` }),
         el("span", { class: "pct", "data-release": w.release, text: `${w.weight}%` })
       );
