@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -140,7 +141,13 @@ def test_the_dashboard_follows_a_canary_live_and_keeps_its_token_secret(
         # Live: promote from the CLI; the same page (no reload) follows it to the end.
         page.evaluate("window.__sameDocument = true")
         assert cli(capsys, "promote", "prod")[0] == 0
+        promoted = time.monotonic()
         expect(env.locator(".phase")).to_have_text("succeeded", timeout=TIMEOUT_MS)
+        shown = time.monotonic() - promoted
+        succeeded = wait_for(desired, "v2 released", lambda s: str(s.phase) == "succeeded")
+        with capsys.disabled():
+            print(f"\npromote -> the page shows succeeded: {shown:.2f} s")
+        assert succeeded.candidate == env.locator(".stable dd.mono").last.text_content()
         expect(env.locator("ol.steps li[data-state=done]")).to_have_count(3)
         expect(env.locator(".stable .digest")).to_have_text(f"sha256:{v2_short}")
         expect(env.locator(".weights .pct")).to_have_text(["100%"], timeout=TIMEOUT_MS)
