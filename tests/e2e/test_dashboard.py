@@ -166,6 +166,12 @@ def test_the_dashboard_follows_a_canary_live_and_keeps_its_token_secret(
         bare = context.new_page()
         bare.goto(link["url"])
         expect(bare.locator("#connection")).to_have_attribute("data-state", "no-token")
+
+        # The controller goes away: the first page says so and keeps its last figures.
+        assert cli(capsys, "controller", "stop")[0] == 0
+        expect(page.locator("#connection")).to_have_attribute("data-state", "down")
+        expect(page.locator("#connection")).to_contain_text("disconnected")
+        expect(env.locator(".phase")).to_have_text("succeeded")
         context.close()
     finally:
         desired.close()

@@ -165,7 +165,10 @@
     lastShown = comparable;
     $("service").textContent = data.service ? `· ${data.service}` : "";
     document.title = data.service ? `kiln · ${data.service}` : "kiln dashboard";
-    $("environments").replaceChildren(...(data.environments || []).map(environment));
+    const envs = data.environments || [];
+    $("environments").replaceChildren(
+      ...(envs.length ? envs.map(environment) : [el("p", { class: "panel muted", text: "No environments: this controller serves no kiln.yaml." })])
+    );
     ledger(data.ledger || {});
   }
 
