@@ -143,9 +143,9 @@ class Traffic:
         conn.close()
 
     def snapshot(self) -> dict[str, int]:
-        """Answers so far by version; the bad release's 500s count as `500`."""
+        """Answers so far by version; the bad release's errors count as `500s`."""
         with self._lock:
-            return {**{f"v{k}": n for k, n in self.versions.items()}, "500": self.bad_answers}
+            return {**{f"v{k}": n for k, n in self.versions.items()}, "500s": self.bad_answers}
 
     def start(self) -> None:
         for thread in self._threads:
@@ -276,9 +276,8 @@ def live_line(rollout: dict[str, Any]) -> str:
             )
             if "log_evidence" in figures and "log_threshold" in figures:
                 evidence = math.exp(min(figures["log_evidence"], 700.0))
-                text += (
-                    f", evidence {evidence:.3g} (fails at {math.exp(figures['log_threshold']):.3g})"
-                )
+                limit = math.exp(figures["log_threshold"])
+                text += f", evidence {evidence:.3g} (fails at {limit:.3g})"
             parts.append(text)
     return " · ".join(parts)
 
