@@ -10,6 +10,7 @@ runs `kiln down` (controller, routers, instances).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -33,8 +34,12 @@ SESSIONS = {
 
 
 def script(blocks: list[Block]) -> str:
-    """One bash script: each block announced on stderr before it runs."""
-    parts = ["set -euo pipefail"]
+    """One bash script: each block announced on stderr before it runs.
+
+    When the script ends, early or not, its background jobs (a page's traffic)
+    are stopped, so they cannot hold the output pipe open.
+    """
+    parts = ["set -euo pipefail", "trap 'kill $(jobs -p) 2> /dev/null || true' EXIT"]
     for block in blocks:
         parts.append(f"echo '{MARK}{block.where}' >&2")
         parts.append(block.body)
@@ -54,7 +59,7 @@ def test_the_tutorial_is_a_session() -> None:
 def test_a_script_names_each_block_before_it_runs() -> None:
     doc = ROOT / "docs" / "x.md"
     text = script([Block(doc, 3, "sh session", "true\n"), Block(doc, 9, "sh session", "false\n")])
-    assert text.splitlines()[1] == f"echo '{MARK}docs/x.md:3' >&2"
+    assert text.splitlines()[2] == f"echo '{MARK}docs/x.md:3' >&2"
     result = subprocess.run(["bash", "-c", text], capture_output=True, text=True, check=False)
     assert result.returncode == 1
     assert failed_block(result.stderr) == "docs/x.md:9"
@@ -83,10 +88,8 @@ def test_a_session_page_runs_in_order(doc: Path, tmp_path: Path) -> None:
         output, _ = shell.communicate()
         output += "\n(timed out after 240 s)"
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(shell.pid, signal.SIGKILL)  # the page's background traffic, if left
-        except ProcessLookupError:
-            pass
         subprocess.run(
             [sys.executable, "-m", "kiln", "down"],
             cwd=work,

@@ -26,9 +26,7 @@ from tests.docblocks import Block, all_blocks, blocks_of
 ROOT = Path(__file__).resolve().parents[2]
 BLOCKS = all_blocks()
 SPECS = [
-    (b.where, b.body)
-    for b in BLOCKS
-    if b.info == "yaml" and b.body.lstrip().startswith("service:")
+    (b.where, b.body) for b in BLOCKS if b.info == "yaml" and b.body.lstrip().startswith("service:")
 ]
 SCRIPTS = [(b.where, b.body) for b in BLOCKS if b.is_shell and b.mode == "test"]
 
