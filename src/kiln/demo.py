@@ -227,20 +227,23 @@ def heal_drift(kiln: Kiln) -> None:
     expect("drift.found" in kinds and "heal" in kinds, "the finding and the heal are in the ledger")
 
 
-def follow(kiln: Kiln, env: str, traffic: Traffic) -> dict[str, Any]:
-    """Print the rollout of ENV live until it ends, and return ENV's final status.
+def deploy_and_follow(kiln: Kiln, env: str, digest: str, traffic: Traffic) -> dict[str, Any]:
+    """Start a rollout of DIGEST in ENV, print it live until it ends, return ENV's status.
 
     One line when the step changes, and every few seconds: the step, the new
     release's weight, the analysis figures (what `kiln status ENV --watch`
     shows, read through `kiln status -o json`) and the split of the answers
     our own traffic got since the line before.
     """
+    deployment = kiln.json("deploy", env, digest, "--no-wait")["deployment"]
     began = time.monotonic()
     last, printed_at = "", 0.0
     seen = traffic.snapshot()
     while True:
         status: dict[str, Any] = kiln.json("status", env)["environments"][0]
         rollout = status.get("rollout") or {}
+        if rollout.get("deployment") != deployment:
+            rollout = {"phase": "starting"}  # the status still shows the rollout before
         line = live_line(rollout)
         now = time.monotonic()
         done = rollout.get("phase") in ("succeeded", "rolled-back")
@@ -261,6 +264,8 @@ def follow(kiln: Kiln, env: str, traffic: Traffic) -> dict[str, Any]:
 def live_line(rollout: dict[str, Any]) -> str:
     """`stepping · step 2/5 analysis … · new release 20% · error-rate 0.31 vs stable 0 …`."""
     steps = rollout.get("steps") or []
+    if not steps:
+        return str(rollout.get("phase", "?"))
     index = rollout.get("step", 0)
     current = steps[index] if 0 <= index < len(steps) else "done"
     parts = [
@@ -387,8 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         v2 = build(kiln)
         sign(kiln, v2["digest"])
         through(kiln, v2["digest"], "dev", "staging")
-        kiln("deploy", "prod", v2["digest"], "--no-wait")
-        prod = follow(kiln, "prod", traffic)
+        prod = deploy_and_follow(kiln, "prod", v2["digest"], traffic)
         expect(prod["rollout"]["phase"] == "succeeded", "the canary of v2 succeeded")
         expect(prod["stable"]["artifact"] == v2["digest"], "prod runs v2")
         expect(traffic.versions.get("2.0.0", 0) > 0, "prod's users get v2's answers")
@@ -402,8 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         v3 = build(kiln)
         sign(kiln, v3["digest"])
         through(kiln, v3["digest"], "dev", "staging")
-        kiln("deploy", "prod", v3["digest"], "--no-wait")
-        prod = follow(kiln, "prod", traffic)
+        prod = deploy_and_follow(kiln, "prod", v3["digest"], traffic)
         expect(prod["rollout"]["phase"] == "rolled-back", "v3 was rolled back automatically")
         expect(prod["stable"]["artifact"] == v2["digest"], "prod is back on v2")
         if traffic.first_bad is not None and traffic.last_bad is not None:

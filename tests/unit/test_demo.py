@@ -32,6 +32,7 @@ def test_a_live_line_shows_step_weight_and_the_analysis_figures() -> None:
 def test_a_finished_rollout_and_missing_figures_still_read() -> None:
     rollout = {"phase": "succeeded", "step": 3, "steps": ["a", "b", "c"], "weight": 100}
     assert live_line(rollout) == "succeeded · step 3/3 done · new release 100%"
+    assert live_line({"phase": "starting"}) == "starting"
     huge = {"canary": 0.5, "samples": 50.0, "log_evidence": 5000.0, "log_threshold": 4.6}
     assert "evidence 1.01e+304" in live_line({**rollout, "analysis": {"e": huge}})
 
