@@ -293,9 +293,8 @@ def answer_split(before: dict[str, int], after: dict[str, int]) -> str:
     total = sum(v for v in delta.values() if v > 0)
     if not total:
         return ""
-    return " ".join(
-        f"{name} {100 * count / total:.0f}%" for name, count in sorted(delta.items()) if count > 0
-    )
+    order = sorted(delta.items(), key=lambda item: (item[0] == "500s", item[0]))
+    return " ".join(f"{name} {100 * count / total:.0f}%" for name, count in order if count > 0)
 
 
 def stable_artifact(kiln: Kiln, env: str) -> str:

@@ -42,6 +42,8 @@ def test_the_answer_split_counts_only_what_changed() -> None:
     after = {"v1.0.0": 180, "v2.0.0": 20, "500s": 0}
     assert answer_split(before, after) == "v1.0.0 80% v2.0.0 20%"
     assert answer_split(after, after) == ""
+    bad = {"v2.0.0": 170, "v3.0.0": 20, "500s": 10}
+    assert answer_split({}, bad) == "v2.0.0 85% v3.0.0 10% 500s 5%"
 
 
 def test_set_version_rewrites_only_the_build_block(tmp_path: Path) -> None:
