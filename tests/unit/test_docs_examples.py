@@ -2,14 +2,17 @@
 
 - A fenced ```yaml block whose first key is `service:` is a complete kiln.yaml:
   it must validate.
-- A fenced ```sh block whose info string says `test` (```sh test) is run with
-  bash in a fresh copy of examples/hello, with `kiln` on PATH; it must exit 0.
+- A fenced ```sh test block is run with bash in a fresh copy of examples/hello,
+  with `kiln` on PATH and a throwaway KILN_STATE_DIR; it must exit 0.
+- ```sh session blocks are run in order, one page at a time, by
+  tests/e2e/test_docs_sessions.py (the tutorial, with its deploys and canaries).
+- Every other shell block must say in its first line why it is not run:
+  `# not run by the docs test: REASON`. The rule is checked here.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -18,29 +21,14 @@ from pathlib import Path
 import pytest
 
 from kiln.core.spec.loader import load_spec
+from tests.docblocks import Block, all_blocks, blocks_of
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = sorted([ROOT / "README.md", *ROOT.glob("docs/**/*.md")])
-FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
-
-
-def _blocks(kind: str) -> list[tuple[str, str]]:
-    found: list[tuple[str, str]] = []
-    for doc in DOCS:
-        text = doc.read_text(encoding="utf-8")
-        for match in FENCE.finditer(text):
-            info, body = match.group(1).strip(), match.group(2)
-            line = text.count("\n", 0, match.start()) + 1
-            name = f"{doc.relative_to(ROOT)}:{line}"
-            if kind == "spec" and info == "yaml" and body.lstrip().startswith("service:"):
-                found.append((name, body))
-            if kind == "sh" and info.split()[:2] == ["sh", "test"]:
-                found.append((name, body))
-    return found
-
-
-SPECS = _blocks("spec")
-SCRIPTS = _blocks("sh")
+BLOCKS = all_blocks()
+SPECS = [
+    (b.where, b.body) for b in BLOCKS if b.info == "yaml" and b.body.lstrip().startswith("service:")
+]
+SCRIPTS = [(b.where, b.body) for b in BLOCKS if b.is_shell and b.mode == "test"]
 
 
 def test_the_docs_contain_spec_examples() -> None:
@@ -50,6 +38,38 @@ def test_the_docs_contain_spec_examples() -> None:
 @pytest.mark.parametrize(("where", "body"), SPECS, ids=[w for w, _ in SPECS])
 def test_spec_examples_in_the_docs_validate(where: str, body: str) -> None:
     load_spec(body, source=where)
+
+
+def unaccounted(blocks: list[Block]) -> list[str]:
+    """The shell blocks that no test runs and that do not say why."""
+    return [b.where for b in blocks if b.is_shell and b.mode is None]
+
+
+def test_every_shell_block_is_run_or_says_why_not() -> None:
+    missing = unaccounted(BLOCKS)
+    assert missing == [], (
+        "these shell blocks are neither run by a test nor marked: make them ```sh test "
+        "(run alone) or ```sh session (run in page order), or start them with "
+        "`# not run by the docs test: REASON`:\n  " + "\n  ".join(missing)
+    )
+
+
+def test_the_rule_sees_an_unmarked_block(tmp_path: Path) -> None:
+    doc = tmp_path / "page.md"
+    doc.write_text(
+        "```sh\nkiln deploy prod\n```\n"
+        "```bash\n# not run by the docs test: needs a cluster\nkubectl apply\n```\n"
+        "```sh\n# not run by the docs test:\nno reason given\n```\n"
+        "```sh test\nkiln validate\n```\n"
+        "```sh session\nkiln build\n```\n"
+        "```console\n$ kiln status\n```\n"
+        "```yaml\nservice: x\n```\n"
+        "```\nplain output\n```\n",
+        encoding="utf-8",
+    )
+    found = blocks_of(doc)
+    assert [b.mode for b in found if b.is_shell] == [None, "not-run", None, "test", "session", None]
+    assert [w.rsplit(":", 1)[1] for w in unaccounted(found)] == ["1", "8", "18"]
 
 
 @pytest.mark.parametrize(("where", "body"), SCRIPTS, ids=[w for w, _ in SCRIPTS])

@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from kiln import __version__
+from kiln.api.dashboard import install as install_dashboard
 from kiln.core.access import Identity, Role, TokenTable
 from kiln.errors import InvalidInput, KilnError, NotFound, Refused, Temporary
 from kiln.services.controller import Controller
@@ -64,6 +65,9 @@ def create_app(
         if identity.role is not Role.ADMIN:
             raise HTTPException(status.HTTP_403_FORBIDDEN, detail="this needs the admin role")
         return identity
+
+    # The dashboard (/ui/, /v1/dashboard) and the security headers on every response.
+    install_dashboard(app, who=who, admin=admin, controller=controller)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -8,12 +8,15 @@ import os
 import socket
 import threading
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
-from kiln.adapters.keys.tokens import ensure_local_admin, load_table
+from kiln.adapters.keys.tokens import ensure_local_admin, ensure_local_reader, load_table
 from kiln.adapters.store.leader import FileLeaderLock
+from kiln.api import dashboard as dashboard_api
 from kiln.api.app import create_app
+from kiln.bootstrap import dashboard as dashboard_boot
 from kiln.bootstrap.controller import Address, ControllerClient, socket_path
 from kiln.bootstrap.deploy import controller as build_controller
 from kiln.core.spec.models import ServiceSpec
@@ -30,10 +33,12 @@ def serve(
     *,
     listen: str | None = None,
     policy: Path | None = None,
+    http: str | None = None,
 ) -> int:
     """Run the controller in the foreground until SIGTERM/SIGINT. Returns an exit code."""
     run_dir = state_dir / "run"
     ensure_local_admin(state_dir)
+    ensure_local_reader(state_dir)  # the dashboard's read-only token (kiln dashboard)
     tokens = load_table(state_dir)
     leader = FileLeaderLock(run_dir)
     if listen in (None, "unix"):
@@ -77,6 +82,11 @@ def serve(
 
         ci_hook = CiHook(state_dir, state_dir.parent / "kiln.yaml")
     app = create_app(controller=controller, tokens=tokens, ci_hook=ci_hook)
+    dashboard, dashboard_ledger = dashboard_boot.source(state_dir, controller)
+    browser = BrowserListener(app, address=address)
+    dashboard_api.configure(app, source=dashboard, open_listener=browser.open)
+    if http is not None:
+        browser.open(http)
     config = uvicorn.Config(app, log_level="warning", lifespan="off", **options)  # type: ignore[arg-type]
     server = uvicorn.Server(config)
     try:
@@ -85,11 +95,70 @@ def serve(
         server.run()
     finally:
         stop_claims.set()
+        browser.close()
         controller.stop()
+        if dashboard_ledger is not None:
+            dashboard_ledger.close()
         leader.close()
         with contextlib.suppress(FileNotFoundError):
             (run_dir / "controller.json").unlink()
     return 0
+
+
+class BrowserListener:
+    """The controller's second, loopback HTTP listener, for browsers (the dashboard).
+
+    A browser cannot reach the API's unix socket, so ``kiln dashboard`` asks for
+    this one (or ``kiln serve --http HOST:PORT`` opens it at start). It serves the
+    same app read-only (GET/HEAD; ``kiln.api.dashboard.read_only``) behind the
+    same bearer tokens, in its own thread and event loop, until the controller
+    stops. When the API itself is on TCP, that address already serves the page.
+    """
+
+    def __init__(self, app: Any, *, address: str) -> None:
+        self._app = app
+        self._address = address
+        self._lock = threading.Lock()
+        self._url: str | None = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def open(self, where: str = "127.0.0.1:0") -> str:
+        """The dashboard's URL, opening the listener on ``where`` the first time."""
+        with self._lock:
+            if self._url is not None:
+                return self._url
+            if not self._address.startswith("unix:"):
+                self._url = f"{self._address}/ui/"
+                return self._url
+            host, _, port = where.rpartition(":")
+            if not port.isdigit() or not host:
+                raise ConfigError(f"--http {where!r} is not HOST:PORT")
+            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host.strip("[]"), int(port)))
+            except OSError as exc:
+                sock.close()
+                raise ConfigError(f"cannot listen on {where}: {exc.strerror}") from None
+            sock.listen(128)
+            bound = sock.getsockname()[1]
+            config = uvicorn.Config(
+                dashboard_api.read_only(self._app), log_level="warning", lifespan="off"
+            )
+            server = uvicorn.Server(config)
+            thread = threading.Thread(
+                target=server.run, kwargs={"sockets": [sock]}, name="dashboard-http", daemon=True
+            )
+            thread.start()
+            self._server, self._thread = server, thread
+            self._url = f"http://{host}:{bound}/ui/"
+            return self._url
+
+    def close(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=5)
 
 
 def _unix_listener(path: Path) -> socket.socket:

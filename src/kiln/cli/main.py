@@ -54,6 +54,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("kiln.cli.serve:serve", "Run the controller (API, rollout workers, supervision)."),
     "controller": ("kiln.cli.serve:controller", "Show the controller's status, or stop it."),
     "down": ("kiln.cli.serve:down", "Stop the controller, routers and instances (state is kept)."),
+    "dashboard": ("kiln.cli.dashboard:dashboard", "Print the read-only dashboard's login URL."),
     # rollouts
     "deploy": (
         "kiln.cli.deploy:deploy",

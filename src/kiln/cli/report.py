@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import click
 
@@ -47,24 +46,7 @@ def dora(app: App, environment: str, since: str, until: str, output: str | None)
         result = svc.dora(ledger.store, environment=environment, since=start, until=end)
     finally:
         ledger.close()
-    figures = {
-        "deploymentFrequency": result.deployment_frequency,
-        "leadTime": result.lead_time,
-        "changeFailureRate": result.change_failure_rate,
-        "timeToRestore": result.time_to_restore,
-    }
-    data: dict[str, Any] = {
-        "environment": result.environment,
-        "since": result.since.isoformat(),
-        "until": result.until.isoformat(),
-        "deployments": result.deployments,
-        "failedDeployments": result.failed_deployments,
-        "openIncidents": result.open_incidents,
-        **{
-            name: {"value": f.value, "unit": f.unit, "band": str(f.band), "samples": f.samples}
-            for name, f in figures.items()
-        },
-    }
+    data = svc.dora_json(result)
 
     def human() -> None:
         from rich.table import Table

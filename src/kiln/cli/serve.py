@@ -14,13 +14,19 @@ from kiln.cli.render import emit, output_option
     default=None,
     help="unix (default: .kiln/run/controller.sock, mode 0600) or HOST:PORT (token required).",
 )
+@click.option(
+    "--http",
+    default=None,
+    metavar="HOST:PORT",
+    help="Also open the browser listener for the dashboard now (read-only; port 0 picks one).",
+)
 @click.pass_obj
-def serve(app: App, listen: str | None) -> None:
-    """Run the controller in the foreground: API, rollout workers, supervision."""
+def serve(app: App, listen: str | None, http: str | None) -> None:
+    """Run the controller in the foreground: API, dashboard, rollout workers, supervision."""
     from kiln.api.server import serve as run
 
     spec = app.spec() if app.spec_file.exists() else None
-    run(app.state_dir(), spec, listen=listen, policy=app.settings().trust_policy)
+    run(app.state_dir(), spec, listen=listen, policy=app.settings().trust_policy, http=http)
 
 
 @click.group()

@@ -9,6 +9,7 @@ deployment started just before it is still matched (``docs/dora.md``).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from kiln.core.insights.dora import DoraReport, compute
 from kiln.core.ledger.kinds import EventKind
@@ -25,3 +26,25 @@ DORA_KINDS = (
 def dora(events: EventLog, *, environment: str, since: datetime, until: datetime) -> DoraReport:
     relevant = events.query(environment=environment, kinds=DORA_KINDS)
     return compute(relevant, environment=environment, since=since, until=until)
+
+
+def dora_json(result: DoraReport) -> dict[str, Any]:
+    """The report as ``kiln report dora -o json`` and the dashboard show it."""
+    figures = {
+        "deploymentFrequency": result.deployment_frequency,
+        "leadTime": result.lead_time,
+        "changeFailureRate": result.change_failure_rate,
+        "timeToRestore": result.time_to_restore,
+    }
+    return {
+        "environment": result.environment,
+        "since": result.since.isoformat(),
+        "until": result.until.isoformat(),
+        "deployments": result.deployments,
+        "failedDeployments": result.failed_deployments,
+        "openIncidents": result.open_incidents,
+        **{
+            name: {"value": f.value, "unit": f.unit, "band": str(f.band), "samples": f.samples}
+            for name, f in figures.items()
+        },
+    }

@@ -752,6 +752,16 @@ class RolloutExecutor:
         chosen = FAST_TRACK if fast_track else steps_for(self._environment(environment))
         return [describe(s) for s in chosen]
 
+    # Read-only views for the dashboard (``kiln.services.dashboard``): the same
+    # provider and router this executor drives, so what it shows is what it acts on.
+    @property
+    def provider(self) -> Provider:
+        return self._provider
+
+    @property
+    def router(self) -> Router:
+        return self._router
+
 
 def _same_split(a: RouteTable, b: RouteTable) -> bool:
     return a.releases == b.releases and a.rules == b.rules and a.environment == b.environment

@@ -12,6 +12,7 @@ from kiln.errors import InvalidInput
 from kiln.fsio import write_atomic
 
 LOCAL_ADMIN = "local-admin"
+LOCAL_READER = "local-dashboard"
 
 
 def _table_path(state_dir: Path) -> Path:
@@ -20,6 +21,10 @@ def _table_path(state_dir: Path) -> Path:
 
 def local_token_path(state_dir: Path) -> Path:
     return state_dir / "run" / "controller.token"
+
+
+def reader_token_path(state_dir: Path) -> Path:
+    return state_dir / "run" / "dashboard.token"
 
 
 def load_table(state_dir: Path) -> TokenTable:
@@ -52,7 +57,19 @@ def issue(state_dir: Path, name: str, role: Role) -> str:
 
 def ensure_local_admin(state_dir: Path) -> str:
     """The local admin token, created on the controller's first start."""
-    path = local_token_path(state_dir)
+    return _ensure_local(state_dir, LOCAL_ADMIN, Role.ADMIN, local_token_path(state_dir))
+
+
+def ensure_local_reader(state_dir: Path) -> str:
+    """The local read-only token the dashboard presents (``run/dashboard.token``, 0600).
+
+    Read-only on purpose: a browser tab is a bigger target than the CLI, so the
+    token it holds can show everything and change nothing."""
+    return _ensure_local(state_dir, LOCAL_READER, Role.READ, reader_token_path(state_dir))
+
+
+def _ensure_local(state_dir: Path, name: str, role: Role, path: Path) -> str:
+    """A token kept in ``path`` for ``name``: reused while the table knows it, else new."""
     if path.exists():
         token = path.read_text(encoding="utf-8").strip()
         if token and load_table(state_dir).authenticate(f"Bearer {token}") is not None:
@@ -63,11 +80,9 @@ def ensure_local_admin(state_dir: Path) -> str:
         if table_path.exists()
         else {"tokens": []}
     )
-    current["tokens"] = [t for t in current["tokens"] if t.get("name") != LOCAL_ADMIN]
+    current["tokens"] = [t for t in current["tokens"] if t.get("name") != name]
     token = new_token()
-    current["tokens"].append(
-        {"name": LOCAL_ADMIN, "sha256": token_digest(token), "role": str(Role.ADMIN)}
-    )
+    current["tokens"].append({"name": name, "sha256": token_digest(token), "role": str(role)})
     write_atomic(table_path, json.dumps(current, indent=2).encode(), mode=0o600)
     write_atomic(path, (token + "\n").encode(), mode=0o600)
     return token
@@ -77,5 +92,13 @@ def read_local_token(state_dir: Path) -> str | None:
     path = local_token_path(state_dir)
     try:
         return path.read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def read_reader_token(state_dir: Path) -> str | None:
+    """The dashboard's read-only token, if the local controller has issued one."""
+    try:
+        return reader_token_path(state_dir).read_text(encoding="utf-8").strip() or None
     except FileNotFoundError:
         return None
