@@ -18,6 +18,9 @@ from typing import BinaryIO, Protocol
 
 from kiln.core.artifacts.tags import Tag
 from kiln.core.digest import Digest
+from kiln.core.release import Release, ReleaseId
+from kiln.core.rollout.planner import RolloutState
+from kiln.ports.state import EnvironmentState
 
 
 @dataclass(frozen=True)
@@ -193,3 +196,22 @@ class DependencyInstaller(Protocol):
     def install(self, requirements: Path, target: Path) -> None:
         """Install exactly the pinned, hashed requirements into ``target``, or raise."""
         ...
+
+
+class ReleaseHistory(Protocol):
+    """What gc reads from the controller's desired state (``DesiredState`` plus a list
+    of environment names): which releases ran where, and which are live now."""
+
+    def environments(self) -> list[str]:
+        """Every environment the desired state knows, sorted."""
+        ...
+
+    def environment(self, name: str) -> EnvironmentState: ...
+
+    def stable_history(self, name: str) -> list[ReleaseId]:
+        """Every release that was stable in ``name``, oldest first."""
+        ...
+
+    def release(self, release_id: ReleaseId) -> Release | None: ...
+
+    def rollout(self, name: str) -> RolloutState | None: ...
