@@ -176,8 +176,35 @@ class SourceState:
     modified: frozenset[str] = frozenset()  # tracked paths that differ from the commit
 
 
+@dataclass(frozen=True)
+class WorkTreeDiff:
+    """Which files of a work tree git cannot vouch for, against one commit.
+
+    ``differing``: paths (relative to the directory asked about) whose content,
+    mode or presence in the work tree differs from ``revision``. ``tracked``:
+    the files git tracks there. A tracked file that is not differing has exactly
+    the content and executable bit it has in ``revision``.
+    """
+
+    revision: str
+    differing: frozenset[str]
+    tracked: frozenset[str] = frozenset()
+
+
 class SourceRepo(Protocol):
     def state(self, directory: Path) -> SourceState: ...
+
+    def diff_work_tree(
+        self, directory: Path, revision: str | None, *, tracked: bool = False
+    ) -> WorkTreeDiff | None:
+        """The work tree under ``directory`` against ``revision`` (None: HEAD);
+        ``tracked`` also lists the tracked files (costs a parse of git's index).
+
+        None when git cannot vouch for unchanged files: not a work tree, an
+        unknown revision, entries git is told not to check (assume-unchanged,
+        skip-worktree), submodules, or attributes that could filter content.
+        """
+        ...
 
     def last_change(self, directory: Path, path: Path) -> int | None:
         """Commit time of the last commit that touched ``path``, if any."""

@@ -68,7 +68,13 @@ from kiln.core.digest import Digest, digest_bytes
 from kiln.core.ledger.kinds import EventKind
 from kiln.core.spec.models import ServiceSpec
 from kiln.errors import InvalidInput, NotFound, Refused
-from kiln.ports.artifacts import ArtifactStore, DependencyInstaller, SourceRepo, SourceState
+from kiln.ports.artifacts import (
+    ArtifactStore,
+    DependencyInstaller,
+    SourceRepo,
+    SourceState,
+    WorkTreeDiff,
+)
 from kiln.ports.clock import Clock
 from kiln.ports.ledger import Recorder
 from kiln.services import scanindex
@@ -155,6 +161,7 @@ class AppTree:
     index: scanindex.Index | None = None
     changed: tuple[scanindex.Changed, ...] = ()
     context: Path | None = None
+    full: FullScan | None = None
 
     def files(self) -> list[str]:
         """The non-directory paths of the layer, relative to the context."""
@@ -162,6 +169,16 @@ class AppTree:
             return self.index.paths() if self.index is not None else []
         skip = len(APP_ROOT) + 1
         return [s.entry.path[skip:] for s in self.entries if s.entry.kind is not Kind.DIR]
+
+
+@dataclass(frozen=True)
+class FullScan:
+    """What a full scan saw besides its entries, for the next scan index."""
+
+    walked: dict[str, os.stat_result]
+    racy_before_ns: int
+    view: WorkTreeDiff | None  # git's diff against HEAD, taken before the walk
+    view_started_ns: int
 
 
 @dataclass
@@ -193,24 +210,42 @@ class Builder:
         racy = time.time_ns() - int(RACY_SECONDS * 1e9)
         index = scanindex.load(self._index_path(context, selection))
         if index is not None:
-            changed = scanindex.changes(context, index, selection, racy_before_ns=racy)
+            changed: list[scanindex.Changed] | None = None
+            how = "index"
+            if index.git is not None:
+                diff = self.source.diff_work_tree(context, index.git[0])
+                if diff is not None:
+                    changed = scanindex.git_changes(
+                        context, index, diff, selection, racy_before_ns=racy
+                    )
+                    how = "index, git"
+            if changed is None:
+                how = "index"
+                changed = scanindex.changes(context, index, selection, racy_before_ns=racy)
             if changed is not None:
-                self.on_event(
-                    StepFinished("scan", f"{index.files} files, {len(changed)} changed (index)")
-                )
+                detail = f"{index.files} files, {len(changed)} changed ({how})"
+                self.on_event(StepFinished("scan", detail))
                 return AppTree(None, index, tuple(changed), context)
-        found = self._full_scan(context, selection, racy)
+        found, full = self._full_scan(context, selection)
         self.on_event(StepFinished("scan", f"{len(found)} entries"))
-        return AppTree(found, context=context)
+        return AppTree(found, context=context, full=full)
 
-    def _full_scan(self, context: Path, selection: Selection, racy: int) -> list[SourceEntry]:
-        return scan(
+    def _full_scan(self, context: Path, selection: Selection) -> tuple[list[SourceEntry], FullScan]:
+        # git looks first: whatever changes while the walk runs has a later ctime,
+        # and build_index records such files as ones git cannot vouch for
+        started = time.time_ns()
+        view = self.source.diff_work_tree(context, None, tracked=True)
+        racy = time.time_ns() - int(RACY_SECONDS * 1e9)
+        walked: dict[str, os.stat_result] = {}
+        found = scan(
             context,
             selection,
             max_file_bytes=self.max_file_bytes,
             racy_before_ns=racy,
             root=APP_ROOT,
+            directories=walked,
         )
+        return found, FullScan(walked, racy, view, started)
 
     def _index_path(self, context: Path, selection: Selection) -> Path:
         key = scanindex.key_of(
@@ -440,16 +475,26 @@ class Builder:
             reused = self._layers_from_index(context, tree.index, tree.changed, epoch, index_path)
             if reused is not None:
                 return reused
-        entries = tree.entries
-        if entries is None:
-            entries = self._full_scan(context, selection, time.time_ns() - int(RACY_SECONDS * 1e9))
+        entries, full = tree.entries, tree.full
+        if entries is None or full is None:
+            entries, full = self._full_scan(context, selection)
         chunks = chunking.split(entries, lambda s: s.entry, every=self.files_per_layer)
         results = [
             self._app_layer(chunk, epoch, number, len(chunks))
             for number, chunk in enumerate(chunks)
         ]
         facts = [(r.digest, r.size, r.entries) for r in results]
-        index = scanindex.build_index(epoch, chunks, facts, root=APP_ROOT)
+        index = scanindex.build_index(
+            epoch,
+            chunks,
+            facts,
+            root=APP_ROOT,
+            root_dir=context,
+            walked=full.walked,
+            racy_before_ns=full.racy_before_ns,
+            view=full.view,
+            view_started_ns=full.view_started_ns,
+        )
         scanindex.save(index_path, index)
         return results
 
@@ -468,6 +513,8 @@ class Builder:
         """
         fresh = {c.rel: c.st for c in changed}
         dirty = {index.layer_of(f"{APP_ROOT}/{c.rel}") for c in changed}
+        if index.git is not None:
+            index.git[1].update(fresh)  # changed since C0's view: git cannot vouch for them
         dirty.update(
             n
             for n, (_, facts) in enumerate(index.layers)
@@ -516,8 +563,7 @@ class Builder:
                 if source.entry.kind is not Kind.DIR:
                     directory, _, name = source.entry.path[skip:].rpartition("/")
                     index.dirs[directory][name] = scanindex.packed(source.stat_key)
-        if rebuilt:
-            scanindex.save(index_path, index)
+        scanindex.save(index_path, index)  # new fingerprints, layers, directory records
         return results
 
     def _app_layer(

@@ -39,12 +39,17 @@ def scan(
     max_file_bytes: int,
     racy_before_ns: int,
     root: str,
+    directories: dict[str, os.stat_result] | None = None,
 ) -> list[SourceEntry]:
     """Every selected entry under ``root_dir``, validated, sorted, with parents.
 
     The loop body runs once per file of trees with tens of thousands of files,
     so it stays lean: string paths, one ``lstat`` (from ``scandir``), tuples.
+    ``directories``, if given, receives the lstat of every directory walked
+    (``""`` for ``root_dir``), for the scan index's shape check.
     """
+    if directories is not None:
+        directories[""] = os.lstat(root_dir)
     found: list[SourceEntry] = []
     used_dirs: set[str] = set()
     stack = [""]
@@ -77,6 +82,8 @@ def scan(
             if is_dir(mode):
                 if not selection.prunes(rel):
                     stack.append(rel)
+                    if directories is not None:
+                        directories[rel] = st
                 continue
             if not selects(rel):
                 continue

@@ -3,7 +3,8 @@
 Each case builds a repository, changes it, rebuilds with the same state (scan
 index and layer cache warm), then builds a copy of the changed tree in a new
 directory with an empty state, and compares digests. The events say whether
-the scan index answered, so each test also checks which path it exercised.
+the scan index answered and how ("index, git": git named the candidates;
+"index": one lstat per file), so each test also checks which path it took.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from kiln.services import scanindex
 from kiln.services.build import Builder, BuildResult, run_build
 from kiln.services.sourcetree import SourceEntry
 from kiln.services.spec import read_spec
-from tests.integration.artifacts.conftest import FILES, BuilderFactory, age_files, make_repo
+from tests.integration.artifacts.conftest import FILES, BuilderFactory, age_files, git, make_repo
 
 LAYER_FILES = 16
 
@@ -33,17 +34,33 @@ def age(path: Path) -> None:
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns - 60 * 10**9))
 
 
+def age_tree(repo: Path) -> None:
+    """Every file and directory out of the racy window (directories too: the git
+    path trusts a directory record only when it is old enough)."""
+    age_files(repo)
+    for root, dirs, _files in os.walk(repo):
+        dirs[:] = [d for d in dirs if d != ".git"]
+        age(Path(root))
+
+
 def build(builder: Builder, repo: Path) -> BuildResult:
     return run_build(builder, read_spec(repo / "kiln.yaml"), repo, allow_dirty=True, actor="t")
 
 
 class Rig:
-    def __init__(self, tmp_path: Path, make_builder: BuilderFactory) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        make_builder: BuilderFactory,
+        extra: dict[str, str] | None = None,
+    ) -> None:
         files: dict[str, str | bytes] = dict(FILES)
         files.update({f"data/d{i % 9}/f{i:04d}.txt": f"file {i}\n" for i in range(240)})
         self.tmp = tmp_path
         self.repo = make_repo(tmp_path / "repo", files)
-        age_files(self.repo)
+        for rel, text in (extra or {}).items():  # written after the commit: untracked
+            (self.repo / rel).write_text(text)
+        age_tree(self.repo)
         self.events: list[Event] = []
         self.make_builder = make_builder
         self.builder = make_builder(
@@ -86,7 +103,7 @@ def test_the_tree_is_split_into_many_layers(rig: Rig) -> None:
 
 def test_an_unchanged_tree_is_answered_by_the_index(rig: Rig) -> None:
     again = rig.rebuild()
-    assert rig.scan_detail().endswith("0 changed (index)")
+    assert rig.scan_detail().endswith("0 changed (index, git)")
     assert again.digest == rig.first.digest
     assert rebuilt_app_layers(again) == 0
 
@@ -96,7 +113,7 @@ def test_a_changed_file_rebuilds_one_layer_and_matches_a_fresh_build(rig: Rig) -
     target.write_text("changed, and longer than before\n")
     age(target)
     after = rig.rebuild()
-    assert rig.scan_detail().endswith("1 changed (index)")
+    assert rig.scan_detail().endswith("1 changed (index, git)")
     assert rebuilt_app_layers(after) == 1
     assert after.digest != rig.first.digest
     assert after.digest == rig.fresh().digest
@@ -111,7 +128,9 @@ def test_a_change_then_its_revert_gives_the_first_digest_again(rig: Rig) -> None
     target.write_bytes(original)
     age(target)
     reverted = rig.rebuild()
-    assert rig.scan_detail().endswith("1 changed (index)")
+    # git finds the file identical to the commit again: only the index's record
+    # that it had changed since makes it a candidate
+    assert rig.scan_detail().endswith("1 changed (index, git)")
     assert changed.digest != rig.first.digest
     assert reverted.digest == rig.first.digest == rig.fresh().digest
 
@@ -119,7 +138,7 @@ def test_a_change_then_its_revert_gives_the_first_digest_again(rig: Rig) -> None
 def test_a_mode_change_alone_is_seen_and_matches_a_fresh_build(rig: Rig) -> None:
     (rig.repo / "app.py").chmod(0o755)  # only ctime and mode change, not mtime
     after = rig.rebuild()
-    assert rig.scan_detail().endswith("1 changed (index)")
+    assert rig.scan_detail().endswith("1 changed (index, git)")
     assert after.digest != rig.first.digest
     assert after.digest == rig.fresh().digest
 
@@ -134,6 +153,10 @@ def test_a_rename_falls_back_to_a_full_scan_and_matches_a_fresh_build(rig: Rig) 
     # the full scan wrote a new index: the next build is answered by it again
     rig.rebuild()
     assert rig.scan_detail().endswith("0 changed (index)")
+    age_tree(rig.repo)
+    rig.rebuild()  # the walk refreshes the directory records: git can answer again
+    rig.rebuild()
+    assert rig.scan_detail().endswith("0 changed (index, git)")
 
 
 @pytest.mark.parametrize("change", ["add", "delete", "new directory", "file becomes directory"])
@@ -223,3 +246,57 @@ def test_another_layer_mtime_does_not_reuse_indexed_layers(
     other = build(builder, rig.repo)
     assert other.digest != rig.first.digest
     assert rebuilt_app_layers(other) == sum(1 for x in other.layers if x.role == "app")
+
+
+def test_a_staged_change_is_seen_through_git(rig: Rig) -> None:
+    target = rig.repo / "pkg" / "util.py"
+    target.write_text("X = 'staged'\n")
+    age(target)
+    git(rig.repo, "add", "pkg/util.py")  # the work tree now matches git's index
+    after = rig.rebuild()
+    assert rig.scan_detail().endswith("1 changed (index, git)")
+    assert after.digest == rig.fresh().digest
+
+
+def test_a_committed_change_is_seen_through_git(rig: Rig) -> None:
+    target = rig.repo / "data" / "d4" / "f0004.txt"
+    target.write_text("committed\n")
+    age(target)
+    git(rig.repo, "commit", "-qam", "change")  # HEAD moves; the index compares with C0
+    after = rig.rebuild()
+    assert rig.scan_detail().endswith("1 changed (index, git)")
+    assert not after.inputs.dirty
+    assert after.digest == rig.fresh().digest
+
+
+def test_a_changed_untracked_file_is_a_candidate(
+    tmp_path: Path, make_builder: BuilderFactory
+) -> None:
+    rig = Rig(tmp_path, make_builder, extra={"local.env": "A=1\n"})
+    target = rig.repo / "local.env"
+    target.write_text("A=2\n")  # same size: git never knew it; the index did
+    age(target)
+    after = rig.rebuild()
+    assert rig.scan_detail().endswith("1 changed (index, git)")
+    assert after.digest != rig.first.digest
+    assert after.digest == rig.fresh().digest
+
+
+def test_assume_unchanged_entries_make_kiln_walk_instead(rig: Rig) -> None:
+    git(rig.repo, "update-index", "--assume-unchanged", "app.py")
+    target = rig.repo / "app.py"
+    target.write_text("print('git is told not to look')\n")
+    age(target)
+    after = rig.rebuild()
+    assert rig.scan_detail().endswith("1 changed (index)")
+    assert after.digest == rig.fresh().digest
+
+
+def test_attributes_keep_git_out_of_it(tmp_path: Path, make_builder: BuilderFactory) -> None:
+    rig = Rig(tmp_path, make_builder, extra={".gitattributes": "*.txt text eol=lf\n"})
+    target = rig.repo / "data" / "d0" / "f0000.txt"
+    target.write_bytes(target.read_bytes().replace(b"\n", b"\r\n"))  # git: "no change"
+    age(target)
+    after = rig.rebuild()
+    assert rig.scan_detail().endswith("1 changed (index)")
+    assert after.digest == rig.fresh().digest

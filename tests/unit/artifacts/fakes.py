@@ -20,6 +20,7 @@ from kiln.ports.artifacts import (
     Revocation,
     SourceState,
     TagRecord,
+    WorkTreeDiff,
 )
 
 
@@ -103,6 +104,11 @@ class FakeSource:
 
     def last_change(self, directory: Path, path: Path) -> int | None:
         return self.state_value.commit_time
+
+    def diff_work_tree(
+        self, directory: Path, revision: str | None, *, tracked: bool = False
+    ) -> WorkTreeDiff | None:
+        return None  # as outside git: the builder checks every file itself
 
     def export(self, directory: Path, revision: str, dest: Path) -> Path:
         raise NotImplementedError
