@@ -162,6 +162,7 @@ class AppTree:
     changed: tuple[scanindex.Changed, ...] = ()
     context: Path | None = None
     full: FullScan | None = None
+    walked: bool = False  # the index answered by a walk (its directory records are fresh)
 
     def files(self) -> list[str]:
         """The non-directory paths of the layer, relative to the context."""
@@ -225,7 +226,7 @@ class Builder:
             if changed is not None:
                 detail = f"{index.files} files, {len(changed)} changed ({how})"
                 self.on_event(StepFinished("scan", detail))
-                return AppTree(None, index, tuple(changed), context)
+                return AppTree(None, index, tuple(changed), context, walked=how == "index")
         found, full = self._full_scan(context, selection)
         self.on_event(StepFinished("scan", f"{len(found)} entries"))
         return AppTree(found, context=context, full=full)
@@ -472,7 +473,9 @@ class Builder:
         selection = Selection(spec.build.include, spec.build.exclude)
         index_path = self._index_path(context, selection)
         if tree.index is not None and tree.index.epoch == epoch:
-            reused = self._layers_from_index(context, tree.index, tree.changed, epoch, index_path)
+            reused = self._layers_from_index(
+                context, tree.index, tree.changed, epoch, index_path, save=tree.walked
+            )
             if reused is not None:
                 return reused
         entries, full = tree.entries, tree.full
@@ -505,6 +508,8 @@ class Builder:
         changed: Sequence[scanindex.Changed],
         epoch: int,
         index_path: Path,
+        *,
+        save: bool,
     ) -> list[LayerResult] | None:
         """Reuse every layer holding no changed file; rebuild the others from their members.
 
@@ -563,7 +568,8 @@ class Builder:
                 if source.entry.kind is not Kind.DIR:
                     directory, _, name = source.entry.path[skip:].rpartition("/")
                     index.dirs[directory][name] = scanindex.packed(source.stat_key)
-        scanindex.save(index_path, index)  # new fingerprints, layers, directory records
+        if save or changed or rebuilt:  # new fingerprints, layers, directory records
+            scanindex.save(index_path, index)
         return results
 
     def _app_layer(

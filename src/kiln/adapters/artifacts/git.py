@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import tarfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kiln.errors import InvalidInput, NotFound, Permanent
@@ -107,28 +108,34 @@ class GitRepo:
         if not rev:
             return None
         rev = rev.strip()
-        listing = self._run(directory, *_STRICT, "ls-files", "-vsz", "--", ".", check=False)
-        common = self._run(directory, "rev-parse", "--git-common-dir", check=False)
-        if listing is None or common is None or _UNCHECKED_TAG.search("\0" + listing):
+        # three independent questions, asked at once (each is a process start)
+        with ThreadPoolExecutor(3) as pool:
+            asked = [
+                pool.submit(self._run, directory, *args, check=False)
+                for args in (
+                    (*_STRICT, "ls-files", "-vsz", "--", "."),
+                    ("rev-parse", "--git-common-dir"),
+                    (
+                        *_STRICT,
+                        "diff",
+                        "--name-only",
+                        "--no-renames",
+                        "--relative",
+                        "-z",
+                        rev,
+                        "--",
+                        ".",
+                    ),
+                )
+            ]
+            listing, common, differing = (future.result() for future in asked)
+        if listing is None or common is None or differing is None:
+            return None
+        if _UNCHECKED_TAG.search("\0" + listing):
             return None
         if " 160000 " in listing or ".gitattributes\0" in listing:
             return None  # a submodule, or attributes that may filter content (false hits: safe)
         if (directory / common.strip() / "info" / "attributes").exists():
-            return None
-        differing = self._run(
-            directory,
-            *_STRICT,
-            "diff",
-            "--name-only",
-            "--no-renames",
-            "--relative",
-            "-z",
-            rev,
-            "--",
-            ".",
-            check=False,
-        )
-        if differing is None:
             return None
         return WorkTreeDiff(
             revision=rev,
