@@ -1,9 +1,10 @@
 """``kiln artifacts gc`` fed from a real SQLite desired state with releases in three environments.
 
-The store holds ten artifacts of one service (a layer each, plus one layer they
-all share). The desired state (``state.db``, written through
-``SqliteDesiredState`` as the controller writes it) has a release history in
-dev, staging and prod, a pin in staging and a prod rollout in progress.
+The store holds ten artifacts of one service (a layer each, plus one layer
+they all share: ``tests.unit.artifacts.fakes.make_artifact``). The desired
+state (``state.db``, written through ``SqliteDesiredState`` as the controller
+writes it) has a release history in dev, staging and prod, a pin in staging
+and a prod rollout in progress.
 """
 
 from __future__ import annotations
@@ -16,33 +17,15 @@ import pytest
 from kiln.adapters.artifacts.local import LocalStore
 from kiln.adapters.store.desired import SqliteDesiredState
 from kiln.cli.main import main
-from kiln.core.artifacts.oci import MEDIA_CONFIG, MEDIA_LAYER_TAR, Descriptor, manifest_bytes
 from kiln.core.artifacts.retention import Policy
 from kiln.core.canonical import canonical_json
 from kiln.core.digest import Digest, digest_bytes
 from kiln.core.release import Release
 from kiln.core.rollout.planner import Phase, RolloutState
 from kiln.services.artifacts import gc, release_facts
+from tests.unit.artifacts.fakes import make_artifact
 
 SPEC = 'service: hello\nbuild:\n  command: ["python", "app.py"]\n'
-SHARED_LAYER = b"shared layer bytes\n" * 100
-
-
-def make_artifact(store: LocalStore, number: int) -> Digest:
-    shared = store.put_blob(SHARED_LAYER)
-    own = store.put_blob(f"layer of build {number}\n".encode() * (100 + number))
-    config = store.put_blob(canonical_json({"build": number}))
-    manifest = manifest_bytes(
-        Descriptor(MEDIA_CONFIG, config.digest, config.size),
-        [
-            Descriptor(MEDIA_LAYER_TAR, shared.digest, shared.size),
-            Descriptor(MEDIA_LAYER_TAR, own.digest, own.size),
-        ],
-        {},
-    )
-    digest = store.put_blob(manifest).digest
-    store.add_artifact(digest, service="hello", created=f"2026-01-01T00:00:{number:02d}Z")
-    return digest
 
 
 def release(desired: SqliteDesiredState, env: str, artifact: Digest) -> Release:
@@ -59,7 +42,7 @@ class World:
         self.state.mkdir(parents=True, mode=0o700)
         (self.dir / "kiln.yaml").write_text(SPEC)
         self.store = LocalStore(self.state / "store")
-        self.a = [make_artifact(self.store, n) for n in range(10)]
+        self.a = [make_artifact(self.store, n, service="hello") for n in range(10)]
         desired = SqliteDesiredState(self.state / "state.db")
         try:
             # dev ran a0..a5 in turn; staging ran a1, a3, a5 and is pinned to a1;
@@ -130,7 +113,7 @@ def test_gc_keeps_the_last_n_per_environment_and_every_live_release(
     assert done["freedBytes"] == dry["freedBytes"] > 0
     # what was freed: each deleted artifact's manifest, config and own layer; never
     # the layer every artifact shares
-    shared = digest_bytes(b"shared layer bytes\n" * 100)
+    shared = digest_bytes(b"shared layer")
     assert shared not in done["deletedBlobs"]
     assert len(done["deletedBlobs"]) == 12
     assert world.store.has_blob(shared)
@@ -161,7 +144,7 @@ def test_without_a_desired_state_gc_says_so(
     (project / ".kiln").mkdir(parents=True, mode=0o700)
     (project / "kiln.yaml").write_text(SPEC)
     store = LocalStore(project / ".kiln" / "store")
-    make_artifact(store, 1)
+    make_artifact(store, 1, service="hello")
     assert main(["-f", str(project / "kiln.yaml"), "artifacts", "gc", "--dry-run"]) == 0
     assert "no desired state (state.db) yet" in capsys.readouterr().out
     assert not (project / ".kiln" / "state.db").exists()

@@ -9,6 +9,7 @@ the scan index answered and how ("index, git": git named the candidates;
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 from pathlib import Path
@@ -28,10 +29,19 @@ from tests.integration.artifacts.conftest import FILES, BuilderFactory, age_file
 LAYER_FILES = 16
 
 
+_AGED = itertools.count(1)
+
+
 def age(path: Path) -> None:
-    """Move one file's mtime a minute back, out of the racy window."""
+    """Move one file's mtime out of the racy window, to a second no other file has.
+
+    git compares whole seconds (unless built with USE_NSEC) and relies on its
+    racy-clean rule for natural timestamps; an mtime moved back by a fixed amount
+    could land in the second an earlier version had, same size, same ctime second,
+    and git would rightly be fooled (docs/artifacts.md, known limits).
+    """
     st = path.stat()
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns - 60 * 10**9))
+    os.utime(path, ns=(st.st_atime_ns, (1_600_000_000 + next(_AGED)) * 10**9))
 
 
 def age_tree(repo: Path) -> None:
