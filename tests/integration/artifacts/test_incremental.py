@@ -310,3 +310,15 @@ def test_attributes_keep_git_out_of_it(tmp_path: Path, make_builder: BuilderFact
     after = rig.rebuild()
     assert rig.scan_detail().endswith("1 changed (index)")
     assert after.digest == rig.fresh().digest
+
+
+def test_git_does_not_vouch_under_an_attributes_file_above_the_context(tmp_path: Path) -> None:
+    from kiln.adapters.artifacts.git import GitRepo
+
+    plain = make_repo(tmp_path / "plain", {"svc/app.py": "x = 1\n", "README": "r\n"})
+    above = make_repo(
+        tmp_path / "above", {"svc/app.py": "x = 1\n", ".gitattributes": "*.py text\n"}
+    )
+    view = GitRepo().diff_work_tree(plain / "svc", None, tracked=True)
+    assert view is not None and view.tracked == frozenset({"app.py"})
+    assert GitRepo().diff_work_tree(above / "svc", None) is None

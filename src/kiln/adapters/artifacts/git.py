@@ -114,7 +114,7 @@ class GitRepo:
                 pool.submit(self._run, directory, *args, check=False)
                 for args in (
                     (*_STRICT, "ls-files", "-vsz", "--", "."),
-                    ("rev-parse", "--git-common-dir"),
+                    ("rev-parse", "--git-common-dir", "--show-toplevel"),
                     (
                         *_STRICT,
                         "diff",
@@ -135,8 +135,15 @@ class GitRepo:
             return None
         if " 160000 " in listing or ".gitattributes\0" in listing:
             return None  # a submodule, or attributes that may filter content (false hits: safe)
-        if (directory / common.strip() / "info" / "attributes").exists():
+        common_dir, _, top = common.strip().partition("\n")
+        if (directory / common_dir / "info" / "attributes").exists():
             return None
+        # attributes files above the directory apply to it too
+        here, stop = directory.resolve(), Path(top.strip()).resolve()
+        while here != stop and stop in here.parents:
+            here = here.parent
+            if (here / ".gitattributes").exists():
+                return None
         return WorkTreeDiff(
             revision=rev,
             differing=frozenset(p for p in differing.split("\0") if p),
