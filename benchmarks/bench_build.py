@@ -1,16 +1,19 @@
 """Build throughput and incremental rebuilds vs ``tar --sort=name | sha256sum``.
 
-Generates a tree of ~20k files / ~200 MB (``--quick``: 2k / 20 MB) and times,
-side by side in one run:
+Generates a tree of ~20k files / ~200 MB (``--quick``: 2k / 20 MB), commits it
+to a git repository (kiln builds commits), and times, side by side in one run:
 
 * baseline: ``tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0
-  -cf - . | sha256sum``: one deterministic tar of the tree, hashed;
-* kiln build: scan, deterministic tar layers streamed into a fresh store
-  (temp file, fsync, rename) while hashed, config, manifest, tag;
-* kiln rebuild after a one-file change: same store and cache;
+  --exclude=./.git -cf - . | sha256sum``: one deterministic tar of the tree, hashed;
+* kiln build: git's view of the tree, scan, deterministic tar layers streamed
+  into a fresh store (temp file, fsync, rename) while hashed, config, manifest;
+* kiln rebuild after a one-file change (not committed: the edit-build loop),
+  same store, cache and scan index: git names the candidates
+  (``kiln.services.scanindex``);
+* the same rebuild with git out of the picture (a tree outside git, or one git
+  cannot vouch for): one ``lstat`` per file against the scan index;
 * for context: the baseline also writing its archive to disk (``tee`` + ``sync``,
-  which a store must do and ``| sha256sum`` does not), and kiln's scan alone
-  (one ``lstat`` per file: the floor of any rebuild that trusts no watcher).
+  which a store must do and ``| sha256sum`` does not), and the scan alone.
 
 Targets: build at most 1.5 times the baseline; rebuild at most 0.1 of a full build.
 """
@@ -31,6 +34,7 @@ from benchmarks.common import report
 from kiln.adapters.artifacts.git import GitRepo
 from kiln.adapters.artifacts.local import LocalStore
 from kiln.core.spec.loader import load_spec
+from kiln.ports.artifacts import SourceRepo, SourceState, WorkTreeDiff
 from kiln.ports.clock import SystemClock
 from kiln.services.build import Builder, BuildInputs
 
@@ -43,6 +47,27 @@ class _NoDeps:
 
     def install(self, requirements: Path, target: Path) -> None:
         raise AssertionError("the benchmark tree has no requirements")
+
+
+class _NoGit:
+    """Git as seen from a tree git cannot vouch for: the scan index walks instead."""
+
+    def __init__(self) -> None:
+        self._git = GitRepo()
+
+    def state(self, directory: Path) -> SourceState:
+        return self._git.state(directory)
+
+    def diff_work_tree(
+        self, directory: Path, revision: str | None, *, tracked: bool = False
+    ) -> WorkTreeDiff | None:
+        return None
+
+    def last_change(self, directory: Path, path: Path) -> int | None:
+        return self._git.last_change(directory, path)
+
+    def export(self, directory: Path, revision: str, dest: Path) -> Path:
+        return self._git.export(directory, revision, dest)
 
 
 class _Nobody:
@@ -68,13 +93,25 @@ def generate(root: Path, files: int, total_bytes: int, seed: int = 7) -> int:
         written += size
     (root / "kiln.yaml").write_bytes(SPEC)
     os.utime(root / "kiln.yaml", (past, past))
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "bench",
+        "GIT_AUTHOR_EMAIL": "bench@example.invalid",
+        "GIT_COMMITTER_NAME": "bench",
+        "GIT_COMMITTER_EMAIL": "bench@example.invalid",
+    }
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "tree"]):
+        subprocess.run(["git", *args], cwd=root, env=env, check=True)
+    for directory, _dirs, _files in os.walk(root):
+        os.utime(directory, (past, past))  # old enough for the scan index to trust
     return written
 
 
 def baseline(root: Path) -> float:
     start = time.perf_counter()
     subprocess.run(  # noqa: S602 - a fixed pipeline: the baseline is the shell's own
-        "tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -cf - . | sha256sum",
+        "tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 --exclude=./.git "
+        "-cf - . | sha256sum",
         shell=True,
         cwd=root,
         check=True,
@@ -87,8 +124,8 @@ def baseline_with_write(root: Path, out: Path) -> float:
     """The same pipeline, also writing the archive to disk and syncing it (as a store must)."""
     start = time.perf_counter()
     subprocess.run(  # noqa: S602 - a fixed pipeline
-        "tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -cf - . "
-        f"| tee {out} | sha256sum && sync -f {out}",
+        "tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 --exclude=./.git "
+        f"-cf - . | tee {out} | sha256sum && sync -f {out}",
         shell=True,
         cwd=root,
         check=True,
@@ -106,10 +143,10 @@ def scan_only(root: Path, builder: Builder) -> float:
     return time.perf_counter() - start
 
 
-def make_builder(state: Path) -> Builder:
+def make_builder(state: Path, source: SourceRepo | None = None) -> Builder:
     return Builder(
         store=LocalStore(state / "store"),
-        source=GitRepo(),
+        source=source or GitRepo(),
         installer=_NoDeps(),
         recorder=_Nobody(),
         clock=SystemClock(),
@@ -159,12 +196,14 @@ def main(argv: list[str] | None = None) -> int:
             state = work / f"state{run}"
             full.append(kiln_build(tree, make_builder(state)))
             shutil.rmtree(state)
-        state = work / "warm"
-        builder = make_builder(state)
-        kiln_build(tree, builder)
-        scans = [scan_only(tree, builder) for _ in range(repeat)]
+        victims = sorted(p for p in tree.rglob("*.py") if ".git" not in p.parts)
         rebuilds: list[float] = []
-        victims = sorted(tree.rglob("*.py"))
+        walked: list[float] = []
+        scans: list[float] = []
+        warm = make_builder(work / "warm")
+        walker = make_builder(work / "walk", _NoGit())
+        kiln_build(tree, warm)
+        kiln_build(tree, walker)
         for run in range(repeat):
             victim = victims[(run * 7919) % len(victims)]
             victim.write_bytes(victim.read_bytes() + f"# change {run}\n".encode())
@@ -173,16 +212,19 @@ def main(argv: list[str] | None = None) -> int:
             # which would charge this loop for the previous iteration's edit too.
             past = time.time() - 3
             os.utime(victim, (past, past))
-            rebuilds.append(kiln_build(tree, builder))
+            rebuilds.append(kiln_build(tree, warm))
+            walked.append(kiln_build(tree, walker))
+            scans.append(scan_only(tree, warm))
     b, f, r = statistics.median(base), statistics.median(full), statistics.median(rebuilds)
-    w, sc = statistics.median(written), statistics.median(scans)
+    w, sc, wk = statistics.median(written), statistics.median(scans), statistics.median(walked)
     mb = total / 1e6
     rows = [
         {"case": "tar --sort=name | sha256sum", "seconds": b, "MB/s": mb / b, "vs": "baseline"},
         {"case": "  same, | tee file + sync", "seconds": w, "MB/s": mb / w, "vs": f"{w / b:.2f}x"},
         {"case": "kiln build (cold store)", "seconds": f, "MB/s": mb / f, "vs": f"{f / b:.2f}x"},
         {"case": "kiln rebuild, 1 file changed", "seconds": r, "vs": f"{r / f:.3f} of build"},
-        {"case": "  of which: scan (lstat all)", "seconds": sc, "vs": f"{sc / f:.3f} of build"},
+        {"case": "  of which: scan (git + index)", "seconds": sc, "vs": f"{sc / f:.3f} of build"},
+        {"case": "  same, outside git (lstat all)", "seconds": wk, "vs": f"{wk / f:.3f} of build"},
     ]
     meta = {
         "files": files,
@@ -190,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeat": repeat,
         "build_vs_baseline": f / b,
         "rebuild_vs_build": r / f,
+        "rebuild_outside_git_vs_build": wk / f,
         "targets": {"build_vs_baseline": 1.5, "rebuild_vs_build": 0.1},
         "build_vs_baseline_with_write": f / w,
         "scan_vs_build": sc / f,
@@ -198,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             "baseline_with_write": written,
             "build": full,
             "rebuild": rebuilds,
+            "rebuild_outside_git": walked,
             "scan": scans,
         },
     }

@@ -7,12 +7,13 @@ Services receive these as ports; only this module knows the concrete classes.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from kiln.core.artifacts.progress import Listener, ignore
 from kiln.core.digest import Digest
-from kiln.ports.artifacts import ArtifactStore, Registry, SourceRepo
+from kiln.ports.artifacts import ArtifactStore, Registry, ReleaseHistory, SourceRepo
 from kiln.ports.clock import Clock, SystemClock
 from kiln.ports.ledger import Recorder
 from kiln.services.build import Builder
@@ -22,6 +23,22 @@ def store(state_dir: Path) -> ArtifactStore:
     from kiln.adapters.artifacts.local import LocalStore
 
     return LocalStore(state_dir / "store")
+
+
+@contextmanager
+def release_history(state_dir: Path) -> Iterator[ReleaseHistory | None]:
+    """The controller's desired state (``state.db``) for gc, or None if there is none yet."""
+    path = state_dir / "state.db"
+    if not path.is_file():
+        yield None
+        return
+    from kiln.adapters.store.desired import SqliteDesiredState
+
+    desired = SqliteDesiredState(path)
+    try:
+        yield desired
+    finally:
+        desired.close()
 
 
 def registry(

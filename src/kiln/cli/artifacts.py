@@ -394,32 +394,50 @@ def revoke(app: App, ref: str, reason: str) -> None:
 def gc(
     app: App, keep_recent: int, keep_per_env: int, grace: float, dry_run: bool, output: str | None
 ) -> None:
-    """Delete artifacts and blobs the retention policy does not keep; report what was freed."""
+    """Delete artifacts and blobs the retention policy does not keep; report what was freed.
+
+    Keeps every artifact a live release references and the last N of each
+    environment, both read from the controller's desired state (state.db).
+    """
+    from kiln.bootstrap.artifacts import release_history
     from kiln.core.artifacts.retention import Policy
     from kiln.services.artifacts import gc as collect
 
     fmt = output_format(app, output)
-    report = collect(
-        _store(app),
-        policy=Policy(keep_per_environment=keep_per_env, keep_recent=keep_recent),
-        dry_run=dry_run,
-        grace_seconds=grace,
-    )
+    with release_history(app.state_dir()) as history:
+        report = collect(
+            _store(app),
+            policy=Policy(keep_per_environment=keep_per_env, keep_recent=keep_recent),
+            history=history,
+            dry_run=dry_run,
+            grace_seconds=grace,
+        )
 
     def human() -> None:
         console = app.console()
         verb = "would free" if dry_run else "freed"
+        deleted = len(report.plan.delete_blobs) - len(report.skipped_young)
         console.print(
-            f"{verb} {report.freed_bytes} bytes: {len(report.plan.delete_artifacts)} artifacts, "
-            f"{len(report.plan.delete_blobs) - len(report.skipped_young)} blobs; "
+            f"{verb} {report.freed_bytes} bytes ({_mib(report.freed_bytes)}): "
+            f"{len(report.plan.delete_artifacts)} artifacts, {deleted} blobs; "
             f"kept {len(report.plan.keep)}"
         )
+        if not report.desired_state:
+            console.print("  no desired state (state.db) yet: only --keep-recent protects builds")
+        for env, digests in sorted(report.environments.items()):
+            console.print(f"  {env}: {len(digests)} artifacts in its release history")
         for digest, why in sorted(report.plan.keep.items()):
             console.print(f"  keep   {digest[:19]}  {why}")
         for digest in report.plan.delete_artifacts:
             console.print(f"  delete {digest[:19]}  {report.plan.reasons.get(digest, '')}")
 
     emit(app, fmt, report.to_json(), human)
+
+
+def _mib(size: int) -> str:
+    if size < 1 << 20:
+        return f"{size / 1024:.1f} KiB"
+    return f"{size / (1 << 20):.1f} MiB"
 
 
 @artifacts.command()

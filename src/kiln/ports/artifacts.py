@@ -18,6 +18,9 @@ from typing import BinaryIO, Protocol
 
 from kiln.core.artifacts.tags import Tag
 from kiln.core.digest import Digest
+from kiln.core.release import Release, ReleaseId
+from kiln.core.rollout.planner import RolloutState
+from kiln.ports.state import EnvironmentState
 
 
 @dataclass(frozen=True)
@@ -173,8 +176,35 @@ class SourceState:
     modified: frozenset[str] = frozenset()  # tracked paths that differ from the commit
 
 
+@dataclass(frozen=True)
+class WorkTreeDiff:
+    """Which files of a work tree git cannot vouch for, against one commit.
+
+    ``differing``: paths (relative to the directory asked about) whose content,
+    mode or presence in the work tree differs from ``revision``. ``tracked``:
+    the files git tracks there. A tracked file that is not differing has exactly
+    the content and executable bit it has in ``revision``.
+    """
+
+    revision: str
+    differing: frozenset[str]
+    tracked: frozenset[str] = frozenset()
+
+
 class SourceRepo(Protocol):
     def state(self, directory: Path) -> SourceState: ...
+
+    def diff_work_tree(
+        self, directory: Path, revision: str | None, *, tracked: bool = False
+    ) -> WorkTreeDiff | None:
+        """The work tree under ``directory`` against ``revision`` (None: HEAD);
+        ``tracked`` also lists the tracked files (costs a parse of git's index).
+
+        None when git cannot vouch for unchanged files: not a work tree, an
+        unknown revision, entries git is told not to check (assume-unchanged,
+        skip-worktree), submodules, or attributes that could filter content.
+        """
+        ...
 
     def last_change(self, directory: Path, path: Path) -> int | None:
         """Commit time of the last commit that touched ``path``, if any."""
@@ -193,3 +223,22 @@ class DependencyInstaller(Protocol):
     def install(self, requirements: Path, target: Path) -> None:
         """Install exactly the pinned, hashed requirements into ``target``, or raise."""
         ...
+
+
+class ReleaseHistory(Protocol):
+    """What gc reads from the controller's desired state (``DesiredState`` plus a list
+    of environment names): which releases ran where, and which are live now."""
+
+    def environments(self) -> list[str]:
+        """Every environment the desired state knows, sorted."""
+        ...
+
+    def environment(self, name: str) -> EnvironmentState: ...
+
+    def stable_history(self, name: str) -> list[ReleaseId]:
+        """Every release that was stable in ``name``, oldest first."""
+        ...
+
+    def release(self, release_id: ReleaseId) -> Release | None: ...
+
+    def rollout(self, name: str) -> RolloutState | None: ...

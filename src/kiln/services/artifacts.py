@@ -41,8 +41,16 @@ from kiln.core.artifacts.tree import TreeDiff
 from kiln.core.attest.referrers import Descriptor as ReferrerSubject
 from kiln.core.digest import Digest, digest_bytes, hex_of, is_digest
 from kiln.core.ledger.kinds import EventKind
+from kiln.core.release import ReleaseId
 from kiln.errors import InvalidInput, NotFound, Refused
-from kiln.ports.artifacts import ArtifactStore, BlobInfo, Registry, Revocation, TagRecord
+from kiln.ports.artifacts import (
+    ArtifactStore,
+    BlobInfo,
+    Registry,
+    ReleaseHistory,
+    Revocation,
+    TagRecord,
+)
 from kiln.ports.attestations import AttestationStore
 from kiln.ports.clock import Clock
 from kiln.ports.ledger import Recorder
@@ -264,15 +272,61 @@ def revoke(
 
 
 @dataclass(frozen=True)
+class ReleaseFacts:
+    """What the desired state says must be kept: live references and per-environment history."""
+
+    referenced: dict[Digest, str]  # artifact → the first live release naming it, and where
+    environments: dict[str, list[Digest]]  # environment → artifacts that were stable, newest first
+
+
+def release_facts(history: ReleaseHistory) -> ReleaseFacts:
+    """Read retention's inputs from the controller's desired state.
+
+    Live references: each environment's stable release, its pinned release,
+    and the candidate and stable of a rollout still in progress. History: the
+    artifacts of the environment's stable releases, newest first, each once.
+    """
+    referenced: dict[Digest, str] = {}
+    environments: dict[str, list[Digest]] = {}
+
+    def refer(release_id: str | None, what: str) -> None:
+        if not release_id:
+            return
+        release = history.release(ReleaseId(release_id))
+        if release is not None:
+            referenced.setdefault(release.artifact, f"{what} ({release.id})")
+
+    for env in history.environments():
+        state = history.environment(env)
+        refer(state.stable, f"stable in {env}")
+        refer(state.pinned, f"pinned in {env}")
+        rollout = history.rollout(env)
+        if rollout is not None and not rollout.phase.terminal:
+            refer(rollout.candidate, f"rolling out in {env}")
+            refer(rollout.stable, f"stable in {env} during its rollout")
+        order: list[Digest] = []
+        for release_id in reversed(history.stable_history(env)):
+            release = history.release(release_id)
+            if release is not None and release.artifact not in order:
+                order.append(release.artifact)
+        environments[env] = order
+    return ReleaseFacts(referenced, environments)
+
+
+@dataclass(frozen=True)
 class GcReport:
     plan: retention.GcPlan
     freed_bytes: int
     dry_run: bool
     skipped_young: tuple[Digest, ...] = ()
+    environments: Mapping[str, list[Digest]] = field(default_factory=dict)
+    desired_state: bool = False  # whether release facts came from a desired state
 
     def to_json(self) -> dict[str, Any]:
         return {
             "dryRun": self.dry_run,
+            "desiredState": self.desired_state,
+            "environments": {k: list(v) for k, v in sorted(self.environments.items())},
             "kept": dict(sorted(self.plan.keep.items())),
             "deletedArtifacts": {
                 d: self.plan.reasons.get(d, "") for d in self.plan.delete_artifacts
@@ -287,8 +341,9 @@ def gc(
     store: ArtifactStore,
     *,
     policy: retention.Policy,
-    referenced: frozenset[Digest] = frozenset(),
+    referenced: frozenset[Digest] | Mapping[Digest, str] = frozenset(),
     environments: Mapping[str, list[Digest]] | None = None,
+    history: ReleaseHistory | None = None,
     dry_run: bool = False,
     grace_seconds: float = 900.0,
     now: float | None = None,
@@ -299,7 +354,14 @@ def gc(
     ``grace_seconds``: a build in progress has written its layers but not yet
     its manifest, and a build that reuses a cached layer touches it. Temp
     files of writers that died (older than the grace period too) are removed.
+    With ``history`` (the controller's desired state), its live releases and
+    per-environment history are kept too (``release_facts``).
     """
+    if history is not None:
+        facts = release_facts(history)
+        extra = referenced if isinstance(referenced, Mapping) else dict.fromkeys(referenced, "")
+        referenced = {**extra, **facts.referenced}
+        environments = {**(environments or {}), **facts.environments}
     infos = []
     for art in store.artifacts():
         manifest = load_manifest(store, art.digest)
@@ -336,7 +398,14 @@ def gc(
                 freed += store.delete_blob(blob)
     else:
         freed = sum(store.blob_size(b) for b in plan.delete_blobs if b not in young)
-    return GcReport(plan=plan, freed_bytes=freed, dry_run=dry_run, skipped_young=young)
+    return GcReport(
+        plan=plan,
+        freed_bytes=freed,
+        dry_run=dry_run,
+        skipped_young=young,
+        environments=dict(environments or {}),
+        desired_state=history is not None,
+    )
 
 
 # --- export, push, pull --------------------------------------------------------------------

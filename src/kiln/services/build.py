@@ -29,6 +29,7 @@ import marshal
 import os
 import platform
 import queue
+import sys
 import tempfile
 import threading
 import time
@@ -62,15 +63,22 @@ from kiln.core.artifacts.oci import (
 from kiln.core.artifacts.progress import Listener, StepAdvanced, StepFinished, StepStarted, ignore
 from kiln.core.artifacts.selection import Selection
 from kiln.core.artifacts.tags import Tag, build_tag
-from kiln.core.artifacts.tarformat import END_OF_ARCHIVE, Kind, header, padding
+from kiln.core.artifacts.tarformat import END_OF_ARCHIVE, Entry, Kind, header, padding
 from kiln.core.digest import Digest, digest_bytes
 from kiln.core.ledger.kinds import EventKind
 from kiln.core.spec.models import ServiceSpec
 from kiln.errors import InvalidInput, NotFound, Refused
-from kiln.ports.artifacts import ArtifactStore, DependencyInstaller, SourceRepo, SourceState
+from kiln.ports.artifacts import (
+    ArtifactStore,
+    DependencyInstaller,
+    SourceRepo,
+    SourceState,
+    WorkTreeDiff,
+)
 from kiln.ports.clock import Clock
 from kiln.ports.ledger import Recorder
-from kiln.services.sourcetree import SourceEntry, copy_file, scan
+from kiln.services import scanindex
+from kiln.services.sourcetree import SourceEntry, copy_file, describe, scan
 
 FORMAT = "kiln-layer-v1"  # bump when the bytes of a layer for the same inputs change
 APP_ROOT = "app"
@@ -141,6 +149,39 @@ class BuildResult:
         }
 
 
+@dataclass(frozen=True)
+class AppTree:
+    """The application tree as a scan found it.
+
+    Either every entry (``entries``: a full scan), or the scan index of the
+    last build with the files that changed since (``index``, ``changed``).
+    """
+
+    entries: list[SourceEntry] | None
+    index: scanindex.Index | None = None
+    changed: tuple[scanindex.Changed, ...] = ()
+    context: Path | None = None
+    full: FullScan | None = None
+    walked: bool = False  # the index answered by a walk (its directory records are fresh)
+
+    def files(self) -> list[str]:
+        """The non-directory paths of the layer, relative to the context."""
+        if self.entries is None:
+            return self.index.paths() if self.index is not None else []
+        skip = len(APP_ROOT) + 1
+        return [s.entry.path[skip:] for s in self.entries if s.entry.kind is not Kind.DIR]
+
+
+@dataclass(frozen=True)
+class FullScan:
+    """What a full scan saw besides its entries, for the next scan index."""
+
+    walked: dict[str, os.stat_result]
+    racy_before_ns: int
+    view: WorkTreeDiff | None  # git's diff against HEAD, taken before the walk
+    view_started_ns: int
+
+
 @dataclass
 class Builder:
     """Builds images into ``store``; one instance per command, ports passed in."""
@@ -158,18 +199,71 @@ class Builder:
 
     # --- inputs --------------------------------------------------------------------
 
-    def scan(self, spec: ServiceSpec, spec_dir: Path) -> list[SourceEntry]:
-        """The application entries of the build context, validated (nothing is written)."""
+    def scan(self, spec: ServiceSpec, spec_dir: Path) -> AppTree:
+        """The application tree of the build context, validated (nothing is written).
+
+        With a scan index from the last build of this context, only what changed
+        since is looked at (``kiln.services.scanindex``); otherwise every entry.
+        """
         self.on_event(StepStarted("scan", unit="files"))
-        found = scan(
-            _context(spec, spec_dir),
-            _selection(spec),
-            max_file_bytes=self.max_file_bytes,
-            racy_before_ns=time.time_ns() - int(RACY_SECONDS * 1e9),
-            root=APP_ROOT,
-        )
+        context = _context(spec, spec_dir)
+        selection = _selection(spec)
+        racy = time.time_ns() - int(RACY_SECONDS * 1e9)
+        index = scanindex.load(self._index_path(context, selection))
+        if index is not None:
+            changed: list[scanindex.Changed] | None = None
+            how = "index"
+            if index.git is not None:
+                diff = self.source.diff_work_tree(context, index.git[0])
+                if diff is not None:
+                    changed = scanindex.git_changes(
+                        context, index, diff, selection, racy_before_ns=racy
+                    )
+                    how = "index, git"
+            if changed is None:
+                how = "index"
+                changed = scanindex.changes(context, index, selection, racy_before_ns=racy)
+            if changed is not None:
+                detail = f"{index.files} files, {len(changed)} changed ({how})"
+                self.on_event(StepFinished("scan", detail))
+                return AppTree(None, index, tuple(changed), context, walked=how == "index")
+        found, full = self._full_scan(context, selection)
         self.on_event(StepFinished("scan", f"{len(found)} entries"))
-        return found
+        return AppTree(found, context=context, full=full)
+
+    def _full_scan(self, context: Path, selection: Selection) -> tuple[list[SourceEntry], FullScan]:
+        # git looks first: whatever changes while the walk runs has a later ctime,
+        # and build_index records such files as ones git cannot vouch for
+        started = time.time_ns()
+        view = self.source.diff_work_tree(context, None, tracked=True)
+        racy = time.time_ns() - int(RACY_SECONDS * 1e9)
+        walked: dict[str, os.stat_result] = {}
+        found = scan(
+            context,
+            selection,
+            max_file_bytes=self.max_file_bytes,
+            racy_before_ns=racy,
+            root=APP_ROOT,
+            directories=walked,
+        )
+        return found, FullScan(walked, racy, view, started)
+
+    def _index_path(self, context: Path, selection: Selection) -> Path:
+        key = scanindex.key_of(
+            (
+                FORMAT,
+                scanindex.VERSION,
+                sys.version,
+                str(context),
+                tuple(selection.include),
+                tuple(selection.exclude),
+                self.max_file_bytes,
+                self.files_per_layer,
+                chunking.MAX_LAYERS,
+                APP_ROOT,
+            )
+        )
+        return self.cache_dir / "index" / f"{key}.bin"
 
     def inputs(
         self,
@@ -177,7 +271,7 @@ class Builder:
         spec_dir: Path,
         *,
         allow_dirty: bool,
-        scanned: Sequence[SourceEntry],
+        scanned: AppTree,
         spec_file: Path | None = None,
     ) -> BuildInputs:
         """Revision, version and times of a build of the tree as it is now.
@@ -236,23 +330,21 @@ class Builder:
         spec_dir: Path,
         *,
         inputs: BuildInputs,
-        scanned: Sequence[SourceEntry] | None = None,
+        scanned: AppTree | None = None,
         actor: str = "kiln",
         tag: bool = True,
         record: bool = True,
     ) -> BuildResult:
         started = time.monotonic()
         requirements = _requirements(spec, spec_dir)
-        app = list(scanned) if scanned is not None else self.scan(spec, spec_dir)
+        tree = scanned if scanned is not None else self.scan(spec, spec_dir)
         layers: list[LayerResult] = []
         env_text = self.installer.environment()
         req_digest: Digest | None = None
         if requirements is not None:
             req_digest, deps = self._deps_layer(requirements, inputs.deps_epoch, env_text)
             layers.append(deps)
-        chunks = chunking.split(app, lambda s: s.entry, every=self.files_per_layer)
-        for index, chunk in enumerate(chunks):
-            layers.append(self._app_layer(chunk, inputs.epoch, index, len(chunks)))
+        layers.extend(self._app_layers(spec, spec_dir, tree, inputs.epoch))
         config = self._config(spec, inputs, layers, env_text, req_digest)
         config_info = self.store.put_blob(config)
         descriptors = [
@@ -372,6 +464,113 @@ class Builder:
         return req_digest, result
 
     # --- application ---------------------------------------------------------------
+
+    def _app_layers(
+        self, spec: ServiceSpec, spec_dir: Path, tree: AppTree, epoch: int
+    ) -> list[LayerResult]:
+        """Every application layer; through the scan index when the tree kept its shape."""
+        context = tree.context or _context(spec, spec_dir)
+        selection = _selection(spec)
+        index_path = self._index_path(context, selection)
+        if tree.index is not None and tree.index.epoch == epoch:
+            reused = self._layers_from_index(
+                context, tree.index, tree.changed, epoch, index_path, save=tree.walked
+            )
+            if reused is not None:
+                return reused
+        entries, full = tree.entries, tree.full
+        if entries is None or full is None:
+            entries, full = self._full_scan(context, selection)
+        chunks = chunking.split(entries, lambda s: s.entry, every=self.files_per_layer)
+        results = [
+            self._app_layer(chunk, epoch, number, len(chunks))
+            for number, chunk in enumerate(chunks)
+        ]
+        facts = [(r.digest, r.size, r.entries) for r in results]
+        index = scanindex.build_index(
+            epoch,
+            chunks,
+            facts,
+            root=APP_ROOT,
+            root_dir=context,
+            walked=full.walked,
+            racy_before_ns=full.racy_before_ns,
+            view=full.view,
+            view_started_ns=full.view_started_ns,
+        )
+        scanindex.save(index_path, index)
+        return results
+
+    def _layers_from_index(
+        self,
+        context: Path,
+        index: scanindex.Index,
+        changed: Sequence[scanindex.Changed],
+        epoch: int,
+        index_path: Path,
+        *,
+        save: bool,
+    ) -> list[LayerResult] | None:
+        """Reuse every layer holding no changed file; rebuild the others from their members.
+
+        The members of every layer to rebuild are described (and validated) before
+        any blob is written. None when a member vanished meanwhile (full scan then).
+        """
+        fresh = {c.rel: c.st for c in changed}
+        dirty = {index.layer_of(f"{APP_ROOT}/{c.rel}") for c in changed}
+        if index.git is not None:
+            index.git[1].update(fresh)  # changed since C0's view: git cannot vouch for them
+        dirty.update(
+            n
+            for n, (_, facts) in enumerate(index.layers)
+            if not self.store.has_blob(Digest(facts[0]))
+        )
+        racy = time.time_ns() - int(RACY_SECONDS * 1e9)
+        skip = len(APP_ROOT) + 1
+        rebuilt: dict[int, list[SourceEntry]] = {}
+        for number in sorted(dirty):
+            entries: list[SourceEntry] = []
+            for path, is_dir in index.members(number):
+                if is_dir:
+                    entries.append(SourceEntry(Entry(path, Kind.DIR)))
+                    continue
+                rel = path[skip:]
+                st = fresh.get(rel)
+                if st is None:
+                    try:
+                        st = os.lstat(f"{context}/{rel}")
+                    except OSError:
+                        return None
+                entries.append(
+                    describe(
+                        context,
+                        rel,
+                        st,
+                        max_file_bytes=self.max_file_bytes,
+                        racy_before_ns=racy,
+                        root=APP_ROOT,
+                    )
+                )
+            rebuilt[number] = entries
+        count = len(index.layers)
+        results: list[LayerResult] = []
+        for number, (members, facts) in enumerate(index.layers):
+            step = f"app layer {number + 1}/{count}"
+            if number not in rebuilt:
+                self.store.touch_blob(Digest(facts[0]))  # in use again: gc's grace restarts
+                self.on_event(StepFinished(step, "unchanged", cached=True))
+                results.append(LayerResult("app", Digest(facts[0]), facts[1], facts[2], True))
+                continue
+            result = self._app_layer(rebuilt[number], epoch, number, count)
+            results.append(result)
+            index.layers[number] = (members, (result.digest, result.size, result.entries))
+            for source in rebuilt[number]:
+                if source.entry.kind is not Kind.DIR:
+                    directory, _, name = source.entry.path[skip:].rpartition("/")
+                    index.dirs[directory][name] = scanindex.packed(source.stat_key)
+        if save or changed or rebuilt:  # new fingerprints, layers, directory records
+            scanindex.save(index_path, index)
+        return results
 
     def _app_layer(
         self, chunk: Sequence[SourceEntry], epoch: int, index: int, count: int
@@ -546,13 +745,10 @@ class _Pipeline:
 # --- small helpers ----------------------------------------------------------------------
 
 
-def _uncommitted(
-    scanned: Sequence[SourceEntry], state: SourceState, selection: Selection
-) -> list[str]:
+def _uncommitted(scanned: AppTree, state: SourceState, selection: Selection) -> list[str]:
     if state.revision is None:
         return []
-    prefix = APP_ROOT + "/"
-    present = {s.entry.path.removeprefix(prefix) for s in scanned if s.entry.kind is not Kind.DIR}
+    present = set(scanned.files())
     out = {p for p in present if p not in state.tracked or p in state.modified}
     out.update(p for p in state.modified if p not in present and selection.selects(p))
     return sorted(out)

@@ -39,12 +39,17 @@ def scan(
     max_file_bytes: int,
     racy_before_ns: int,
     root: str,
+    directories: dict[str, os.stat_result] | None = None,
 ) -> list[SourceEntry]:
     """Every selected entry under ``root_dir``, validated, sorted, with parents.
 
     The loop body runs once per file of trees with tens of thousands of files,
     so it stays lean: string paths, one ``lstat`` (from ``scandir``), tuples.
+    ``directories``, if given, receives the lstat of every directory walked
+    (``""`` for ``root_dir``), for the scan index's shape check.
     """
+    if directories is not None:
+        directories[""] = os.lstat(root_dir)
     found: list[SourceEntry] = []
     used_dirs: set[str] = set()
     stack = [""]
@@ -77,35 +82,26 @@ def scan(
             if is_dir(mode):
                 if not selection.prunes(rel):
                     stack.append(rel)
+                    if directories is not None:
+                        directories[rel] = st
                 continue
             if not selects(rel):
                 continue
-            if is_reg(mode):
-                if st.st_size > max_file_bytes:
-                    raise InvalidInput(
-                        f"{root_dir / rel} is {st.st_size} bytes, over the {max_file_bytes}-byte "
-                        "limit for one file",
-                        hint="leave it out with build.exclude; large data belongs outside images",
-                    )
+            if is_reg(mode) and st.st_size <= max_file_bytes:
+                mtime = st.st_mtime_ns
                 entry = Entry(prefix + rel, file_kind, bool(mode & 0o111), st.st_size)
-            elif stat.S_ISLNK(mode):
-                link = os.readlink(item.path)  # noqa: PTH115 - str paths, hot loop
-                _check_link(rel, link, root_dir)
-                entry = Entry(prefix + rel, Kind.SYMLINK, linkname=link)
+                append(SourceEntry(entry, item.path, fingerprint(st, racy_before_ns), mtime))
             else:
-                raise InvalidInput(
-                    f"{root_dir / rel} is not a regular file, directory or symlink",
-                    hint="sockets, FIFOs and devices cannot go in an artifact; exclude it",
+                append(
+                    describe(
+                        root_dir,
+                        rel,
+                        st,
+                        max_file_bytes=max_file_bytes,
+                        racy_before_ns=racy_before_ns,
+                        root=root,
+                    )
                 )
-            mtime = st.st_mtime_ns
-            # the fingerprint the build cache keys on; () when the file is too fresh
-            # to trust (git's "racy clean" problem: a write in the same tick is unseen)
-            fingerprint = (
-                ()
-                if mtime >= racy_before_ns
-                else (st.st_size, mtime, st.st_ctime_ns, mode, st.st_ino, st.st_dev)
-            )
-            append(SourceEntry(entry, item.path, fingerprint, mtime))
             used_dirs.add(rel_dir)
     dirs: set[str] = set()
     for rel_dir in used_dirs:
@@ -117,6 +113,50 @@ def scan(
     found.extend(SourceEntry(Entry(prefix + d, Kind.DIR)) for d in dirs)
     found.sort()  # by path: the first field of the first field, unique
     return found
+
+
+def fingerprint(st: os.stat_result, racy_before_ns: int) -> tuple[int, ...]:
+    """What the build cache and the scan index key a file on; ``()`` = never trust it.
+
+    A file modified at or after ``racy_before_ns`` is too fresh to trust (git's
+    "racy clean" problem: a second write in the same timestamp tick is unseen).
+    """
+    mtime = st.st_mtime_ns
+    if mtime >= racy_before_ns:
+        return ()
+    return (st.st_size, mtime, st.st_ctime_ns, st.st_mode, st.st_ino, st.st_dev)
+
+
+def describe(
+    root_dir: Path,
+    rel: str,
+    st: os.stat_result,
+    *,
+    max_file_bytes: int,
+    racy_before_ns: int,
+    root: str,
+) -> SourceEntry:
+    """The layer entry of the non-directory ``rel`` (lstat ``st``), validated like ``scan``."""
+    mode = st.st_mode
+    path = f"{root_dir}/{rel}"
+    if stat.S_ISREG(mode):
+        if st.st_size > max_file_bytes:
+            raise InvalidInput(
+                f"{root_dir / rel} is {st.st_size} bytes, over the {max_file_bytes}-byte "
+                "limit for one file",
+                hint="leave it out with build.exclude; large data belongs outside images",
+            )
+        entry = Entry(f"{root}/{rel}", Kind.FILE, bool(mode & 0o111), st.st_size)
+    elif stat.S_ISLNK(mode):
+        link = os.readlink(path)  # noqa: PTH115 - str paths, as in scan
+        _check_link(rel, link, root_dir)
+        entry = Entry(f"{root}/{rel}", Kind.SYMLINK, linkname=link)
+    else:
+        raise InvalidInput(
+            f"{root_dir / rel} is not a regular file, directory or symlink",
+            hint="sockets, FIFOs and devices cannot go in an artifact; exclude it",
+        )
+    return SourceEntry(entry, path, fingerprint(st, racy_before_ns), st.st_mtime_ns)
 
 
 def _check_name(rel: str, root_dir: Path) -> None:

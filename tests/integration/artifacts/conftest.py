@@ -76,6 +76,19 @@ def make_repo(
     return directory
 
 
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "hello"
+
+
+def example_repo(directory: Path) -> Path:
+    """A git repository holding a copy of ``examples/hello`` (the example service)."""
+    shutil.copytree(EXAMPLE, directory, ignore=shutil.ignore_patterns(".kiln", "__pycache__"))
+    (directory / ".gitignore").write_text(".kiln/\n")
+    git(directory, "init", "-q", "-b", "main")
+    git(directory, "add", "-A")
+    git(directory, "commit", "-q", "-m", "example")
+    return directory
+
+
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     return make_repo(tmp_path / "repo")

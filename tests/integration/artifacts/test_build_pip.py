@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import shutil
 import tarfile
 from pathlib import Path
 
@@ -16,21 +15,10 @@ from kiln.services.spec import read_spec
 from tests.integration.artifacts.conftest import (
     FILES,
     BuilderFactory,
-    git,
+    example_repo,
     make_repo,
     store_files,
 )
-
-EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "hello"
-
-
-def _example_repo(directory: Path) -> Path:
-    shutil.copytree(EXAMPLE, directory, ignore=shutil.ignore_patterns(".kiln", "__pycache__"))
-    (directory / ".gitignore").write_text(".kiln/\n")
-    git(directory, "init", "-q", "-b", "main")
-    git(directory, "add", "-A")
-    git(directory, "commit", "-q", "-m", "example")
-    return directory
 
 
 def test_the_example_builds_with_its_pinned_dependencies_reproducibly(
@@ -38,7 +26,7 @@ def test_the_example_builds_with_its_pinned_dependencies_reproducibly(
 ) -> None:
     digests = []
     for name in ("one", "two"):
-        repo = _example_repo(tmp_path / name / "hello")
+        repo = example_repo(tmp_path / name / "hello")
         builder = make_builder(tmp_path / name / "state", installer=PipInstaller())
         result = run_build(
             builder, read_spec(repo / "kiln.yaml"), repo, allow_dirty=False, actor="t"

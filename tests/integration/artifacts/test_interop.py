@@ -1,7 +1,10 @@
 """Other tools read what kiln writes: skopeo inspects it, podman runs it.
 
-There is no base image here (no internet), so the image that podman runs
-carries Debian's static busybox in its application layer.
+There is no base image here (no internet). One image carries Debian's static
+busybox in its application layer; the other is the example service itself,
+built with its pinned dependencies, which podman runs with the host's Python
+mounted read-only (kiln images carry no interpreter: the runtime provides it,
+as ``kiln.adapters.runtime.podman`` does) and which answers over loopback.
 """
 
 from __future__ import annotations
@@ -9,16 +12,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from kiln.adapters.artifacts.pip import PipInstaller
 from kiln.services.artifacts import export_layout
 from kiln.services.build import BuildResult, run_build
 from kiln.services.spec import read_spec
-from tests.integration.artifacts.conftest import BuilderFactory, make_repo, which
+from tests.integration.artifacts.conftest import BuilderFactory, example_repo, make_repo, which
 
 BUSYBOX = Path("/bin/busybox")
 CONTAINERS_CONF = """\
@@ -27,6 +35,10 @@ runtime = "runc"
 cgroup_manager = "cgroupfs"
 [containers]
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+[network]
+# as kiln.adapters.runtime.podman found: netavark's loopback port forwarding
+# does not answer on this host, CNI's does
+network_backend = "cni"
 """
 
 
@@ -169,3 +181,71 @@ def test_podman_runs_the_layout(tmp_path: Path, busybox_image: tuple[Path, Build
         podman(tmp_path, run, "system", "reset", "--force")
         shutil.rmtree(tmp_path / "podman-root", ignore_errors=True)
         shutil.rmtree(run, ignore_errors=True)
+
+
+def test_podman_runs_the_example_app_and_it_answers_over_loopback(
+    tmp_path: Path, make_builder: BuilderFactory
+) -> None:
+    repo = example_repo(tmp_path / "hello")
+    builder = make_builder(tmp_path / "state", installer=PipInstaller())
+    result = run_build(builder, read_spec(repo / "kiln.yaml"), repo, allow_dirty=False, actor="t")
+    assert result.tag is not None
+    layout = export_layout(builder.store, result.digest, tmp_path / "layout")
+    image = f"oci:{layout}:{result.tag.name}"
+    with socket.socket() as probe:  # a free loopback port for the published one
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    prefix = sys.base_prefix  # the interpreter the dependency layer was installed for
+    interpreter = f"{prefix}/bin/python{sys.version_info[0]}.{sys.version_info[1]}"
+    mounts = ["--volume", "/usr:/usr:ro", "--volume", f"{prefix}:{prefix}:ro"]
+    for top in ("/lib", "/lib64"):
+        if Path(top).exists():
+            mounts += ["--volume", f"{os.path.realpath(top)}:{top}:ro"]
+    run = Path(tempfile.mkdtemp(prefix="kiln-podrun-"))
+    name = f"kiln-interop-{os.getpid()}"
+    try:
+        started = podman(
+            tmp_path,
+            run,
+            "run",
+            "--detach",
+            "--name",
+            name,
+            "--read-only",
+            "--publish",
+            f"127.0.0.1:{port}:8000",
+            "--env",
+            "PORT=8000",
+            "--env",
+            "HOST=0.0.0.0",
+            "--env",
+            "APP_VERSION=7.7.7",
+            *mounts,
+            image,
+            interpreter,  # the image's Cmd is ["python", "app.py"]; python is the runtime's
+            "app.py",
+        )
+        assert started.returncode == 0, started.stderr
+        body = _fetch(f"http://127.0.0.1:{port}/", deadline=time.monotonic() + 60)
+        assert "7.7.7" in body  # packaging (from /deps) parsed it
+        health = _fetch(f"http://127.0.0.1:{port}/healthz", deadline=time.monotonic() + 10)
+        assert health
+    finally:
+        logs = podman(tmp_path, run, "logs", name)
+        podman(tmp_path, run, "rm", "--force", "--time", "2", name)
+        podman(tmp_path, run, "system", "reset", "--force")
+        shutil.rmtree(tmp_path / "podman-root", ignore_errors=True)
+        shutil.rmtree(run, ignore_errors=True)
+        print(logs.stdout, logs.stderr)  # shown by pytest only when the test fails
+
+
+def _fetch(url: str, *, deadline: float) -> str:
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
+                return str(response.read().decode())
+        except OSError as exc:  # not listening yet, or the container is still starting
+            last = str(exc)
+            time.sleep(0.2)
+    pytest.fail(f"{url} never answered: {last}")

@@ -10,15 +10,24 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
+from kiln.core.artifacts.oci import (
+    MEDIA_CONFIG,
+    MEDIA_LAYER_TAR,
+    Descriptor,
+    ImageConfig,
+    manifest_bytes,
+)
 from kiln.core.artifacts.tags import Tag
 from kiln.core.digest import Digest, digest_bytes
 from kiln.errors import IntegrityError, InvalidInput, NotFound, Refused
 from kiln.ports.artifacts import (
     ArtifactRecord,
+    ArtifactStore,
     BlobInfo,
     Revocation,
     SourceState,
     TagRecord,
+    WorkTreeDiff,
 )
 from tests.unit.recorder import MemoryRecorder
 
@@ -81,6 +90,11 @@ class FakeSource:
 
     def last_change(self, directory: Path, path: Path) -> int | None:
         return self.state_value.commit_time
+
+    def diff_work_tree(
+        self, directory: Path, revision: str | None, *, tracked: bool = False
+    ) -> WorkTreeDiff | None:
+        return None  # as outside git: the builder checks every file itself
 
     def export(self, directory: Path, revision: str, dest: Path) -> Path:
         raise NotImplementedError
@@ -209,3 +223,33 @@ class MemoryStore:
 
     def revocation(self, digest: Digest) -> Revocation | None:
         return self.revoked.get(digest)
+
+
+def make_artifact(
+    store: ArtifactStore, n: int, *, shared: bytes = b"shared layer", service: str = "svc"
+) -> Digest:
+    """An image manifest in ``store`` with one layer of its own and one ``shared`` layer."""
+    own = store.put_blob(f"layer {n}".encode())
+    common = store.put_blob(shared)
+    config = ImageConfig(
+        created="2026-01-01T00:00:00Z",
+        architecture="amd64",
+        env=[],
+        cmd=["run"],
+        working_dir="/app",
+        exposed_ports=[],
+        labels={"dev.kiln.service": "svc"},
+        diff_ids=[common.digest, own.digest],
+    ).to_bytes()
+    cfg = store.put_blob(config)
+    data = manifest_bytes(
+        Descriptor(MEDIA_CONFIG, cfg.digest, cfg.size),
+        [
+            Descriptor(MEDIA_LAYER_TAR, common.digest, common.size),
+            Descriptor(MEDIA_LAYER_TAR, own.digest, own.size),
+        ],
+        {},
+    )
+    digest = store.put_blob(data).digest
+    store.add_artifact(digest, service=service, created=f"2026-01-{n:02d}T00:00:00+00:00")
+    return digest

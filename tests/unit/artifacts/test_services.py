@@ -4,46 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from kiln.core.artifacts.oci import (
-    MEDIA_CONFIG,
-    MEDIA_LAYER_TAR,
-    Descriptor,
-    ImageConfig,
-    manifest_bytes,
-)
 from kiln.core.artifacts.retention import Policy
-from kiln.core.digest import Digest
 from kiln.core.ledger.kinds import EventKind
 from kiln.errors import NotFound, Refused
 from kiln.services.artifacts import add_tag, ensure_deployable, gc, list_artifacts, revoke
 from tests.unit.artifacts.fakes import FakeRecorder, FrozenClock, MemoryStore
-
-
-def artifact(store: MemoryStore, n: int, *, shared: bytes = b"shared layer") -> Digest:
-    own = store.put_blob(f"layer {n}".encode())
-    common = store.put_blob(shared)
-    config = ImageConfig(
-        created="2026-01-01T00:00:00Z",
-        architecture="amd64",
-        env=[],
-        cmd=["run"],
-        working_dir="/app",
-        exposed_ports=[],
-        labels={"dev.kiln.service": "svc"},
-        diff_ids=[common.digest, own.digest],
-    ).to_bytes()
-    cfg = store.put_blob(config)
-    data = manifest_bytes(
-        Descriptor(MEDIA_CONFIG, cfg.digest, cfg.size),
-        [
-            Descriptor(MEDIA_LAYER_TAR, common.digest, common.size),
-            Descriptor(MEDIA_LAYER_TAR, own.digest, own.size),
-        ],
-        {},
-    )
-    digest = store.put_blob(data).digest
-    store.add_artifact(digest, service="svc", created=f"2026-01-{n:02d}T00:00:00+00:00")
-    return digest
+from tests.unit.artifacts.fakes import make_artifact as artifact
 
 
 def test_a_revoked_artifact_is_refused_and_the_revocation_recorded() -> None:

@@ -13,11 +13,25 @@ import re
 import shutil
 import subprocess
 import tarfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kiln.errors import InvalidInput, NotFound, Permanent
-from kiln.ports.artifacts import SourceState
+from kiln.ports.artifacts import SourceState, WorkTreeDiff
 
+# Settings that make git's stat check as strict as kiln's: the executable bit
+# counts, ctime counts, every stat field counts, no file-system monitor is
+# trusted, and no attributes file outside the repository filters content.
+_STRICT = (
+    "-c", "core.fileMode=true",
+    "-c", "core.trustctime=true",
+    "-c", "core.checkStat=default",
+    "-c", "core.ignoreStat=false",
+    "-c", "core.fsmonitor=false",
+    "-c", "core.attributesFile=/dev/null",
+)  # fmt: skip
+# ls-files -v tags of entries git does not check: lowercase (assume-unchanged), S (skip-worktree)
+_UNCHECKED_TAG = re.compile(r"\0[a-zS] ")
 _CREDENTIALS = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@]*@", re.IGNORECASE)
 
 
@@ -69,18 +83,75 @@ class GitRepo:
         head = self._run(directory, "rev-parse", "--verify", "-q", "HEAD", check=False)
         if top is None or head is None:
             return SourceState(revision=None, commit_time=None, remote=None, version=None)
-        tracked = self._run(directory, "ls-files", "-z", "--", ".") or ""
+        listing = self._run(directory, "ls-files", "-v", "-z", "--", ".") or ""
         modified = self._run(directory, "diff", "--name-only", "--relative", "-z", "HEAD") or ""
+        # "TAG path": git does not check entries marked assume-unchanged (lowercase
+        # tag) or skip-worktree (S), so kiln cannot know they are unmodified
+        rows = [(line[:1], line[2:]) for line in listing.split("\0") if len(line) > 2]
+        unchecked = {path for tag, path in rows if tag.islower() or tag == "S"}
         when = self._run(directory, "log", "-1", "--format=%ct", "HEAD")
         remote = self._run(directory, "config", "--get", "remote.origin.url", check=False)
         described = self._run(directory, "describe", "--tags", "--abbrev=0", check=False)
         return SourceState(
             revision=head.strip(),
             commit_time=int(when.strip()) if when and when.strip() else None,
-            tracked=frozenset(p for p in tracked.split("\0") if p),
-            modified=frozenset(p for p in modified.split("\0") if p),
+            tracked=frozenset(path for _, path in rows),
+            modified=frozenset(p for p in modified.split("\0") if p) | unchecked,
             remote=strip_credentials(remote.strip()) if remote and remote.strip() else None,
             version=described.strip() if described and described.strip() else None,
+        )
+
+    def diff_work_tree(
+        self, directory: Path, revision: str | None, *, tracked: bool = False
+    ) -> WorkTreeDiff | None:
+        rev = revision or (self._run(directory, "rev-parse", "--verify", "-q", "HEAD", check=False))
+        if not rev:
+            return None
+        rev = rev.strip()
+        # three independent questions, asked at once (each is a process start)
+        with ThreadPoolExecutor(3) as pool:
+            asked = [
+                pool.submit(self._run, directory, *args, check=False)
+                for args in (
+                    (*_STRICT, "ls-files", "-vsz", "--", "."),
+                    ("rev-parse", "--git-common-dir", "--show-toplevel"),
+                    (
+                        *_STRICT,
+                        "diff",
+                        "--name-only",
+                        "--no-renames",
+                        "--relative",
+                        "-z",
+                        rev,
+                        "--",
+                        ".",
+                    ),
+                )
+            ]
+            listing, common, differing = (future.result() for future in asked)
+        if listing is None or common is None or differing is None:
+            return None
+        if _UNCHECKED_TAG.search("\0" + listing):
+            return None
+        if " 160000 " in listing or ".gitattributes\0" in listing:
+            return None  # a submodule, or attributes that may filter content (false hits: safe)
+        common_dir, _, top = common.strip().partition("\n")
+        if (directory / common_dir / "info" / "attributes").exists():
+            return None
+        # attributes files above the directory apply to it too
+        here, stop = directory.resolve(), Path(top.strip()).resolve()
+        while here != stop and stop in here.parents:
+            here = here.parent
+            if (here / ".gitattributes").exists():
+                return None
+        return WorkTreeDiff(
+            revision=rev,
+            differing=frozenset(p for p in differing.split("\0") if p),
+            tracked=frozenset(
+                line.partition("\t")[2] for line in listing.split("\0") if "\t" in line
+            )
+            if tracked
+            else frozenset(),
         )
 
     def last_change(self, directory: Path, path: Path) -> int | None:

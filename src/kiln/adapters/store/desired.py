@@ -101,6 +101,15 @@ class SqliteDesiredState:
             return None
         return Release(ReleaseId(row[0]), row[1], Digest(row[2]), Digest(row[3]))
 
+    def environments(self) -> list[str]:
+        """Every environment named anywhere in the state (for gc's retention), sorted."""
+        rows = self._db.execute(
+            "SELECT name FROM environments UNION SELECT environment FROM stable_history "
+            "UNION SELECT environment FROM rollouts UNION SELECT environment FROM releases "
+            "ORDER BY 1"
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
     def environment(self, name: str) -> EnvironmentState:
         row = self._db.execute(
             "SELECT stable, paused, pinned FROM environments WHERE name = ?", (name,)

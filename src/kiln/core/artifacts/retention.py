@@ -2,7 +2,8 @@
 
 Pure: the caller passes every artifact (digest, service, creation time,
 revoked?), the digests any release references, the per-environment history
-(newest first) and the blobs each artifact uses. An artifact is kept when a
+(newest first) and the blobs each artifact uses. ``referenced`` may map each
+digest to the reason it is referenced (which release, where). An artifact is kept when a
 release references it, when it is among the last ``keep_per_environment`` of
 an environment, or when it is among the newest ``keep_recent`` unrevoked builds
 of its service; each kept artifact carries its first reason. A blob is deleted
@@ -44,15 +45,16 @@ class GcPlan:
 def plan(
     artifacts: Sequence[ArtifactInfo],
     *,
-    referenced: frozenset[Digest],
+    referenced: frozenset[Digest] | Mapping[Digest, str],
     environments: Mapping[str, Sequence[Digest]],
     policy: Policy,
     all_blobs: frozenset[Digest],
 ) -> GcPlan:
     keep: dict[Digest, str] = {}
     known = {a.digest for a in artifacts}
-    for digest in sorted(referenced & known):
-        keep.setdefault(digest, "referenced by a release")
+    why = referenced if isinstance(referenced, Mapping) else dict.fromkeys(referenced, "")
+    for digest in sorted(set(why) & known):
+        keep.setdefault(digest, why[digest] or "referenced by a release")
     for env in sorted(environments):
         for digest in list(environments[env])[: policy.keep_per_environment]:
             if digest in known:
