@@ -92,3 +92,5 @@ def test_the_base_config_has_an_admin_socket_and_an_empty_dynamic_backend() -> N
     assert "backend be_prod\n    balance roundrobin" in text
     assert "retry-on conn-failure empty-response response-timeout" in text
     assert "\n    server " not in text
+    # A second HAProxy on a taken port must fail to bind, not share it (SO_REUSEPORT).
+    assert "\n    noreuseport\n" in text

@@ -1,0 +1,126 @@
+"""The composition root's HAProxy for an environment with `router: {kind: haproxy}`:
+started detached from the generated config, adopted when it already runs,
+restarted with its persisted table after a kill -9, and clear errors for a bad
+binary or a taken port. Real HAProxy, real backends."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import stat
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kiln.adapters.traffic.haproxy import HAProxyRouter
+from kiln.bootstrap import dataplane
+from kiln.bootstrap.down import peer_pid
+from kiln.core.spec.loader import load_spec
+from kiln.core.spec.models import Environment
+from kiln.core.traffic.table import Backend, Release, RouteTable
+from kiln.errors import ConfigError, Temporary
+from tests.integration.traffic.conftest import Processes, free_port, start_backends
+
+pytestmark = pytest.mark.integration
+
+
+def environment(router: str) -> Environment:
+    spec = load_spec(
+        f"service: hello\nenvironments:\n  - name: prod\n    router: {router}\n".encode()
+    )
+    return spec.environment("prod")
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Iterator[Path]:
+    state = tmp_path / ".kiln"
+    for sub in ("", "run", "logs"):
+        (state / sub).mkdir(mode=0o700, exist_ok=True)
+    try:
+        yield state
+    finally:
+        pid = peer_pid(dataplane.haproxy_socket(state, "prod"))
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def get(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:  # noqa: S310
+        return bytes(response.read()).decode()
+
+
+def wait_gone(pid: int) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        assert time.monotonic() < deadline, f"{pid} still runs"
+        time.sleep(0.02)
+
+
+def test_started_adopted_and_restarted_with_its_table(state_dir: Path, procs: Processes) -> None:
+    env = environment("{kind: haproxy}")
+    (backend,) = start_backends(procs, ["a"])
+    router = dataplane.router_for(state_dir, env)
+    assert isinstance(router, HAProxyRouter)
+    sock = dataplane.haproxy_socket(state_dir, "prod")
+    assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+    port = int(dataplane.listen_address(state_dir, env).rsplit(":", 1)[1])
+    table = RouteTable(1, "prod", (Release("v1", 100, (Backend("127.0.0.1", backend.port),)),))
+    assert router.apply(table) == 1
+    assert "a" in get(port)
+    first = peer_pid(sock)
+    assert first is not None
+
+    # A second controller adopts it: no new HAProxy, the same table.
+    again = dataplane.router_for(state_dir, env)
+    assert peer_pid(sock) == first
+    assert again.current() == table
+
+    # kill -9 of HAProxy: the next start serves the persisted table at once, no apply.
+    os.kill(first, signal.SIGKILL)
+    wait_gone(first)
+    restarted = dataplane.router_for(state_dir, env)
+    second = peer_pid(sock)
+    assert second not in (None, first)
+    assert "a" in get(port)
+    assert isinstance(restarted, HAProxyRouter) and restarted.differences() == []
+
+
+def test_threads_from_the_spec_reach_the_generated_config(state_dir: Path) -> None:
+    env = environment("{kind: haproxy, haproxy: {threads: 2}}")
+    dataplane.router_for(state_dir, env)
+    config = (state_dir / "run" / "haproxy-prod.cfg").read_text()
+    assert "nbthread 2" in config
+    assert stat.S_IMODE((state_dir / "run" / "haproxy-prod.cfg").stat().st_mode) == 0o600
+
+
+def test_a_binary_that_is_not_executable_names_the_field(state_dir: Path) -> None:
+    env = environment("{kind: haproxy, haproxy: {binary: /nonexistent/haproxy}}")
+    with pytest.raises(ConfigError) as caught:
+        dataplane.router_for(state_dir, env)
+    assert "router.haproxy.binary /nonexistent/haproxy is not an executable file" in str(
+        caught.value.message
+    )
+
+
+def test_a_taken_port_is_a_clear_error(state_dir: Path) -> None:
+    port = free_port()
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        env = environment(f'{{kind: haproxy, listen: "127.0.0.1:{port}"}}')
+        with pytest.raises(Temporary) as caught:
+            dataplane.router_for(state_dir, env)
+    assert "the HAProxy of prod did not start" in caught.value.message
+    assert "cannot bind socket" in caught.value.message
+    assert f"127.0.0.1:{port}" in caught.value.hint
