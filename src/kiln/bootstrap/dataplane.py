@@ -27,10 +27,10 @@ import time
 from pathlib import Path
 
 from kiln.adapters.traffic.embedded.client import EmbeddedRouterClient
-from kiln.adapters.traffic.haproxy import HAProxyRouter, RuntimeAPI, base_config
+from kiln.adapters.traffic.haproxy import HAProxyRouter, PreviewRoute, RuntimeAPI, base_config
 from kiln.bootstrap.detach import spawn_detached
-from kiln.core.spec.models import Environment, HAProxySettings, RouterKind
-from kiln.errors import ConfigError, Temporary
+from kiln.core.spec.models import BlueGreen, Environment, HAProxySettings, RouterKind
+from kiln.errors import ConfigError, InvalidInput, Temporary
 from kiln.fsio import write_atomic
 from kiln.ports.traffic import Router
 
@@ -109,7 +109,7 @@ def router_for(state_dir: Path, env: Environment) -> Router:
         return EmbeddedRouterClient(socket_path=admin_socket(state_dir, env.name))
     if env.router.kind is RouterKind.HAPROXY:
         start_routers(state_dir, [env])
-        return haproxy_router(state_dir, env.name)
+        return haproxy_router(state_dir, env.name, preview_header(env))
     raise ConfigError(
         f"environment {env.name}: router kind {env.router.kind} is not wired into the "
         "controller yet",
@@ -117,11 +117,24 @@ def router_for(state_dir: Path, env: Environment) -> Router:
     )
 
 
-def haproxy_router(state_dir: Path, environment: str) -> HAProxyRouter:
+def preview_header(env: Environment) -> str:
+    """The header a blue/green preview is reached by (the default when not blue/green)."""
+    blue_green = env.strategy.blue_green or BlueGreen()
+    return blue_green.preview_header
+
+
+def _preview_route(state_dir: Path, environment: str, header: str) -> PreviewRoute:
+    return PreviewRoute(header, _run(state_dir).resolve() / f"haproxy-{environment}.preview")
+
+
+def haproxy_router(
+    state_dir: Path, environment: str, header: str = BlueGreen().preview_header
+) -> HAProxyRouter:
     return HAProxyRouter(
         api=RuntimeAPI(haproxy_socket(state_dir, environment)),
         environment=environment,
-        state_file=_run(state_dir) / f"haproxy-{environment}.json",
+        state_file=_run(state_dir).resolve() / f"haproxy-{environment}.json",
+        preview=_preview_route(state_dir, environment, header),
     )
 
 
@@ -154,7 +167,21 @@ def _start_haproxy(state_dir: Path, env: Environment) -> None:
     log = state_dir.resolve() / "logs" / f"haproxy-{env.name}.log"
     settings = env.router.haproxy or HAProxySettings()
     binary = haproxy_binary(env)
-    text = base_config(env.name, listen_address(state_dir, env), sock, threads=settings.threads)
+    preview = _preview_route(state_dir, env.name, preview_header(env))
+    try:
+        text = base_config(
+            env.name,
+            listen_address(state_dir, env),
+            sock,
+            threads=settings.threads,
+            preview=preview,
+        )
+    except InvalidInput as exc:
+        raise ConfigError(
+            f"environment {env.name}: strategy.blueGreen.previewHeader: {exc.message}",
+            hint="a header name is letters, digits and -, e.g. x-kiln-preview",
+        ) from exc
+    write_atomic(preview.values, b"", mode=0o600)  # HAProxy reads it at start
     write_atomic(config, text.encode(), mode=0o600)
     check = subprocess.run(  # noqa: S603 - the configured haproxy, our own config
         [binary, "-c", "-q", "-f", str(config)],
@@ -182,7 +209,7 @@ def _start_haproxy(state_dir: Path, env: Environment) -> None:
                 hint=f"see {log}; is {listen_address(state_dir, env)} taken by another process?",
             )
         time.sleep(0.05)
-    haproxy_router(state_dir, env.name).restore()
+    haproxy_router(state_dir, env.name, preview.header).restore()
 
 
 def _alerts(output: bytes) -> str:

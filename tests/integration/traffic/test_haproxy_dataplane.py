@@ -22,8 +22,8 @@ from kiln.bootstrap import dataplane
 from kiln.bootstrap.down import peer_pid
 from kiln.core.spec.loader import load_spec
 from kiln.core.spec.models import Environment
-from kiln.core.traffic.table import Backend, Release, RouteTable
-from kiln.errors import ConfigError, Temporary
+from kiln.core.traffic.table import Backend, HeaderMatch, Release, RouteTable
+from kiln.errors import ConfigError, InvalidInput, Temporary
 from tests.integration.traffic.conftest import Processes, free_port, start_backends
 
 pytestmark = pytest.mark.integration
@@ -51,7 +51,7 @@ def state_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 def get(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:  # noqa: S310
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
         return bytes(response.read()).decode()
 
 
@@ -124,3 +124,66 @@ def test_a_taken_port_is_a_clear_error(state_dir: Path) -> None:
     assert "the HAProxy of prod did not start" in caught.value.message
     assert "cannot bind socket" in caught.value.message
     assert f"127.0.0.1:{port}" in caught.value.hint
+
+
+def get_with(port: int, headers: dict[str, str]) -> str:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/", headers=headers)
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+        return bytes(response.read()).decode()
+
+
+def test_a_blue_green_preview_header_routes_to_the_preview_release(
+    state_dir: Path, procs: Processes
+) -> None:
+    env = environment("{kind: haproxy}\n    strategy: {blueGreen: {previewHeader: x-peek}}")
+    blue, green = start_backends(procs, ["blue", "green"])
+    router = dataplane.router_for(state_dir, env)
+    port = int(dataplane.listen_address(state_dir, env).rsplit(":", 1)[1])
+    b, g = Backend("127.0.0.1", blue.port), Backend("127.0.0.1", green.port)
+    preview = RouteTable(
+        1,
+        "prod",
+        (Release("blue", 100, (b,)), Release("green", 0, (g,))),
+        (HeaderMatch("x-peek", "1", "green"),),
+    )
+    router.apply(preview)
+    assert {get(port) for _ in range(6)} == {"blue"}
+    assert {get_with(port, {"x-peek": "1"}) for _ in range(6)} == {"green"}
+    assert get_with(port, {"x-peek": "2"}) == "blue"  # only the rule's value
+    assert isinstance(router, HAProxyRouter) and router.differences() == []
+    by_release = {m.release: m.requests for m in router.metrics().releases}
+    assert by_release["green"] >= 6  # preview requests count for the preview release
+
+    # A header the HAProxy was not started with is refused, not half-applied.
+    other = RouteTable(2, "prod", preview.releases, (HeaderMatch("x-other", "1", "green"),))
+    with pytest.raises(InvalidInput, match="routes the preview header x-peek"):
+        router.apply(other)
+
+    # Promotion: all traffic to green, no rule; the preview value no longer routes.
+    router.apply(RouteTable(3, "prod", (Release("green", 100, (g,)),)))
+    assert {get_with(port, {"x-peek": "1"}) for _ in range(4)} == {"green"}
+    assert router.settle(timeout=10)
+    assert router.differences() == []
+
+
+def test_a_restarted_haproxy_gets_its_preview_rule_back(state_dir: Path, procs: Processes) -> None:
+    env = environment("{kind: haproxy}\n    strategy: {blueGreen: {}}")
+    blue, green = start_backends(procs, ["blue", "green"])
+    router = dataplane.router_for(state_dir, env)
+    port = int(dataplane.listen_address(state_dir, env).rsplit(":", 1)[1])
+    b, g = Backend("127.0.0.1", blue.port), Backend("127.0.0.1", green.port)
+    router.apply(
+        RouteTable(
+            1,
+            "prod",
+            (Release("blue", 100, (b,)), Release("green", 0, (g,))),
+            (HeaderMatch("x-kiln-preview", "1", "green"),),
+        )
+    )
+    pid = peer_pid(dataplane.haproxy_socket(state_dir, "prod"))
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_gone(pid)
+    dataplane.router_for(state_dir, env)
+    assert get_with(port, {"x-kiln-preview": "1"}) == "green"
+    assert get(port) == "blue"

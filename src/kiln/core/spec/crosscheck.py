@@ -166,16 +166,6 @@ def router_findings(env: Mapping[str, object]) -> list[Finding]:
                 hint="remove `sticky`, or use `kind: embedded` for stickiness",
             )
         )
-    strategy = env.get("strategy")
-    if isinstance(strategy, Mapping) and strategy.get("blueGreen") is not None:
-        findings.append(
-            Finding(
-                ("strategy", "blueGreen"),
-                "blue/green previews the new release through a header rule, "
-                "which the HAProxy router does not map",
-                hint="use a canary strategy with HAProxy, or `router: {kind: embedded}`",
-            )
-        )
     analysis = env.get("analysis")
     metrics = analysis.get("metrics") if isinstance(analysis, Mapping) else None
     for index, metric in _items(metrics):
