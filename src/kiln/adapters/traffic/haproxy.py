@@ -24,8 +24,13 @@ scaled so the largest is 256 and rounded, never to 0 for a live share.
 Metrics come from ``show stat`` (CSV, parsed into typed rows here at the edge),
 summed per release. HAProxy keeps no latency histogram, so the histograms are
 empty (a judge reads that as inconclusive, never as a pass), and the counters of
-a deleted server disappear with it. Header/cookie rules, sticky cookies and
-mirroring are not mapped yet: a table using them is refused, not half-applied.
+a deleted server disappear with it.
+
+One header rule is mapped, on the header fixed in the config (the blue/green
+preview): its release's servers go into a second backend ``be_<env>_preview``,
+and the rule's value into a runtime ACL file the frontend matches. Cookie rules,
+other header rules, sticky cookies and mirroring are not mapped yet: a table
+using them is refused, not half-applied.
 """
 
 from __future__ import annotations
