@@ -412,11 +412,7 @@ class HAProxyRouter:
         if rule is not None:  # servers first, then the value that routes to them
             self._add_servers(self.preview_backend, wanted[self.preview_backend], preview_rows)
         self._set_preview_value(self.preview.values, rule.value if rule else None)
-        for name, row in preview_rows.items():
-            if name not in wanted[self.preview_backend] and not row.status.startswith(
-                ("DRAIN", "MAINT")
-            ):
-                self.api.expect(f"set server {self.preview_backend}/{name} state drain")
+        self._drain_unwanted(self.preview_backend, wanted[self.preview_backend], preview_rows)
 
     def _add_servers(
         self,
@@ -452,6 +448,14 @@ class HAProxyRouter:
         changes.sort(key=lambda c: -(c[0] - existing[c[1]].weight))
         for weight, name in changes:
             self.api.expect(f"set server {be}/{name} weight {weight}")
+        self._drain_unwanted(be, desired, existing)
+
+    def _drain_unwanted(
+        self,
+        be: str,
+        desired: dict[str, tuple[Backend, str, int]],
+        existing: dict[str, ServerStat],
+    ) -> None:
         for name, row in existing.items():
             if name not in desired and not row.status.startswith(("DRAIN", "MAINT")):
                 self.api.expect(f"set server {be}/{name} state drain")
