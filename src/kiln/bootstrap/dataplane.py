@@ -200,7 +200,9 @@ def _start_haproxy(state_dir: Path, env: Environment) -> None:
     offset = log.stat().st_size if log.exists() else 0
     spawn_detached([binary, "-db", "-f", str(config)], log)
     deadline = time.monotonic() + START_TIMEOUT
-    while not _accepts(sock):
+    # Ready when the runtime API answers: HAProxy serves it only once every listener
+    # is bound (the socket alone may accept for a moment before a failed bind exits).
+    while not _answers(RuntimeAPI(sock, timeout=1.0)):
         failed = _alerts(log.read_bytes()[offset:]) if log.exists() else ""
         if failed or time.monotonic() > deadline:
             raise Temporary(
@@ -210,6 +212,13 @@ def _start_haproxy(state_dir: Path, env: Environment) -> None:
             )
         time.sleep(0.05)
     haproxy_router(state_dir, env.name, preview.header).restore()
+
+
+def _answers(api: RuntimeAPI) -> bool:
+    try:
+        return "Name: HAProxy" in api.command("show info")
+    except Temporary:
+        return False
 
 
 def _alerts(output: bytes) -> str:
