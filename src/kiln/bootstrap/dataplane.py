@@ -24,17 +24,22 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from kiln.adapters.traffic.embedded.client import EmbeddedRouterClient
 from kiln.adapters.traffic.haproxy import HAProxyRouter, PreviewRoute, RuntimeAPI, base_config
 from kiln.bootstrap.detach import spawn_detached
 from kiln.core.spec.models import BlueGreen, Environment, HAProxySettings, RouterKind
+from kiln.core.traffic.metrics import DataPlaneHealth, RouterMetrics
+from kiln.core.traffic.table import RouteTable
 from kiln.errors import ConfigError, InvalidInput, Temporary
 from kiln.fsio import write_atomic
 from kiln.ports.traffic import Router
 
 START_TIMEOUT = 30.0
+_T = TypeVar("_T")
 
 
 def _run(state_dir: Path) -> Path:
@@ -109,7 +114,7 @@ def router_for(state_dir: Path, env: Environment) -> Router:
         return EmbeddedRouterClient(socket_path=admin_socket(state_dir, env.name))
     if env.router.kind is RouterKind.HAPROXY:
         start_routers(state_dir, [env])
-        return haproxy_router(state_dir, env.name, preview_header(env))
+        return SupervisedHAProxy(state_dir, env)
     raise ConfigError(
         f"environment {env.name}: router kind {env.router.kind} is not wired into the "
         "controller yet",
@@ -121,6 +126,42 @@ def preview_header(env: Environment) -> str:
     """The header a blue/green preview is reached by (the default when not blue/green)."""
     blue_green = env.strategy.blue_green or BlueGreen()
     return blue_green.preview_header
+
+
+class SupervisedHAProxy:
+    """The environment's ``HAProxyRouter``, which starts HAProxy again when its runtime
+    API is gone (killed, crashed): the next call — the heal loop's scan at the
+    latest — restarts it from the generated config and restores the persisted table,
+    then retries once. Implements ``Router`` and ``LiveView``."""
+
+    def __init__(self, state_dir: Path, env: Environment) -> None:
+        self._state_dir = state_dir
+        self._env = env
+        self.router = haproxy_router(state_dir, env.name, preview_header(env))
+
+    def _revived(self, call: Callable[[HAProxyRouter], _T]) -> _T:
+        try:
+            return call(self.router)
+        except Temporary:
+            if _answers(self.router.api):
+                raise  # HAProxy runs: a passing hiccup, for the caller to retry
+            start_routers(self._state_dir, [self._env])
+            return call(self.router)
+
+    def apply(self, table: RouteTable) -> int:
+        return self._revived(lambda r: r.apply(table))
+
+    def current(self) -> RouteTable | None:
+        return self.router.current()
+
+    def metrics(self) -> RouterMetrics:
+        return self._revived(HAProxyRouter.metrics)
+
+    def health(self) -> DataPlaneHealth:
+        return self._revived(HAProxyRouter.health)
+
+    def differences(self) -> list[str]:
+        return self._revived(HAProxyRouter.differences)
 
 
 def _preview_route(state_dir: Path, environment: str, header: str) -> PreviewRoute:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from kiln.adapters.traffic.haproxy import HAProxyRouter
 from kiln.bootstrap import dataplane
+from kiln.bootstrap.dataplane import SupervisedHAProxy
 from kiln.bootstrap.down import peer_pid
 from kiln.core.spec.loader import load_spec
 from kiln.core.spec.models import Environment
@@ -70,7 +70,7 @@ def test_started_adopted_and_restarted_with_its_table(state_dir: Path, procs: Pr
     env = environment("{kind: haproxy}")
     (backend,) = start_backends(procs, ["a"])
     router = dataplane.router_for(state_dir, env)
-    assert isinstance(router, HAProxyRouter)
+    assert isinstance(router, SupervisedHAProxy)
     sock = dataplane.haproxy_socket(state_dir, "prod")
     assert stat.S_IMODE(sock.stat().st_mode) == 0o600
     port = int(dataplane.listen_address(state_dir, env).rsplit(":", 1)[1])
@@ -92,7 +92,7 @@ def test_started_adopted_and_restarted_with_its_table(state_dir: Path, procs: Pr
     second = peer_pid(sock)
     assert second not in (None, first)
     assert "a" in get(port)
-    assert isinstance(restarted, HAProxyRouter) and restarted.differences() == []
+    assert isinstance(restarted, SupervisedHAProxy) and restarted.differences() == []
 
 
 def test_threads_from_the_spec_reach_the_generated_config(state_dir: Path) -> None:
@@ -150,7 +150,7 @@ def test_a_blue_green_preview_header_routes_to_the_preview_release(
     assert {get(port) for _ in range(6)} == {"blue"}
     assert {get_with(port, {"x-peek": "1"}) for _ in range(6)} == {"green"}
     assert get_with(port, {"x-peek": "2"}) == "blue"  # only the rule's value
-    assert isinstance(router, HAProxyRouter) and router.differences() == []
+    assert isinstance(router, SupervisedHAProxy) and router.differences() == []
     by_release = {m.release: m.requests for m in router.metrics().releases}
     assert by_release["green"] >= 6  # preview requests count for the preview release
 
@@ -162,7 +162,7 @@ def test_a_blue_green_preview_header_routes_to_the_preview_release(
     # Promotion: all traffic to green, no rule; the preview value no longer routes.
     router.apply(RouteTable(3, "prod", (Release("green", 100, (g,)),)))
     assert {get_with(port, {"x-peek": "1"}) for _ in range(4)} == {"green"}
-    assert router.settle(timeout=10)
+    assert router.router.settle(timeout=10)
     assert router.differences() == []
 
 
@@ -187,3 +187,25 @@ def test_a_restarted_haproxy_gets_its_preview_rule_back(state_dir: Path, procs: 
     dataplane.router_for(state_dir, env)
     assert get_with(port, {"x-kiln-preview": "1"}) == "green"
     assert get(port) == "blue"
+
+
+def test_a_killed_haproxy_is_started_again_by_the_next_call(
+    state_dir: Path, procs: Processes
+) -> None:
+    env = environment("{kind: haproxy}")
+    (backend,) = start_backends(procs, ["a"])
+    router = dataplane.router_for(state_dir, env)
+    port = int(dataplane.listen_address(state_dir, env).rsplit(":", 1)[1])
+    table = RouteTable(1, "prod", (Release("v1", 100, (Backend("127.0.0.1", backend.port),)),))
+    router.apply(table)
+    sock = dataplane.haproxy_socket(state_dir, "prod")
+    pid = peer_pid(sock)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_gone(pid)
+    # What the controller's heal loop calls each interval: it finds HAProxy gone,
+    # starts it with the persisted table, and then finds nothing to heal.
+    assert router.differences() == []
+    assert peer_pid(sock) not in (None, pid)
+    assert get(port) == "a"
+    assert router.health().serving
