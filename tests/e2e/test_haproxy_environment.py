@@ -54,7 +54,7 @@ environments:
       canary:
         steps:
           - setWeight: 50
-          - analysis: {duration: 6s}
+          - analysis: {duration: 4s}
           - setWeight: 100
 """
 
