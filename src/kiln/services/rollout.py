@@ -90,6 +90,7 @@ class _Tracked:
     failures: dict[str, int] = field(default_factory=dict)  # instance -> consecutive failed probes
     failed: set[str] = field(default_factory=set)  # reported to the planner, not yet replaced
     session: AnalysisSession | None = None
+    session_deployment: str = ""  # the rollout the session judges (not an earlier one's)
     since: float = 0.0  # wall time this process began tracking the environment
 
 
@@ -395,7 +396,12 @@ class RolloutExecutor:
         self, env: Environment, state: RolloutState, tracked: _Tracked, now: float
     ) -> planner.AnalysisOutcome:
         session = tracked.session
-        if session is None or session.step != state.step or state.phase is not Phase.STEPPING:
+        if (
+            session is None
+            or session.step != state.step
+            or tracked.session_deployment != state.deployment
+            or state.phase is not Phase.STEPPING
+        ):
             return planner.Pending()
         if not session.metrics and state.stable is None:
             # Comparative and sequential judges need a baseline; a first release has none.
@@ -582,7 +588,11 @@ class RolloutExecutor:
         duration: float,
         tracked: _Tracked,
     ) -> None:
-        if tracked.session is not None and tracked.session.step == step:
+        if (
+            tracked.session is not None
+            and tracked.session.step == step
+            and tracked.session_deployment == state.deployment
+        ):
             return
         chosen = [m for m in env.analysis.metrics if not names or m.name in names]
         if state.stable is None:
@@ -596,6 +606,7 @@ class RolloutExecutor:
             deadline=started + duration,
             metrics=chosen,
         )
+        tracked.session_deployment = state.deployment
 
     def _decommission(self, env: Environment, state: RolloutState, release: ReleaseId) -> None:
         instances = self._instances(env.name).get(release, [])

@@ -591,6 +591,17 @@ class RouterKind(StrEnum):
     KUBERNETES = "kubernetes"
 
 
+class HAProxySettings(Model):
+    """For router kind haproxy: kiln generates HAProxy's config from these."""
+
+    binary: str | None = Field(
+        None,
+        min_length=1,
+        description="Path of the haproxy executable; default: haproxy on PATH.",
+    )
+    threads: int = Field(1, ge=1, le=64, description="HAProxy's nbthread.")
+
+
 class RouterSpec(Model):
     """The environment's router: its listener and stickiness."""
 
@@ -603,6 +614,9 @@ class RouterSpec(Model):
         description="host:port of the environment's listener; loopback unless you say so.",
     )
     sticky: bool = Field(False, description="Keep a client on one release by cookie.")
+    haproxy: HAProxySettings | None = Field(
+        None, description="kind: haproxy only; omit to take the defaults."
+    )
 
 
 ConfigValue = str | int | float | bool
