@@ -172,6 +172,7 @@ def controller(
             launcher=launch,
             actor=actor,
             commit_info=commit_info(state_dir),
+            journal=desired,
         )
         reconcilers[env.name] = Reconciler(
             spec=spec,

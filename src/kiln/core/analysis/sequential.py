@@ -247,28 +247,30 @@ class SequentialJudge:
         if self._bound is None:
             whole = self._baseline.latency
             mine = self._canary.latency
-            if whole is None or mine is None or not self._fix_bound(whole, mine, quantile):
+            bound = (
+                None if whole is None or mine is None else self._fix_bound(whole, mine, quantile)
+            )
+            if bound is None or whole is None or mine is None:
                 return
             # Everything seen before the bound was known is one first batch.
-            assert self._bound is not None
-            self._feed(mine.above(self._bound), mine.total, whole.above(self._bound), whole.total)
+            self._feed(mine.above(bound), mine.total, whole.above(bound), whole.total)
             return
         c, b = canary.latency, baseline.latency
         if c is None or b is None or c.bounds != b.bounds or self._bound not in c.bounds:
             return
         self._feed(c.above(self._bound), c.total, b.above(self._bound), b.total)
 
-    def _fix_bound(self, baseline: Histogram, canary: Histogram, quantile: float) -> bool:
+    def _fix_bound(self, baseline: Histogram, canary: Histogram, quantile: float) -> float | None:
         if canary.bounds != baseline.bounds or not baseline.bounds or baseline.total <= 0:
-            return False
+            return None
         if baseline.total * (1.0 - quantile) < self.config.min_events:
-            return False
+            return None
         need = quantile * baseline.total
         self._bound = next(
             (b for b, c in zip(baseline.bounds, baseline.counts, strict=True) if c >= need),
             baseline.bounds[-1],
         )
-        return True
+        return self._bound
 
     def _feed(self, xc: int, nc: int, xb: int, nb: int) -> None:
         if nc <= 0 or nb <= 0 or xc + xb <= 0:
