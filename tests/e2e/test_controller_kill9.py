@@ -185,3 +185,93 @@ def test_kill9_at_every_step_boundary_resumes(
     running = [i for i in instances if i.state is State.RUNNING]
     assert {i.labels[RELEASE] for i in running} == {candidate["id"]}
     assert len(running) == 2
+
+
+ANALYSIS = (
+    CANARY
+    + """\
+    health: {interval: 50ms, startTimeout: 20s}
+    analysis:
+      metrics:
+        - {name: errors, metric: error-rate, judge: sequential, minSamples: 30}
+    strategy:
+      canary:
+        steps:
+          - setWeight: 50
+          - analysis: {duration: 18s}
+          - setWeight: 100
+"""
+)
+ANALYSIS_STEP, ANALYSIS_SECONDS = 1, 18.0
+
+
+@pytest.fixture
+def analysis_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    yield from make_project(tmp_path, monkeypatch, ANALYSIS)
+
+
+def samples(capsys: pytest.CaptureFixture[str]) -> float:
+    rollout = environment(capsys, "prod")["rollout"]
+    assert isinstance(rollout, dict)
+    figures = rollout.get("analysis", {}).get("errors", {})
+    return float(figures.get("samples", 0.0))
+
+
+def test_kill9_in_the_middle_of_an_analysis_step_resumes_its_judges(
+    analysis_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The resumed step keeps its evidence and ends at its original deadline."""
+    state_dir = analysis_project / ".kiln"
+    v1 = build_version(analysis_project, capsys, "v1")
+    code, _, err = cli(capsys, "deploy", "prod", v1)
+    assert code == 0, err
+    url = environment(capsys, "prod")["url"]
+    v2 = build_version(analysis_project, capsys, "v2")
+    desired = SqliteDesiredState(state_dir / "state.db")
+    try:
+        with Traffic(router_port(url)) as traffic:
+            code, _, err = cli(capsys, "deploy", "prod", v2, "--no-wait")
+            assert code == 0, err
+            deadline = time.monotonic() + 60
+            while True:  # into the analysis step, with evidence
+                assert time.monotonic() < deadline, "never reached the analysis step"
+                state = desired.rollout("prod")
+                assert state is not None and not state.phase.terminal, state
+                started = state.step_started
+                if state.step == ANALYSIS_STEP and started and time.time() - started >= 5.0:
+                    break
+                time.sleep(0.05)
+            assert started is not None
+            before = samples(capsys)
+            assert before >= 30, "the judge had evidence before the crash"
+            kill_controller(state_dir)
+            time.sleep(3.0)  # down for a while: the router keeps counting
+            after = samples(capsys)  # this call starts a new controller
+            resumed = desired.rollout("prod")
+            assert resumed is not None and resumed.step == ANALYSIS_STEP
+            assert resumed.step_started == started, "the window was restarted"
+            assert after >= before, f"evidence lost: {before} -> {after}"
+            while True:
+                assert time.monotonic() < deadline + 60, "the analysis step never ended"
+                state = desired.rollout("prod")
+                assert state is not None
+                if state.step > ANALYSIS_STEP or state.phase.terminal:
+                    ended = time.time()
+                    break
+                time.sleep(0.02)
+            while not state.phase.terminal and time.monotonic() < deadline + 90:
+                time.sleep(0.1)
+                state = desired.rollout("prod")
+                assert state is not None
+        late = ended - (started + ANALYSIS_SECONDS)
+        with capsys.disabled():
+            print(
+                f"\nsamples before the kill {before:.0f}, right after the restart {after:.0f}; "
+                f"step ended {late:+.2f}s from its original deadline; "
+                f"ok {traffic.ok}, failed {traffic.failures}"
+            )
+        assert str(state.phase) == "succeeded", state.reason
+        assert -0.2 <= late < 2.5, "ended at deadline + restart, not at the original deadline"
+        assert traffic.failures == [] and traffic.server_errors == 0
+    finally:
+        desired.close()

@@ -12,10 +12,10 @@ from pathlib import Path
 import uvicorn
 
 from kiln.adapters.keys.tokens import ensure_local_admin, load_table
-from kiln.adapters.store.leader import FileLeaderLock
 from kiln.api.app import create_app
 from kiln.bootstrap.controller import Address, ControllerClient, socket_path
 from kiln.bootstrap.deploy import controller as build_controller
+from kiln.bootstrap.deploy import leader_lock
 from kiln.core.spec.models import ServiceSpec
 from kiln.errors import ConfigError
 from kiln.fsio import write_atomic
@@ -30,12 +30,13 @@ def serve(
     *,
     listen: str | None = None,
     policy: Path | None = None,
+    database: str | None = None,
 ) -> int:
     """Run the controller in the foreground until SIGTERM/SIGINT. Returns an exit code."""
     run_dir = state_dir / "run"
     ensure_local_admin(state_dir)
     tokens = load_table(state_dir)
-    leader = FileLeaderLock(run_dir)
+    leader = leader_lock(run_dir, spec, database)
     if listen in (None, "unix"):
         sock = socket_path(state_dir)
         if sock.exists():

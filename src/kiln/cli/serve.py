@@ -20,7 +20,14 @@ def serve(app: App, listen: str | None) -> None:
     from kiln.api.server import serve as run
 
     spec = app.spec() if app.spec_file.exists() else None
-    run(app.state_dir(), spec, listen=listen, policy=app.settings().trust_policy)
+    settings = app.settings()
+    run(
+        app.state_dir(),
+        spec,
+        listen=listen,
+        policy=settings.trust_policy,
+        database=settings.get("database"),
+    )
 
 
 @click.group()
