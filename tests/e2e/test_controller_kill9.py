@@ -187,21 +187,7 @@ def test_kill9_at_every_step_boundary_resumes(
     assert len(running) == 2
 
 
-ANALYSIS = (
-    CANARY
-    + """\
-    health: {interval: 50ms, startTimeout: 20s}
-    analysis:
-      metrics:
-        - {name: errors, metric: error-rate, judge: sequential, minSamples: 30}
-    strategy:
-      canary:
-        steps:
-          - setWeight: 50
-          - analysis: {duration: 18s}
-          - setWeight: 100
-"""
-)
+ANALYSIS = CANARY.replace("analysis: {duration: 8s}", "analysis: {duration: 18s}")
 ANALYSIS_STEP, ANALYSIS_SECONDS = 1, 18.0
 
 
