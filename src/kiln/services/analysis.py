@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kiln.core.analysis.factory import judge_for
+from kiln.core.analysis.factory import judge_for, metric_kind
 from kiln.core.analysis.observations import (
     Counters,
     Histogram,
@@ -39,6 +39,17 @@ from kiln.errors import Temporary
 from kiln.ports.clock import Clock
 from kiln.ports.metrics import MetricSource
 from kiln.ports.traffic import Router
+
+
+def _lean(metric: AnalysisMetric, readings: Mapping[str, Reading]) -> Mapping[str, Reading]:
+    """Drop latency histograms a metric never looks at: the journal keeps every round,
+    and a histogram is most of a round's bytes."""
+    if metric.source is not MetricSourceKind.ROUTER or metric_kind(metric).quantile is not None:
+        return readings
+    return {
+        release: Counters(r.at, r.requests, r.errors, None) if isinstance(r, Counters) else r
+        for release, r in readings.items()
+    }
 
 
 def cumulative(histogram: LatencyHistogram) -> Histogram:
@@ -148,7 +159,7 @@ class AnalysisSession:
                     name: Missing(now, f"no {metric.source} source is configured") for name in names
                 }
             else:
-                readings[metric.name] = source.read(names, metric)
+                readings[metric.name] = _lean(metric, source.read(names, metric))
         if record is not None:
             body = {
                 metric: {release: encode_reading(r) for release, r in per.items()}
