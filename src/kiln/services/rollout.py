@@ -298,9 +298,11 @@ class RolloutExecutor:
         self, env: Environment, state: RolloutState, tracked: _Tracked
     ) -> RolloutState:
         """An analysis step that began under a controller that died: resume its judges
-        from the journal, with the window's original deadline. Without a journal the
-        evidence died with that controller, so the window restarts instead (fail
-        closed: lost evidence is re-collected, never assumed)."""
+        from the journal, with the window's original deadline; the last round is the
+        cursor, so the traffic the router counted meanwhile is evidence too. With no
+        round journaled (no journal, or a crash before the first poll) there is no
+        evidence and no cursor, so the window restarts instead (fail closed: lost
+        evidence is re-collected, never assumed)."""
         if (
             state.phase is not Phase.STEPPING
             or state.step_started is None
@@ -317,8 +319,10 @@ class RolloutExecutor:
         step = chosen[state.step]
         if not isinstance(step, Analyze):
             return state
-        if self._journal is not None:
-            rounds = self._journal.rounds(env.name, state.deployment, state.step)
+        rounds = (
+            self._journal.rounds(env.name, state.deployment, state.step) if self._journal else []
+        )
+        if rounds:
             tracked.session = self._session(
                 env, state, state.step, step.metrics, step.duration, rounds
             )

@@ -218,6 +218,28 @@ def test_without_a_journal_the_interrupted_window_restarts(rig: Rig) -> None:
     assert any("analysis window restarted" in n for n in notes)
 
 
+def test_a_crash_before_the_first_round_restarts_the_window(rig: Rig) -> None:
+    # No round journaled: no evidence and no cursor (the counters at the step's
+    # start are unknown), so the window restarts rather than judge a stub.
+    first = rig.executor()
+    first.start("prod", V1)
+    assert first.run("prod", timeout=10).phase is Phase.SUCCEEDED
+    first.start("prod", V2)
+    for _ in range(200):
+        state = first.tick("prod").state
+        if state.step == 1:
+            break
+    assert state.step == 1 and state.step_started is not None
+    assert rig.journal is not None and rig.journal.rounds("prod", state.deployment, 1) == []
+    rig.clock.advance(3.0)
+    second = rig.executor()
+    second.tick("prod")
+    resumed = second._desired.rollout("prod")
+    assert resumed is not None and resumed.step_started == rig.clock.now().timestamp()
+    notes = [e["details"].get("note", "") for e in rig.ledger.events]
+    assert any("analysis window restarted" in n for n in notes)
+
+
 def test_resumed_judges_decide_exactly_as_uninterrupted_ones(rig: Rig) -> None:
     # A doubled error rate (2 errors a second against 1): the resumed executor
     # carries the same evidence on and fails the canary well before the deadline.
