@@ -8,11 +8,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from kiln.core.artifacts.tags import Tag
 from kiln.core.digest import Digest, digest_bytes
-from kiln.core.ledger.kinds import EventKind
 from kiln.errors import IntegrityError, InvalidInput, NotFound, Refused
 from kiln.ports.artifacts import (
     ArtifactRecord,
@@ -21,30 +20,9 @@ from kiln.ports.artifacts import (
     SourceState,
     TagRecord,
 )
+from tests.unit.recorder import MemoryRecorder
 
-
-@dataclass
-class FakeRecorder:
-    events: list[dict[str, Any]] = field(default_factory=list)
-
-    def record(
-        self,
-        kind: EventKind,
-        *,
-        actor: str,
-        artifact: str | None = None,
-        environment: str | None = None,
-        release: str | None = None,
-        links: Mapping[str, str] | None = None,
-        details: Mapping[str, Any] | None = None,
-    ) -> int:
-        assert isinstance(kind, EventKind), kind
-        assert actor, "every event names its actor"
-        assert artifact is None or artifact.startswith("sha256:")
-        self.events.append(
-            {"kind": kind, "actor": actor, "artifact": artifact, "details": dict(details or {})}
-        )
-        return len(self.events)
+FakeRecorder = MemoryRecorder
 
 
 @dataclass

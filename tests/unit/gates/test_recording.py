@@ -2,45 +2,17 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-from typing import Any
-
 import pytest
 
 from kiln.core.gates.inputs import GateInputs
 from kiln.core.gates.runner import evaluate
 from kiln.core.ledger.kinds import EventKind
 from kiln.services.gates import record_verdicts
+from tests.unit.recorder import MemoryRecorder
 
 from .conftest import TODAY, spec_of
 
-
-class FakeRecorder:
-    """Keeps events in memory and checks the port's contract on every call."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-
-    def record(
-        self,
-        kind: EventKind,
-        *,
-        actor: str,
-        artifact: str | None = None,
-        environment: str | None = None,
-        release: str | None = None,
-        links: Mapping[str, str] | None = None,
-        details: Mapping[str, Any] | None = None,
-    ) -> int:
-        assert isinstance(kind, EventKind)
-        assert actor, "every event names its actor"
-        assert details is None or json.loads(json.dumps(details)) == dict(details)
-        self.events.append(
-            {"kind": kind, "actor": actor, "artifact": artifact, "environment": environment}
-            | {"links": dict(links or {}), "details": dict(details or {})}
-        )
-        return len(self.events)
+FakeRecorder = MemoryRecorder
 
 
 def test_one_gate_verdict_event_per_gate_in_order() -> None:

@@ -6,10 +6,9 @@ a port fails here rather than against the real adapter.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -17,7 +16,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kiln.core.attest.policy import KeyKind, Requirement, TrustedKey, TrustPolicy
 from kiln.core.digest import Digest, digest_bytes, is_digest
 from kiln.core.keys import key_id
-from kiln.core.ledger.kinds import EventKind
 from kiln.ports.attestations import StoredEnvelope
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -94,37 +92,3 @@ class MemoryStore:
     def for_subject(self, subject: Digest) -> list[StoredEnvelope]:
         assert is_digest(subject)
         return [StoredEnvelope(d, self.blobs[d]) for d in sorted(self.index.get(subject, []))]
-
-
-@dataclass
-class MemoryRecorder:
-    """A ``Recorder`` that keeps events and checks nothing secret is recorded."""
-
-    events: list[dict[str, Any]] = field(default_factory=list)
-
-    def record(
-        self,
-        kind: EventKind,
-        *,
-        actor: str,
-        artifact: str | None = None,
-        environment: str | None = None,
-        release: str | None = None,
-        links: Mapping[str, str] | None = None,
-        details: Mapping[str, Any] | None = None,
-    ) -> int:
-        assert isinstance(kind, EventKind)
-        assert actor, "every event names its actor"
-        text = repr(details) + repr(links)
-        assert "PRIVATE KEY" not in text, "key material must never reach the ledger"
-        self.events.append(
-            {
-                "kind": kind,
-                "actor": actor,
-                "artifact": artifact,
-                "environment": environment,
-                "links": dict(links or {}),
-                "details": dict(details or {}),
-            }
-        )
-        return len(self.events)

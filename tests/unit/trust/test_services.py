@@ -23,6 +23,7 @@ from kiln.services.attest import (
     show,
 )
 from kiln.services.verify import Admitted, AdmittedUnsigned, NotAdmitted, admit, verdict_json
+from tests.unit.recorder import MemoryRecorder
 from tests.unit.trust.fakes import (
     APPROVER_A,
     APPROVER_B,
@@ -31,7 +32,6 @@ from tests.unit.trust.fakes import (
     STRANGER,
     T0,
     T1,
-    MemoryRecorder,
     MemorySigner,
     MemoryStore,
     policy,

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kiln.core.canonical import canonical_json as canonical_json
 from kiln.core.digest import Digest, digest_bytes, parse_digest
 from kiln.errors import IntegrityError
 
@@ -38,10 +39,6 @@ ANN_SOURCE = "org.opencontainers.image.source"
 ANN_VERSION = "org.opencontainers.image.version"
 ANN_TITLE = "org.opencontainers.image.title"
 ANN_LAYER_ROLE = "dev.kiln.layer"
-
-
-def canonical_json(data: Any) -> bytes:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 @dataclass(frozen=True)

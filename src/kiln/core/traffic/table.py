@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from kiln.core.canonical import canonical_json
 from kiln.errors import InvalidInput, Problem, Refused, SpecError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}$")
@@ -172,9 +173,7 @@ class RouteTable:
         }
 
     def to_json(self) -> bytes:
-        return json.dumps(
-            self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        ).encode()
+        return canonical_json(self.to_dict())
 
 
 def must_install(current: RouteTable | None, new: RouteTable) -> bool:
