@@ -25,13 +25,13 @@ from kiln.core.analysis.observations import (
     encode_reading,
 )
 from kiln.core.digest import digest_bytes
-from kiln.core.ledger.kinds import EventKind
 from kiln.core.release import Release
 from kiln.core.rollout.planner import Phase
 from kiln.core.runtime.model import LaunchSpec
 from kiln.core.spec.loader import load_spec
 from kiln.services.analysis import AnalysisSession
 from kiln.services.rollout import RolloutExecutor
+from tests.unit.recorder import MemoryRecorder
 from tests.unit.runtime.fakes import FakeProvider
 from tests.unit.traffic.fake_router import FakeRouter
 
@@ -70,16 +70,6 @@ class Clock:
 
 
 @dataclass
-class Ledger:
-    events: list[dict[str, Any]] = field(default_factory=list)
-
-    def record(self, kind: EventKind, *, actor: str, **fields: Any) -> int:
-        assert isinstance(kind, EventKind) and actor
-        self.events.append({"kind": str(kind), **fields})
-        return len(self.events)
-
-
-@dataclass
 class FakeJournal:
     """The ``AnalysisJournal`` contract in memory: rounds numbered 0, 1, ... without gaps."""
 
@@ -109,7 +99,7 @@ class Rig:
     clock: Clock = field(default_factory=Clock)
     provider: FakeProvider = field(default_factory=FakeProvider)
     router: FakeRouter = field(default_factory=FakeRouter)
-    ledger: Ledger = field(default_factory=Ledger)
+    ledger: MemoryRecorder = field(default_factory=MemoryRecorder)
     journal: FakeJournal | None = field(default_factory=FakeJournal)
     desired: SqliteDesiredState | None = None
 
