@@ -188,8 +188,8 @@ def test_kill9_at_every_step_boundary_resumes(
     assert len(running) == 2
 
 
-ANALYSIS = CANARY.replace("analysis: {duration: 20s}", "analysis: {duration: 25s}")
-ANALYSIS_STEP, ANALYSIS_SECONDS = 1, 25.0
+ANALYSIS = CANARY.replace("analysis: {duration: 20s}", "analysis: {duration: 22s}")
+ANALYSIS_STEP, ANALYSIS_SECONDS = 1, 22.0
 
 
 @pytest.fixture
@@ -247,10 +247,7 @@ def test_kill9_in_the_middle_of_an_analysis_step_resumes_its_judges(
             down = time.time()
             environment(capsys, "prod")  # starts a new controller
             restart = time.time() - down
-            assert time.time() < started + ANALYSIS_SECONDS - 1.0, (
-                f"the controller took {restart:.1f}s to come back, past the step's deadline: "
-                "this run cannot tell resuming from restarting"
-            )
+            back = time.time()  # the new controller answers; its worker ticks at once
             while True:
                 assert time.monotonic() < deadline + 60, "the analysis step never ended"
                 state = desired.rollout("prod")
@@ -268,6 +265,9 @@ def test_kill9_in_the_middle_of_an_analysis_step_resumes_its_judges(
                 state = desired.rollout("prod")
                 assert state is not None
         late = ended - (started + ANALYSIS_SECONDS)
+        # Resumed: the step ends at its original deadline, or at once if the
+        # controller came back after it. Restarted: it would end at back + 22 s.
+        expected = max(started + ANALYSIS_SECONDS, back)
         judged = canary_requests(rounds, state.candidate)
         with capsys.disabled():
             print(
@@ -279,7 +279,8 @@ def test_kill9_in_the_middle_of_an_analysis_step_resumes_its_judges(
         assert str(state.phase) == "succeeded", state.reason
         assert rounds[: len(kept)] == kept, "the evidence before the crash was kept"
         assert judged >= before
-        assert -0.2 <= late < 1.5, "ended at deadline + restart, not at the original deadline"
+        assert late >= -0.2, "the step ended before its deadline"
+        assert ended - expected < 1.5, "ended at restart + duration, not at the original deadline"
         assert traffic.failures == [] and traffic.server_errors == 0
     finally:
         desired.close()
