@@ -35,6 +35,7 @@ def hello_spec(
     *,
     config: dict[str, str] | None = None,
     sandbox: str = "none",
+    network: str = "isolated",
     release: str = "r1",
     **extra: object,
 ) -> LaunchSpec:
@@ -47,7 +48,7 @@ def hello_spec(
         root=root,
         command=tuple(CMD),
         config=config or {},
-        limits=Limits(sandbox=sandbox),  # type: ignore[arg-type]
+        limits=Limits(sandbox=sandbox, network=network),  # type: ignore[arg-type]
         **extra,  # type: ignore[arg-type]
     )
 

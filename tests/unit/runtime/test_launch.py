@@ -43,9 +43,9 @@ def test_other_commands_are_refused() -> None:
         argv(["gunicorn", "app:app"], interpreter="/py")
 
 
-def build(secrets: dict[str, str]) -> dict[str, str]:
+def build(secrets: dict[str, str], spec: LaunchSpec = SPEC, listen_fds: int = 0) -> dict[str, str]:
     return environment(
-        SPEC,
+        spec,
         ID,
         owner="/s",
         host="127.0.0.1",
@@ -54,6 +54,7 @@ def build(secrets: dict[str, str]) -> dict[str, str]:
         pythonpath="/t/deps",
         secrets=secrets,
         base={"PATH": "/usr/bin"},
+        listen_fds=listen_fds,
     )
 
 
@@ -71,3 +72,21 @@ def test_precedence_is_image_then_config_then_secrets_then_kiln() -> None:
 def test_a_secret_cannot_take_a_reserved_name() -> None:
     with pytest.raises(InvalidInput, match="reserved"):
         build({"PORT": "x"})
+
+
+def test_socket_activation_variables_come_from_kiln_only() -> None:
+    faked = LaunchSpec(
+        **{**SPEC.__dict__, "config": {"LISTEN_FDS": "4", "LISTEN_PID": "1", "LISTEN_FDNAMES": "x"}}
+    )
+    plain = build({}, faked)
+    assert not {"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"} & set(plain)
+    passed = build({}, faked, listen_fds=1)
+    assert passed["LISTEN_FDS"] == "1"
+    assert "LISTEN_PID" not in passed  # the sandbox's wrapper sets it to the app's own pid
+    assert passed["PORT"] == "20001"
+
+
+@pytest.mark.parametrize("name", ["LISTEN_FDS", "LISTEN_PID"])
+def test_a_secret_cannot_fake_socket_activation(name: str) -> None:
+    with pytest.raises(InvalidInput, match="reserved"):
+        build({name: "1"})
