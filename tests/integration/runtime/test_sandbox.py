@@ -21,6 +21,7 @@ from kiln.adapters.runtime.process import ProcessProvider
 from kiln.core.runtime.model import Decommissioned, Healthy, Instance, InstanceId, State, Unhealthy
 from kiln.errors import Refused
 from tests.integration.runtime.conftest import hello_spec, make_provider
+from tests.integration.runtime.test_process import STUBBORN_APP
 from tests.integration.runtime.trees import (
     HELLO,
     hello_tree,
@@ -319,6 +320,7 @@ RESTART = """
 import sys, json
 from pathlib import Path
 from tests.integration.runtime.conftest import hello_spec, make_provider
+from tests.integration.runtime.test_process import STUBBORN_APP
 provider = make_provider(Path(sys.argv[1]))
 made = provider.create(hello_spec(Path(sys.argv[2]), sandbox="bubblewrap"), 3)
 provider.wait_ready([i.id for i in made], timeout=20)
@@ -368,3 +370,33 @@ def test_logs_rotate_inside_the_sandbox_too(state_dir: Path, tree: Path) -> None
         time.sleep(0.02)
     assert log.with_name(log.name + ".1").exists()
     assert "/r-0199" in provider.logs(instance.id, tail=1)[0]
+
+
+def test_a_sandboxed_instance_that_crashes_at_start_fails_readiness_at_once(
+    state_dir: Path, tree: Path
+) -> None:
+    provider = make_provider(state_dir)
+    spec = hello_spec(tree, sandbox="bubblewrap", config={"APP_VERSION": "not a version"})
+    (instance,) = provider.create(spec, 1)
+    started = time.monotonic()
+    result = provider.wait_ready([instance.id], timeout=20)[instance.id]
+    assert isinstance(result, Unhealthy)
+    assert time.monotonic() - started < 10  # the passed socket closes with it: no waiting
+    assert not connects(instance.port)
+
+
+def test_a_sandboxed_instance_that_ignores_sigterm_is_killed(
+    state_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    root = tree_with_hello(tmp_path_factory, "stubborn", STUBBORN_APP)
+    try:
+        provider = make_provider(state_dir)
+        (instance,) = provider.create(hello_spec(root, sandbox="bubblewrap"), 1)
+        assert isinstance(provider.wait_ready([instance.id], timeout=15)[instance.id], Healthy)
+        ended = provider.destroy(instance.id, drain_timeout=0.3)
+        assert not ended.graceful
+        assert 0.3 <= ended.seconds < 5
+        assert provider.list() == []
+        assert not connects(instance.port)
+    finally:
+        make_writable(root)
