@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -20,10 +18,10 @@ from kiln.adapters.runtime import procfs
 from kiln.adapters.runtime.process import ProcessProvider
 from kiln.core.runtime.model import Decommissioned, Healthy, Instance, InstanceId, State, Unhealthy
 from kiln.errors import Refused
-from tests.integration.runtime.conftest import hello_spec, make_provider
-from tests.integration.runtime.test_process import STUBBORN_APP
+from tests.integration.runtime.conftest import create_and_exit, hello_spec, make_provider
 from tests.integration.runtime.trees import (
     HELLO,
+    STUBBORN_APP,
     hello_tree,
     make_read_only,
     make_writable,
@@ -316,31 +314,11 @@ def test_an_app_that_ignores_the_socket_is_explained(state_dir: Path, tmp_path: 
         make_writable(root)
 
 
-RESTART = """
-import sys, json
-from pathlib import Path
-from tests.integration.runtime.conftest import hello_spec, make_provider
-from tests.integration.runtime.test_process import STUBBORN_APP
-provider = make_provider(Path(sys.argv[1]))
-made = provider.create(hello_spec(Path(sys.argv[2]), sandbox="bubblewrap"), 3)
-provider.wait_ready([i.id for i in made], timeout=20)
-print(json.dumps([[i.id.value, i.port] for i in made]))
-"""
-
-
 def test_isolated_instances_are_adopted_after_a_restart_and_orphans_reaped(
     state_dir: Path, tree: Path
 ) -> None:
-    repo = Path(__file__).resolve().parents[3]
-    out = subprocess.run(
-        [sys.executable, "-c", RESTART, str(state_dir), str(tree)],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    (kept, kept_port), (drained, _), (lost, lost_port) = json.loads(out.stdout)
+    made = create_and_exit(state_dir, tree, sandbox="bubblewrap")
+    (kept, _, kept_port), (drained, _, _), (lost, _, lost_port) = made
     # The controller that made them is gone; they still serve on their sockets.
     assert connects(kept_port) and connects(lost_port)
     (state_dir / "run" / "instances" / f"{lost}.json").unlink()  # as if never recorded

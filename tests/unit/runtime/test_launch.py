@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import dataclasses
 
 import pytest
 
 from kiln.core.runtime.launch import argv, environment, labels_from_environment
 from kiln.core.runtime.model import InstanceId, LaunchSpec
 from kiln.errors import InvalidInput
+from tests.unit.runtime import fakes
 
-SPEC = LaunchSpec(
-    service="hello",
-    environment="dev",
-    release="r1",
-    artifact="sha256:" + "a" * 64,
-    config_digest="sha256:" + "c" * 64,
-    root=Path("/t"),
-    command=("python", "app.py"),
-    image_env={"A": "image", "B": "image"},
-    config={"B": "config", "PORT": "1"},
+SPEC = dataclasses.replace(
+    fakes.SPEC, image_env={"A": "image", "B": "image"}, config={"B": "config", "PORT": "1"}
 )
 ID = InstanceId("hello-dev-0000abcd")
 
@@ -75,8 +68,8 @@ def test_a_secret_cannot_take_a_reserved_name() -> None:
 
 
 def test_socket_activation_variables_come_from_kiln_only() -> None:
-    faked = LaunchSpec(
-        **{**SPEC.__dict__, "config": {"LISTEN_FDS": "4", "LISTEN_PID": "1", "LISTEN_FDNAMES": "x"}}
+    faked = dataclasses.replace(
+        SPEC, config={"LISTEN_FDS": "4", "LISTEN_PID": "1", "LISTEN_FDNAMES": "x"}
     )
     plain = build({}, faked)
     assert not {"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"} & set(plain)

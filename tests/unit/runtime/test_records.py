@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from kiln.adapters.runtime.records import InstanceRecord, RecordStore, from_json, to_json
-from kiln.core.runtime.model import InstanceId, LaunchSpec, Limits
+from kiln.core.runtime.model import InstanceId, Limits
+from tests.unit.runtime import fakes
 
-SPEC = LaunchSpec(
-    service="hello",
-    environment="dev",
-    release="r1",
-    artifact="sha256:" + "a" * 64,
-    config_digest="sha256:" + "c" * 64,
-    root=Path("/t"),
-    command=("python", "app.py"),
-    limits=Limits(sandbox="bubblewrap", network="host"),
-)
+SPEC = dataclasses.replace(fakes.SPEC, limits=Limits(sandbox="bubblewrap", network="host"))
 RECORD = InstanceRecord(
     instance=InstanceId("hello-dev-0000abcd"),
     pid=10,
