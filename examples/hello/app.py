@@ -20,7 +20,6 @@ serves on the listening socket it was given as fd 3 instead of binding PORT.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
@@ -129,10 +128,6 @@ def main() -> None:
     host, port = server.server_address[:2]
     print(f"hello {VERSION} ({INSTANCE}) listening on {host!s}:{port}", flush=True)
     server.serve_forever(poll_interval=0.05)  # SIGTERM is noticed within 50 ms, not 0.5 s
-    # Stop listening for every holder of the socket (a sandbox keeps a copy of an
-    # inherited one until this process exits), then close ours.
-    with contextlib.suppress(OSError):
-        server.socket.shutdown(socket.SHUT_RDWR)
     server.server_close()
     while IN_FLIGHT:  # drain: handler threads finish the requests they hold
         time.sleep(0.01)

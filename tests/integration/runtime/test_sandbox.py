@@ -116,8 +116,8 @@ def test_sandboxed_instances_are_not_mistaken_for_orphans(state_dir: Path, tree:
         target=lambda: ended.append(provider.destroy(made[0].id, drain_timeout=5))
     )
     stopper.start()
-    # While it drains, its port refuses new connections (the sandbox's copy of the
-    # socket does not keep it listening), and the request in flight still finishes.
+    # While it drains, its port refuses new connections (the app closed the only
+    # copy of the passed socket; bwrap holds none), and the request in flight finishes.
     deadline = time.monotonic() + 5
     while connects(made[0].port) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -225,6 +225,17 @@ def test_an_isolated_instance_serves_its_port_and_reaches_nothing(
         if p.session == instance.pid and procfs.comm(p.pid) != "bwrap"
     )
     assert Path(f"/proc/{app}/ns/net").readlink() != Path("/proc/self/ns/net").readlink()
+    # It holds the socket as fd 3, and nothing else of the instance holds it (not bwrap).
+    passed = Path(f"/proc/{app}/fd/3").readlink()
+    assert str(passed).startswith("socket:")
+    holders = {
+        p.pid
+        for p in procfs.labelled_processes(provider.owner)
+        if p.session == instance.pid
+        for fd in Path(f"/proc/{p.pid}/fd").iterdir()
+        if fd.readlink() == passed
+    }
+    assert holders == {app}
     # The socket belongs to the app alone: once it is gone, so is the port.
     assert provider.destroy(instance.id, drain_timeout=5).graceful
     assert not connects(instance.port)

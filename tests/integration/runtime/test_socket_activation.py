@@ -21,7 +21,7 @@ import packaging
 import pytest
 
 from kiln.adapters.runtime.process import host_interpreter
-from kiln.adapters.runtime.sandbox import activation
+from kiln.adapters.runtime.sandbox import activation, handover
 from tests.integration.runtime.trees import HELLO
 
 pytestmark = pytest.mark.integration
@@ -74,7 +74,7 @@ def start(command: list[str], env: dict[str, str], stdin: int) -> subprocess.Pop
 
 def test_hello_serves_on_the_socket_it_is_given(listener: socket.socket) -> None:
     port = free_port()
-    command = activation([str(host_interpreter()), "-S", "app.py"])
+    command = handover(activation([str(host_interpreter()), "-S", "app.py"]))
     process = start(command, {"LISTEN_FDS": "1", "PORT": str(port)}, listener.fileno())
     try:
         served = int(listener.getsockname()[1])

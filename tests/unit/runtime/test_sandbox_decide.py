@@ -97,8 +97,15 @@ def test_the_network_namespace_and_the_activation_shell_are_in_the_argv(tmp_path
     assert shared[-3:] == ["--", "/py", "app.py"]
     isolated = wrap(["/py", "app.py"], bwrap="/b", network="isolated", activate=True, **common)
     assert "--unshare-net" in isolated
+    assert isolated[:4] == ["/bin/sh", "-c", 'exec 3<&0 </dev/null; exec "$@"', "kiln-listen"]
+    assert isolated[4] == "/b"
     tail = isolated[isolated.index("--", isolated.index("--chdir")) + 1 :]
     assert tail == activation(["/py", "app.py"])
-    assert tail[:2] == ["/bin/sh", "-c"]
-    assert tail[2] == 'export LISTEN_PID=$$; exec 3<&0 </dev/null; exec "$@"'
-    assert tail[3:] == ["kiln-listen", "/py", "app.py"]
+    assert tail == [
+        "/bin/sh",
+        "-c",
+        'export LISTEN_PID=$$; exec "$@"',
+        "kiln-listen-pid",
+        "/py",
+        "app.py",
+    ]

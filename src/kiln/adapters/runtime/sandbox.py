@@ -16,16 +16,24 @@ What an instance sees inside ``bwrap``:
   The router reaches the app through that socket; the app can open no outgoing
   connection and no other port of it is reachable from the host.
 
-``LISTEN_PID`` must be the app's own pid, and inside the PID namespace that pid
-is only known once the app runs (bwrap is pid 1 there, the app pid 2). The
-provider hands the socket to bwrap as stdin (a fixed, single-digit fd that
-``Popen`` places for us; any other fd keeps its parent's number, and ``sh``
-only redirects fds 0-9), and the command starts as
-``/bin/sh -c 'export LISTEN_PID=$$; exec 3<&0 </dev/null; exec "$@"'``: the
-shell moves the socket to fd 3, gives the app ``/dev/null`` as stdin, names its
-own pid and ``exec``s the app, which keeps that pid. The PID namespace stays,
-and the app is not pid 1 (a pid 1 ignores signals it installed no handler for,
-so SIGTERM would do nothing to an app without one).
+How the socket gets to fd 3 with ``LISTEN_PID`` right. ``Popen`` keeps a passed
+fd's number, and ``sh`` only redirects fds 0-9, so the provider hands the socket
+over as stdin, and the argv is::
+
+    /bin/sh -c 'exec 3<&0 </dev/null; exec "$@"' kiln-listen \
+        bwrap ... -- /bin/sh -c 'export LISTEN_PID=$$; exec "$@"' kiln-listen-pid APP...
+
+The outer shell moves the socket to fd 3 and gives bwrap ``/dev/null`` as
+stdin, then becomes bwrap (same pid, so the record's pid and start time hold).
+bwrap passes fds above 2 on to the command and closes them in its own monitor
+and init processes, so the app ends up the only holder of the socket: when it
+closes the socket or exits, the port refuses connections at once, as without a
+sandbox. ``LISTEN_PID`` must be the app's own pid, which inside the PID
+namespace is only known once the app runs (bwrap is pid 1 there, the app pid
+2): the inner shell names its own pid and ``exec``s the app, which keeps it.
+The PID namespace stays, and the app is not pid 1 (``--as-pid-1``): a pid 1
+ignores every signal it has no handler for, so SIGTERM would do nothing to an
+app without one.
 
 ``decide`` turns the spec's ``sandbox`` and ``network`` settings into what an
 instance gets, from what ``probe`` finds bwrap can do on this host:
@@ -140,10 +148,15 @@ def probe(bwrap: str, unshare_net: bool, *, timeout: float = 10.0) -> str | None
     return lines[-1] if lines else f"bwrap exited with code {done.returncode}"
 
 
-def activation(command: Sequence[str]) -> list[str]:
-    """``command`` behind a shell that moves the socket on stdin to fd 3 and sets ``LISTEN_PID``."""
-    script = f'export LISTEN_PID=$$; exec {LISTEN_FD}<&0 </dev/null; exec "$@"'
+def handover(command: Sequence[str]) -> list[str]:
+    """``command`` behind a shell that moves the socket on stdin to fd 3 (stdin: /dev/null)."""
+    script = f'exec {LISTEN_FD}<&0 </dev/null; exec "$@"'
     return ["/bin/sh", "-c", script, "kiln-listen", *command]
+
+
+def activation(command: Sequence[str]) -> list[str]:
+    """``command`` behind a shell that sets ``LISTEN_PID`` to its pid, which the command keeps."""
+    return ["/bin/sh", "-c", 'export LISTEN_PID=$$; exec "$@"', "kiln-listen-pid", *command]
 
 
 def wrap(
@@ -157,7 +170,7 @@ def wrap(
     network: Network = "host",
     activate: bool = False,
 ) -> list[str]:
-    """The bwrap argv; with ``activate`` the socket on bwrap's stdin becomes the app's fd 3."""
+    """The bwrap argv; with ``activate`` the socket on stdin becomes the app's fd 3."""
     args = [bwrap, "--ro-bind", "/usr", "/usr"]
     for top in _TOP:
         path = Path(top)
@@ -176,6 +189,6 @@ def wrap(
     args += list(_NAMESPACES)
     if network == "isolated":
         args.append("--unshare-net")
-    inner = activation(command) if activate else list(command)
-    args += ["--chdir", str(cwd), "--", *inner]
-    return args
+    if not activate:
+        return [*args, "--chdir", str(cwd), "--", *command]
+    return handover([*args, "--chdir", str(cwd), "--", *activation(command)])
