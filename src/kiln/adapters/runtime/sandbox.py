@@ -31,7 +31,7 @@ closes the socket or exits, the port refuses connections at once, as without a
 sandbox. ``LISTEN_PID`` must be the app's own pid, which inside the PID
 namespace is only known once the app runs (bwrap is pid 1 there, the app pid
 2): the inner shell names its own pid and ``exec``s the app, which keeps it.
-The PID namespace stays, and the app is not pid 1 (``--as-pid-1``): a pid 1
+The PID namespace stays, and the app is not pid 1 (no ``--as-pid-1``): a pid 1
 ignores every signal it has no handler for, so SIGTERM would do nothing to an
 app without one.
 
