@@ -579,6 +579,10 @@ class Runtime(Model):
     sandbox: Literal["auto", "bubblewrap", "none"] = Field(
         "auto", description="process provider: bubblewrap when available (auto)."
     )
+    network: Literal["isolated", "host"] = Field(
+        "isolated",
+        description="process sandbox: isolated (only its own port) or host (outbound allowed).",
+    )
     memory: str | None = Field(None, pattern=r"^\d+[kmg]?$", description="Limit, e.g. 256m.")
     cpus: float | None = Field(None, gt=0, description="CPU limit in cores; none by default.")
 
