@@ -392,3 +392,27 @@ def test_a_restarted_backend_is_served_again_despite_stale_pooled_connections(
     with httpx.Client(base_url=env.router.url) as http:
         answers = [http.get("/") for _ in range(30)]
     assert {(a.status_code, a.text) for a in answers} == {(200, "phoenix")}
+
+
+def test_plain_keep_alive_requests_get_forwarded_headers_and_whole_answers(env: Env) -> None:
+    # The fast path end to end: whole plain heads and answers on one connection.
+    env.apply({"a": 100})
+    with socket.create_connection(("127.0.0.1", env.router.port), timeout=5) as sock:
+        for path in (b"/echo", b"/echo?again", b"/"):
+            sock.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(65536)
+            head, _, body = head.partition(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            while len(body) < length:
+                body += sock.recv(65536)
+            assert head.startswith(b"HTTP/1.1 200 ")
+            if path == b"/":
+                assert body == b"a"
+                continue
+            seen = dict(json.loads(body)["headers"])
+            assert seen["x-forwarded-for"] == "127.0.0.1"
+            assert seen["x-forwarded-proto"] == "http"
+            assert seen["x-forwarded-host"] == "shop.example"
+            assert json.loads(body)["url"] == path.decode()

@@ -40,8 +40,8 @@ from kiln.adapters.traffic.embedded.routing import (
     EMPTY_ROUTES,
     HOP_BY_HOP,
     BackendState,
+    Completed,
     Routes,
-    Seen,
     Target,
 )
 from kiln.adapters.traffic.embedded.stats import ReleaseStats
@@ -240,7 +240,7 @@ class ClientConnection(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         # The fast path (``_fast_request``) validates with a second parser that has
         # no per-header callbacks; ``mid`` is True while ``parser`` is inside a message.
-        self.seen = Seen()
+        self.seen = Completed()
         self.checker = httptools.HttpRequestParser(self.seen)
         self.mid = False
         self.last_host = b""
@@ -367,15 +367,16 @@ class ClientConnection(asyncio.Protocol):
         try:
             checker.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
-            seen.done = 0
+            seen.done = -1
+        # The head ends the data and announces no body, so a valid one completes.
         # HTTP/1.0 is forwarded as 1.1 by the full path; with no Connection header,
         # keep-alive is exactly "HTTP/1.1".
-        if seen.done != 1 or seen.begun != 1 or not checker.should_keep_alive():
-            if seen.done != seen.begun:
+        if seen.done != 1 or not checker.should_keep_alive():
+            if seen.done != 1:
                 self.checker = httptools.HttpRequestParser(seen)
-            seen.begun = seen.done = 0
+            seen.done = 0
             return False
-        seen.begun = seen.done = 0
+        seen.done = 0
         method: bytes = checker.get_method()
         at = lower.find(b"\nhost:")
         if at >= 0:
@@ -404,7 +405,12 @@ class ClientConnection(asyncio.Protocol):
             mask = routes.mirror_mask
             if mask and mask[counter % len(mask)]:
                 dp.mirror(routes, ex.head)
-        self._enqueue(ex)
+        self.parsing = ex
+        if self.active is None:
+            self._start(ex)
+        else:
+            self.queue.append(ex)
+            self.pause_reading()
         return True
 
     # httptools callbacks

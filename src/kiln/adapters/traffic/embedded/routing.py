@@ -31,25 +31,35 @@ HOP_BY_HOP = frozenset(
 )
 
 
-class Seen:
-    """The only callbacks of a checking parser: how many messages began and ended.
+class Completed:
+    """The only callback of a checking parser: how many messages ended.
 
-    The fast paths feed raw bytes to a parser built on this object: llhttp validates
-    the syntax strictly (no bare CR or LF, no obs-fold, no space before a colon, one
-    Content-Length), while Python runs two calls per message instead of one per
-    header."""
+    The fast paths feed raw bytes to a second parser built on such an object: llhttp
+    validates the syntax strictly (no bare CR or LF, no obs-fold, no space before a
+    colon, one Content-Length) while Python runs one call per message instead of one
+    per header."""
 
-    __slots__ = ("begun", "done")
+    __slots__ = ("done",)
 
     def __init__(self) -> None:
-        self.begun = 0
         self.done = 0
-
-    def on_message_begin(self) -> None:
-        self.begun += 1
 
     def on_message_complete(self) -> None:
         self.done += 1
+
+
+class Seen(Completed):
+    """A checking parser's callbacks that also count messages begun (to notice bytes
+    after a whole response)."""
+
+    __slots__ = ("begun",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.begun = 0
+
+    def on_message_begin(self) -> None:
+        self.begun += 1
 
 
 class BackendState:
