@@ -244,7 +244,7 @@ class Exchange:
             client.out.append(data)
             client.flush()
         else:
-            transport.write(data)  # the upstream's bytes object, not copied
+            client.dp.send(transport, data)  # the upstream's bytes object, not copied
         self._complete(conn, True)
         return True
 

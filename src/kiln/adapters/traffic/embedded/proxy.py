@@ -75,8 +75,36 @@ class DataPlane:
         # A coarse clock for idle-client bookkeeping, advanced by ``idle_sweeper``:
         # per request a read of this field instead of a clock call.
         self.now = monotonic()
+        # Writes and closes queued by ``send``, done in order by ``flush_out``.
+        self.outbox: list[tuple[asyncio.Transport, bytes | None]] = []
         # The loop holds tasks weakly; keep connect/probe tasks alive until done.
         self.tasks: set[asyncio.Task[None]] = set()
+
+    # -- deferred sends ---------------------------------------------------------------
+    def send(self, transport: asyncio.Transport, data: bytes | None) -> None:
+        """Queue ``data`` for ``transport`` (None: close it) until the loop has run
+        every callback of this poll: all sends then go out together, in order.
+
+        Sending at once from each callback woke a peer (client or backend) in the
+        middle of the batch, and the kernel would often switch to it there: about one
+        involuntary context switch per request. Sent at the end of the batch, the
+        router keeps the CPU through its batch (about a quarter less CPU per request
+        under load, measured with ``benchmarks/bench_router.py``)."""
+        outbox = self.outbox
+        if not outbox:
+            self.loop.call_soon(self.flush_out)
+        outbox.append((transport, data))
+
+    def flush_out(self) -> None:
+        outbox = self.outbox
+        if not outbox:
+            return
+        self.outbox = []
+        for transport, data in outbox:
+            if data is None:
+                transport.close()
+            elif not transport.is_closing():  # the peer went away meanwhile
+                transport.write(data)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = self.loop.create_task(coro)
@@ -311,12 +339,12 @@ class ClientConnection(asyncio.Protocol):
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
             if self.transport is not None:
-                self.transport.write(data)
+                self.dp.send(self.transport, data)
 
     def close(self) -> None:
         self.flush()
         if self.transport is not None:
-            self.transport.close()
+            self.dp.send(self.transport, None)
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.paused:
@@ -378,7 +406,7 @@ class ClientConnection(asyncio.Protocol):
             return False
         seen.done = 0
         method: bytes = checker.get_method()
-        at = lower.find(b"\nhost:")
+        at = lower.rfind(b"\nhost:")  # the last one, as the full path keeps
         if at >= 0:
             host = data[at + 6 : data.find(b"\r", at)].strip()
             if host != self.last_host:
@@ -591,7 +619,7 @@ class ClientConnection(asyncio.Protocol):
                 ex.upstream = conn
                 transport = conn.transport
                 if ex.body_pending is None and transport is not None:
-                    transport.write(ex.head)
+                    dp.send(transport, ex.head)
                 else:
                     ex.attached(conn)
                 return

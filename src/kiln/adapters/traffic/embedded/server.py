@@ -129,6 +129,7 @@ class RouterServer:
         left = dp.in_flight
         for conn in list(dp.connections):
             conn.close()
+        dp.flush_out()
         return {"unfinished": left}
 
     async def stop(self) -> None:

@@ -90,12 +90,12 @@ class UpstreamConnection(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         if self.transport is not None:
-            self.transport.write(data)
+            self.dp.send(self.transport, data)
 
     def close(self) -> None:
         self.open = False
         if self.transport is not None:
-            self.transport.close()
+            self.dp.send(self.transport, None)
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
