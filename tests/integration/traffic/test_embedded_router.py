@@ -76,6 +76,20 @@ def raw_request(port: int, data: bytes) -> bytes:
     return b"".join(chunks)
 
 
+def wait_for_a_client(client: EmbeddedRouterClient, timeout: float = 10.0) -> None:
+    """Until the router holds a client connection (then a moment for its request to
+    reach the backend): a fixed sleep alone is too short on a loaded machine."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = client.prometheus_text()
+        line = next(ln for ln in text.splitlines() if ln.startswith("kiln_router_client_conn"))
+        if float(line.rsplit(" ", 1)[1]) >= 1:
+            time.sleep(0.2)
+            return
+        time.sleep(0.02)
+    raise TimeoutError("no client reached the router")
+
+
 def test_the_admin_socket_is_private(env: Env) -> None:
     mode = stat.S_IMODE(env.router.admin.stat().st_mode)
     assert mode == 0o600
@@ -281,7 +295,7 @@ def test_a_request_in_flight_finishes_on_its_backend_after_the_swap(
 
     worker = threading.Thread(target=slow)
     worker.start()
-    time.sleep(0.3)  # the slow request is now at the old backend
+    wait_for_a_client(env.client)  # the slow request is now at the old backend
     env.apply({"new": 100})  # the old backend leaves the table
     with httpx.Client(base_url=env.router.url) as http:
         assert {http.get("/").text for _ in range(5)} == {"new"}
@@ -307,7 +321,8 @@ def test_sigterm_drains_in_flight_requests_then_exits(tmp_path: Path, procs: Pro
 
     worker = threading.Thread(target=slow)
     worker.start()
-    time.sleep(0.3)
+    with EmbeddedRouterClient(socket_path=router.admin) as client:
+        wait_for_a_client(client)
     router.proc.send_signal(signal.SIGTERM)
     worker.join(timeout=10)
     assert [(r.status_code, r.text) for r in answers] == [(200, "slow")]
