@@ -431,3 +431,37 @@ def test_plain_keep_alive_requests_get_forwarded_headers_and_whole_answers(env: 
             assert seen["x-forwarded-proto"] == "http"
             assert seen["x-forwarded-host"] == "shop.example"
             assert json.loads(body)["url"] == path.decode()
+
+
+def _rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(ln for ln in status.splitlines() if ln.startswith("VmRSS:")).split()[1])
+
+
+def test_a_slow_client_pauses_the_backend_instead_of_filling_the_router(env: Env) -> None:
+    # 48 MiB answered at once by the backend, read by a client that first stalls:
+    # the router must stop reading the backend (flow control), not buffer it all.
+    env.apply({"a": 100})
+    pid = env.router.proc.pid
+    before = _rss_kib(pid)
+    with socket.create_connection(("127.0.0.1", env.router.port), timeout=30) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.sendall(b"GET /big?48 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(1.5)  # not reading: the backend has written everything by now
+        stalled = _rss_kib(pid)
+        received = bytearray()
+        while b"\r\n\r\n" not in received:
+            received += sock.recv(1 << 20)
+        head, _, body = bytes(received).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ")
+        got = len(body)
+        digest = bytearray(body)
+        while got < 48 << 20:
+            chunk = sock.recv(1 << 20)
+            assert chunk, f"closed after {got} bytes"
+            got += len(chunk)
+            if len(digest) < 1 << 20:
+                digest += chunk
+    assert got == 48 << 20
+    assert bytes(digest[:1024]) == (bytes(range(256)) * 4)
+    assert stalled - before < 16 * 1024, f"router grew {stalled - before} KiB while stalled"

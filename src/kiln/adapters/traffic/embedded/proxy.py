@@ -77,6 +77,7 @@ class DataPlane:
         self.now = monotonic()
         # Writes and closes queued by ``send``, done in order by ``flush_out``.
         self.outbox: list[tuple[asyncio.Transport, bytes | None]] = []
+        self._flush_out = self.flush_out  # one bound method, not one per batch
         # The loop holds tasks weakly; keep connect/probe tasks alive until done.
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -92,7 +93,7 @@ class DataPlane:
         under load, measured with ``benchmarks/bench_router.py``)."""
         outbox = self.outbox
         if not outbox:
-            self.loop.call_soon(self.flush_out)
+            self.loop.call_soon(self._flush_out)
         outbox.append((transport, data))
 
     def flush_out(self) -> None:
