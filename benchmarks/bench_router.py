@@ -118,6 +118,8 @@ def _environment(work: Path) -> Iterator[dict[str, tuple[str, int]]]:
         procs.append(kiln)
         assert kiln.stdout is not None
         ready = json.loads(kiln.stdout.readline())
+        if ready.get("loop") != "uvloop":
+            raise RuntimeError(f"kiln router runs on {ready.get('loop')}, not uvloop")
         assert haproxy_proxy.proc is not None
         yield {
             "direct": (f"http://127.0.0.1:{backend_port}/", procs[0].pid),

@@ -90,6 +90,10 @@ def wait_for_a_client(client: EmbeddedRouterClient, timeout: float = 10.0) -> No
     raise TimeoutError("no client reached the router")
 
 
+def test_the_router_runs_on_uvloop(env: Env) -> None:
+    assert env.router.ready["loop"] == "uvloop"
+
+
 def test_the_admin_socket_is_private(env: Env) -> None:
     mode = stat.S_IMODE(env.router.admin.stat().st_mode)
     assert mode == 0o600

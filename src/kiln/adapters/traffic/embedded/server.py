@@ -261,6 +261,8 @@ async def _main(config: RouterConfig) -> int:
         "listen": address,
         "admin_socket": str(config.admin_socket),
         "generation": server.table.generation if server.table else None,
+        # "uvloop" unless it could not be imported (then asyncio's own loop, ~2x slower).
+        "loop": type(loop).__module__.split(".")[0],
     }
     sys.stdout.write(json.dumps(ready) + "\n")
     sys.stdout.flush()
