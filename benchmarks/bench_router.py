@@ -274,6 +274,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{added('haproxy', 'p50_ms'):.2f}/{added('haproxy', 'p99_ms'):.2f} ms "
         f"@ {round(rate['haproxy'])}/s (generator send lag p99 {lag:.2f} ms)"
     )
+    if lag > 1.0:
+        print(
+            "warning: the load generator itself sent requests up to "
+            f"{lag:.1f} ms late: the machine is too busy for the latency figures to be "
+            "the proxies'; read throughput and CPU per request"
+        )
     return 0
 
 
