@@ -19,7 +19,7 @@ from kiln.adapters.traffic.embedded.exchange import Exchange
 from kiln.adapters.traffic.embedded.proxy import ClientConnection, DataPlane
 from kiln.adapters.traffic.embedded.upstream import UpstreamConnection
 from kiln.core.traffic.selection import compile_plan
-from kiln.core.traffic.table import Backend, Release, RouteTable, Sticky
+from kiln.core.traffic.table import Backend, Mirror, Release, RouteTable, Sticky
 
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nok"
 
@@ -272,6 +272,35 @@ def test_a_head_request_or_a_sticky_table_or_draining_never_relays_raw(
     draining.dp.draining = True
     assert b"connection: close" in draining.respond(OK)
     assert fast_calls == ["request"] * 2  # HEAD and the draining GET; sticky parses cookies
+
+
+def test_a_plain_request_is_mirrored_from_the_fast_path(
+    loop: asyncio.AbstractEventLoop, fast_calls: list[str]
+) -> None:
+    wire = Wire(loop)
+    table = RouteTable(
+        2,
+        "t",
+        (
+            Release("r", 100, (Backend("127.0.0.1", 9),)),
+            Release("m", 0, (Backend("127.0.0.1", 10),)),
+        ),
+        mirror=Mirror("m"),
+    )
+    wire.dp.install(compile_plan(table))
+    shadow = wire.dp.states["127.0.0.1:10"]
+    mirror_conn = UpstreamConnection(wire.dp, shadow)
+    mirror_wire = FakeTransport()
+    mirror_conn.connection_made(mirror_wire)  # type: ignore[arg-type]
+    shadow.idle.append(mirror_conn)
+    sent = wire.request(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert fast_calls == ["request"]
+    assert mirror_wire.take() == sent
+    mirror_conn.data_received(OK)  # the shadow's answer is counted, never relayed
+    wire.dp.flush_out()
+    assert wire.down.take() == b""
+    assert wire.respond(OK) == OK
+    assert wire.dp.stats["m"].mirrored == 1 and wire.dp.stats["m"].by_class[1] == 1
 
 
 # Header names a request may carry, hop-by-hop and forwarded ones included.
