@@ -64,7 +64,7 @@ from kiln.core.analysis import (
     ThresholdConfig,
     ThresholdJudge,
 )
-from kiln.core.analysis.msprt import cs_half_width, log_lr_one_sided, proportion_difference
+from kiln.core.analysis.msprt import log_lr_share, log_mixture
 from kiln.core.analysis.verdicts import Judge
 
 IntArray = NDArray[np.int64]
@@ -171,11 +171,13 @@ def sequential_vectorised(
 ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """(seconds to decision, outcome: 1 fail, 2 early pass, 0 none) for every run.
 
-    The same arithmetic as ``SequentialJudge`` with one-second scrapes: no
-    decision before ``MIN_SAMPLES`` canary requests; the latency bound is fixed
-    from the baseline's histogram once ``MIN_EVENTS`` baseline requests are
-    expected above it; the mixture scale is fixed, from the pooled level, at
-    the first second with ``MIN_EVENTS`` pooled events.
+    The same arithmetic as ``SequentialJudge`` with one-second scrapes: each
+    second is one batch; both sides serve the same number of requests, so the
+    canary's share ``s`` is 1/2 in every batch and the log likelihood ratio of
+    a rate ratio is linear in the cumulative event counts. No decision before
+    ``MIN_SAMPLES`` canary requests; the latency bound is fixed from the
+    baseline's histogram once ``MIN_EVENTS`` baseline requests are expected
+    above it, and the events seen until then count as one first batch.
     """
     runs = np.arange(traffic.runs)
     seconds = np.arange(1, HORIZON + 1)
@@ -187,7 +189,7 @@ def sequential_vectorised(
     else:
         assert traffic.canary_buckets is not None and traffic.baseline_buckets is not None
         assert quantile is not None
-        bound_ready = ready & (n * (1.0 - quantile) >= MIN_EVENTS)
+        bound_ready = np.broadcast_to(n * (1.0 - quantile) >= MIN_EVENTS, ready.shape)
         fixed = np.argmax(bound_ready, axis=1)  # the second the bound is fixed
         cum_b = np.cumsum(traffic.baseline_buckets, axis=1)  # [R, T, B+1]
         at_fixed = np.cumsum(cum_b[runs, fixed, :-1], axis=1)  # cumulative over buckets
@@ -197,20 +199,15 @@ def sequential_vectorised(
         above = np.arange(len(BOUNDS) + 1)[None, :] > index[:, None]  # buckets past the bound
         xc = (cum_c * above[:, None, :]).sum(axis=2).astype(np.float64)
         xb = (cum_b * above[:, None, :]).sum(axis=2).astype(np.float64)
-        ready = bound_ready | (np.arange(HORIZON)[None, :] > fixed[:, None])
-    enough = ready & (xc + xb >= MIN_EVENTS)
-    start = np.argmax(enough, axis=1)
-    level = np.maximum(
-        (xc[runs, start] + xb[runs, start]) / (2 * n[0, start]), 1 / (2 * n[0, start])
-    )
-    tau = level[:, None]
-    theta, var = proportion_difference(xc, n, xb, n)
-    log_lr = log_lr_one_sided(theta, var, tau)
-    fail = (log_lr >= math.log(1 / ALPHA)) & (theta > 0)
-    early_pass = (theta + cs_half_width(var, tau, ALPHA)) < 0.5 * (xb / n)
-    live = np.arange(HORIZON)[None, :] >= start[:, None]
-    live &= enough.any(axis=1)[:, None]
-    decided = (fail | early_pass) & live
+        ready = ready & (np.arange(HORIZON)[None, :] >= fixed[:, None])
+    config = SequentialConfig("bench", metric, alpha=ALPHA)
+    components = np.stack([log_lr_share(xc, xb, 0.5, r) for r in config.ratios])
+    log_lr = log_mixture(components, [w for _, w in config.prior])
+    assert config.pass_margin is not None
+    log_pass = log_lr_share(xc, xb, 0.5, 1.0, 1.0 + config.pass_margin)
+    fail = log_lr >= math.log(1 / ALPHA)
+    early_pass = log_pass >= math.log(1 / ALPHA)
+    decided = (fail | early_pass) & ready
     any_decided = decided.any(axis=1)
     at = np.argmax(decided, axis=1)
     outcome = np.where(any_decided, np.where(fail[runs, at], 1, 2), 0)

@@ -2,7 +2,8 @@
 
 Baseline: a bare ``python -S app.py`` started with ``subprocess.Popen`` and polled
 every 20 ms, no kiln at all. Against it, in the same run: the process provider
-without a sandbox, with bubblewrap, and the podman provider (when installed and
+without a sandbox, with bubblewrap (host network, and the default isolated
+network with the socket passed in), and the podman provider (when installed and
 root). Each row is the median of N create → ready → destroy cycles of one
 hello instance; the ratio is against the baseline's start-to-ready median.
 
@@ -122,7 +123,9 @@ def main(argv: list[str]) -> int:
         state.mkdir(mode=0o700)
         resolver = SecretResolver(store=FileSecretStore.in_state_dir(state), environ={})
 
-        def spec(sandbox: str, image: ImageRef | None = None) -> LaunchSpec:
+        def spec(
+            sandbox: str, image: ImageRef | None = None, network: str = "isolated"
+        ) -> LaunchSpec:
             return LaunchSpec(
                 service="bench",
                 environment="dev",
@@ -131,7 +134,7 @@ def main(argv: list[str]) -> int:
                 config_digest="sha256:" + "c" * 64,
                 root=tree,
                 command=("python", "app.py"),
-                limits=Limits(sandbox=sandbox),  # type: ignore[arg-type]
+                limits=Limits(sandbox=sandbox, network=network),  # type: ignore[arg-type]
                 image=image,
             )
 
@@ -144,7 +147,18 @@ def main(argv: list[str]) -> int:
         ]
         if shutil.which("bwrap"):
             sandboxed = ProcessProvider(state, resolver=resolver)
-            cases.append(("process + bubblewrap", lambda: _cycle(sandboxed, spec("bubblewrap"))))
+            cases.append(
+                (
+                    "process + bubblewrap, network host",
+                    lambda: _cycle(sandboxed, spec("bubblewrap", network="host")),
+                )
+            )
+            cases.append(
+                (
+                    "process + bubblewrap, network isolated",
+                    lambda: _cycle(sandboxed, spec("bubblewrap")),
+                )
+            )
         if shutil.which("podman") and os.geteuid() == 0:
             podman = PodmanProvider(
                 state,

@@ -12,6 +12,10 @@ no code change:
   ERROR_RATE         fraction of / requests answered with 500   default 0
   EXTRA_LATENCY_MS   added latency on / in milliseconds         default 0
   STARTUP_DELAY_MS   time before /healthz turns 200             default 0
+
+Socket activation: when LISTEN_FDS is set and LISTEN_PID is this process
+(systemd's convention, which kiln's network-isolated sandbox follows), hello
+serves on the listening socket it was given as fd 3 instead of binding PORT.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import json
 import os
 import random
 import signal
+import socket
 import sys
 import threading
 import time
@@ -84,9 +89,35 @@ class Handler(BaseHTTPRequestHandler):
             sys.stderr.write(f"{self.address_string()} {format % args}\n")
 
 
+LISTEN_FDS_START = 3
+
+
+def inherited_socket() -> socket.socket | None:
+    """The listening socket passed in by socket activation, or None to bind PORT."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return None
+    if int(os.environ.get("LISTEN_FDS", "0")) < 1:
+        return None
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)  # meant for this process, not for its children
+    return socket.socket(fileno=LISTEN_FDS_START)
+
+
+def make_server() -> ThreadingHTTPServer:
+    inherited = inherited_socket()
+    if inherited is None:
+        address = (os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8000")))
+        return ThreadingHTTPServer(address, Handler)
+    server = ThreadingHTTPServer(inherited.getsockname()[:2], Handler, bind_and_activate=False)
+    server.socket.close()
+    server.socket = inherited  # already bound and listening
+    server.server_address = inherited.getsockname()
+    server.server_name, server.server_port = str(server.server_address[0]), server.server_address[1]
+    return server
+
+
 def main() -> None:
-    address = (os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8000")))
-    server = ThreadingHTTPServer(address, Handler)
+    server = make_server()
     server.daemon_threads = True
 
     def stop(signum: int, frame: object) -> None:

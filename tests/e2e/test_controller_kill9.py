@@ -18,6 +18,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -51,7 +52,7 @@ environments:
       canary:
         steps:
           - setWeight: 50
-          - analysis: {duration: 8s}
+          - analysis: {duration: 20s}  # long enough to outlast a restart on a loaded machine
           - setWeight: 100
 """
 
@@ -185,3 +186,101 @@ def test_kill9_at_every_step_boundary_resumes(
     running = [i for i in instances if i.state is State.RUNNING]
     assert {i.labels[RELEASE] for i in running} == {candidate["id"]}
     assert len(running) == 2
+
+
+ANALYSIS = CANARY.replace("analysis: {duration: 20s}", "analysis: {duration: 22s}")
+ANALYSIS_STEP, ANALYSIS_SECONDS = 1, 22.0
+
+
+@pytest.fixture
+def analysis_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    yield from make_project(tmp_path, monkeypatch, ANALYSIS)
+
+
+def samples(capsys: pytest.CaptureFixture[str]) -> float:
+    rollout = environment(capsys, "prod")["rollout"]
+    assert isinstance(rollout, dict)
+    figures = rollout.get("analysis", {}).get("errors", {})
+    return float(figures.get("samples", 0.0))
+
+
+def canary_requests(rounds: list[dict[str, Any]], canary: str) -> int:
+    """Canary requests the judge saw over the journal's rounds (cumulative counters)."""
+    counts = [
+        int(r["errors"][canary]["requests"])
+        for r in rounds
+        if r.get("errors", {}).get(canary, {}).get("kind") == "counters"
+    ]
+    return counts[-1] - counts[0] if counts else 0
+
+
+def test_kill9_in_the_middle_of_an_analysis_step_resumes_its_judges(
+    analysis_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The resumed step keeps its evidence and ends at its original deadline."""
+    state_dir = analysis_project / ".kiln"
+    v1 = build_version(analysis_project, capsys, "v1")
+    code, _, err = cli(capsys, "deploy", "prod", v1)
+    assert code == 0, err
+    url = environment(capsys, "prod")["url"]
+    v2 = build_version(analysis_project, capsys, "v2")
+    desired = SqliteDesiredState(state_dir / "state.db")
+    try:
+        with Traffic(router_port(url)) as traffic:
+            code, _, err = cli(capsys, "deploy", "prod", v2, "--no-wait")
+            assert code == 0, err
+            deadline = time.monotonic() + 60
+            while True:  # into the analysis step, with evidence
+                assert time.monotonic() < deadline, "never reached the analysis step"
+                state = desired.rollout("prod")
+                assert state is not None and not state.phase.terminal, state
+                started = state.step_started
+                if state.step == ANALYSIS_STEP and started and time.time() - started >= 3.0:
+                    break
+                time.sleep(0.05)
+            assert started is not None
+            before = samples(capsys)
+            assert before >= 30, "the judge had evidence before the crash"
+            kill_controller(state_dir)
+            kept = desired.rounds("prod", state.deployment, ANALYSIS_STEP)
+            time.sleep(1.0)  # down for a while: the router keeps counting
+            down = time.time()
+            environment(capsys, "prod")  # starts a new controller
+            restart = time.time() - down
+            back = time.time()  # the new controller answers; its worker ticks at once
+            while True:
+                assert time.monotonic() < deadline + 60, "the analysis step never ended"
+                state = desired.rollout("prod")
+                assert state is not None
+                assert state.step_started == started or state.step > ANALYSIS_STEP, (
+                    "the window was restarted"
+                )
+                if state.step > ANALYSIS_STEP or state.phase.terminal:
+                    ended = time.time()
+                    break
+                time.sleep(0.02)
+            rounds = desired.rounds("prod", state.deployment, ANALYSIS_STEP)
+            while not state.phase.terminal and time.monotonic() < deadline + 90:
+                time.sleep(0.1)
+                state = desired.rollout("prod")
+                assert state is not None
+        late = ended - (started + ANALYSIS_SECONDS)
+        # Resumed: the step ends at its original deadline, or at once if the
+        # controller came back after it. Restarted: it would end at back + 22 s.
+        expected = max(started + ANALYSIS_SECONDS, back)
+        judged = canary_requests(rounds, state.candidate)
+        with capsys.disabled():
+            print(
+                f"\nsamples before the kill {before:.0f} ({len(kept)} rounds); the resumed step "
+                f"judged {judged} canary requests over {len(rounds)} rounds; controller back in "
+                f"{restart:.1f}s; step ended {late:+.2f}s from its original deadline; "
+                f"ok {traffic.ok}, failed {traffic.failures}"
+            )
+        assert str(state.phase) == "succeeded", state.reason
+        assert rounds[: len(kept)] == kept, "the evidence before the crash was kept"
+        assert judged >= before
+        assert late >= -0.2, "the step ended before its deadline"
+        assert ended - expected < 1.5, "ended at restart + duration, not at the original deadline"
+        assert traffic.failures == [] and traffic.server_errors == 0
+    finally:
+        desired.close()

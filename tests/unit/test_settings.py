@@ -83,6 +83,7 @@ def test_kiln_config_shows_every_value_with_its_origin(
         "controller": ("http://127.0.0.1:7000", "env"),
         "trust_policy": ("env-trust.yaml", "env"),
         "output": ("json", "flag"),
+        "database": (None, "default"),
     }
     monkeypatch.delenv("KILN_TRUST_POLICY")
     rows = _config(capsys)

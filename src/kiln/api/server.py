@@ -13,12 +13,12 @@ from typing import Any
 import uvicorn
 
 from kiln.adapters.keys.tokens import ensure_local_admin, ensure_local_reader, load_table
-from kiln.adapters.store.leader import FileLeaderLock
 from kiln.api import dashboard as dashboard_api
 from kiln.api.app import create_app
 from kiln.bootstrap import dashboard as dashboard_boot
 from kiln.bootstrap.controller import Address, ControllerClient, socket_path
 from kiln.bootstrap.deploy import controller as build_controller
+from kiln.bootstrap.deploy import leader_lock
 from kiln.core.spec.models import ServiceSpec
 from kiln.errors import ConfigError
 from kiln.fsio import write_atomic
@@ -34,13 +34,14 @@ def serve(
     listen: str | None = None,
     policy: Path | None = None,
     http: str | None = None,
+    database: str | None = None,
 ) -> int:
     """Run the controller in the foreground until SIGTERM/SIGINT. Returns an exit code."""
     run_dir = state_dir / "run"
     ensure_local_admin(state_dir)
     ensure_local_reader(state_dir)  # the dashboard's read-only token (kiln dashboard)
     tokens = load_table(state_dir)
-    leader = FileLeaderLock(run_dir)
+    leader = leader_lock(run_dir, spec, database)
     if listen in (None, "unix"):
         sock = socket_path(state_dir)
         if sock.exists():

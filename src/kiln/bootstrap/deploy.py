@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kiln.adapters.store.desired import SqliteDesiredState
+from kiln.adapters.store.leader import FileLeaderLock
 from kiln.bootstrap import artifacts as artifacts_boot
 from kiln.bootstrap import dataplane
 from kiln.bootstrap import runtime as runtime_boot
@@ -24,7 +25,7 @@ from kiln.core.runtime.specs import launch_spec
 from kiln.core.spec.models import Environment, ServiceSpec
 from kiln.errors import NotFound, Refused
 from kiln.ports.clock import SystemClock
-from kiln.ports.leader import LeaderLock
+from kiln.ports.leader import ClosableLeaderLock, LeaderLock
 from kiln.ports.runtime import Provider
 from kiln.ports.state import DesiredState
 from kiln.services import artifacts as artifact_service
@@ -134,6 +135,18 @@ def commit_info(state_dir: Path) -> Callable[[Digest], CommitInfo]:
     return info
 
 
+def leader_lock(
+    run_dir: Path, spec: ServiceSpec | None, database: str | None
+) -> ClosableLeaderLock:
+    """One leader per environment: a PostgreSQL advisory lock when controllers share a
+    database (``KILN_DATABASE``), otherwise a ``flock`` in the local run directory."""
+    if database:
+        from kiln.adapters.store.pgleader import PostgresLeaderLock
+
+        return PostgresLeaderLock(database, namespace=spec.service if spec else "kiln")
+    return FileLeaderLock(run_dir)
+
+
 def controller(
     state_dir: Path,
     spec: ServiceSpec | None,
@@ -172,6 +185,7 @@ def controller(
             launcher=launch,
             actor=actor,
             commit_info=commit_info(state_dir),
+            journal=desired,
         )
         reconcilers[env.name] = Reconciler(
             spec=spec,

@@ -2,7 +2,8 @@
 
 The controller (by the PID it recorded), each environment's router (by the PID
 the kernel reports for its admin socket, ``SO_PEERCRED``, so a stale PID file
-can never make us signal a stranger), and every instance the providers own.
+can never make us signal a stranger; for HAProxy, its runtime API socket), and
+every instance the providers own.
 Desired state and the ledger are kept: ``kiln deploy`` starts it all again.
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from kiln.bootstrap import runtime as runtime_boot
 from kiln.bootstrap.controller import stop as stop_controller
-from kiln.bootstrap.dataplane import admin_socket
+from kiln.bootstrap.dataplane import admin_socket, haproxy_socket
 from kiln.core.runtime.model import SERVICE
 from kiln.core.spec.models import ServiceSpec
 
@@ -61,9 +62,14 @@ def _terminate(pid: int, timeout: float = 10.0) -> None:
 def down(state_dir: Path, spec: ServiceSpec) -> Stopped:
     stopped = Stopped(controller=stop_controller(state_dir))
     for env in spec.environments:
-        pid = peer_pid(admin_socket(state_dir, env.name))
-        if pid is not None:
-            _terminate(pid)
+        # Both kinds: an environment that switched kind may still run the other one.
+        found = False
+        for sock in (admin_socket(state_dir, env.name), haproxy_socket(state_dir, env.name)):
+            pid = peer_pid(sock)
+            if pid is not None:
+                _terminate(pid)
+                found = True
+        if found:
             stopped.routers.append(env.name)
     kinds = {env.runtime.provider.value for env in spec.environments}
     for kind in sorted(kinds):

@@ -26,7 +26,15 @@ def serve(app: App, listen: str | None, http: str | None) -> None:
     from kiln.api.server import serve as run
 
     spec = app.spec() if app.spec_file.exists() else None
-    run(app.state_dir(), spec, listen=listen, policy=app.settings().trust_policy, http=http)
+    settings = app.settings()
+    run(
+        app.state_dir(),
+        spec,
+        listen=listen,
+        policy=settings.trust_policy,
+        http=http,
+        database=settings.get("database"),
+    )
 
 
 @click.group()

@@ -39,6 +39,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("controller", "KILN_CONTROLLER", None, "controller address; none starts one locally"),
     Setting("trust_policy", "KILN_TRUST_POLICY", None, "trust.yaml path; default beside kiln.yaml"),
     Setting("output", "KILN_OUTPUT", "text", "text or json for read commands"),
+    Setting(
+        "database",
+        "KILN_DATABASE",
+        None,
+        "PostgreSQL DSN shared by controllers (leadership by advisory lock); none: local flock",
+    ),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 

@@ -18,3 +18,9 @@ class LeaderLock(Protocol):
     def release(self, environment: str) -> None: ...
 
     def held(self) -> frozenset[str]: ...
+
+
+class ClosableLeaderLock(LeaderLock, Protocol):
+    """A lock the process that made it closes when it stops leading altogether."""
+
+    def close(self) -> None: ...

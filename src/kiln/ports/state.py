@@ -68,3 +68,27 @@ class DesiredState(Protocol):
     def take_signals(self, name: str) -> frozenset[Signal]:
         """Signals raised since the last call; consumed atomically."""
         ...
+
+
+class AnalysisJournal(Protocol):
+    """The evidence of the analysis step in progress, so a restarted controller resumes it.
+
+    A *round* is what one poll read: ``{metric name: {release: reading as JSON}}``.
+    Replaying the rounds of a step, in order, rebuilds its judges exactly (they are
+    deterministic), and the last round is the cursor the next poll continues from.
+    Rounds are written before the decision they feed is acted on.
+    """
+
+    def append_round(
+        self, environment: str, deployment: str, step: int, seq: int, body: Mapping[str, Any]
+    ) -> None:
+        """Store round ``seq`` (0, 1, ...) of one step; writing the same seq again is a no-op."""
+        ...
+
+    def rounds(self, environment: str, deployment: str, step: int) -> list[dict[str, Any]]:
+        """Every stored round of that step, in order."""
+        ...
+
+    def forget_rounds(self, environment: str, *, keep: tuple[str, int] | None = None) -> None:
+        """Drop the environment's rounds, except those of ``keep`` = (deployment, step)."""
+        ...

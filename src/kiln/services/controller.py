@@ -101,6 +101,12 @@ class Controller:
         executor = self.executors[environment]
         worker = self._workers[environment]
         while not self._stop.is_set():
+            if environment not in self.leader.held():
+                # Leadership lost (a PostgreSQL session ended): another controller
+                # drives this environment now; claim_environments restarts us if
+                # we win it back.
+                worker.error = "not the leader any more"
+                return
             state = self.desired.rollout(environment) if self.desired else None
             if state is None or state.phase.terminal:
                 self._heal_tick(environment, worker)

@@ -65,7 +65,7 @@ from kiln.ports.clock import Clock
 from kiln.ports.ledger import Recorder
 from kiln.ports.metrics import MetricSource
 from kiln.ports.runtime import Provider
-from kiln.ports.state import DesiredState, Signal
+from kiln.ports.state import AnalysisJournal, DesiredState, Signal
 from kiln.ports.traffic import Router
 from kiln.services.analysis import AnalysisSession, RouterSource
 
@@ -107,9 +107,13 @@ class RolloutExecutor:
         actor: str,
         sources: Mapping[MetricSourceKind, MetricSource] | None = None,
         commit_info: Callable[[Digest], CommitInfo] | None = None,
+        journal: AnalysisJournal | None = None,
     ) -> None:
         self.spec = spec
         self._desired = desired
+        # Where analysis rounds are kept across a controller restart; without
+        # one, an interrupted analysis step restarts its window instead.
+        self._journal = journal
         self._provider = provider
         self._router = router
         self._recorder = recorder
@@ -293,33 +297,57 @@ class RolloutExecutor:
     def _resume_analysis(
         self, env: Environment, state: RolloutState, tracked: _Tracked
     ) -> RolloutState:
-        """An analysis step that began under a controller that died lost its evidence
-        with it: restart the step's window rather than judge on what is left (or on
-        nothing, if the restart took longer than the step)."""
+        """An analysis step that began under a controller that died: resume its judges
+        from the journal, with the window's original deadline; the last round is the
+        cursor, so the traffic the router counted meanwhile is evidence too. With no
+        round journaled (no journal, or a crash before the first poll) there is no
+        evidence and no cursor, so the window restarts instead (fail closed: lost
+        evidence is re-collected, never assumed)."""
         if (
             state.phase is not Phase.STEPPING
             or state.step_started is None
             or state.step_started >= tracked.since
-            or (tracked.session is not None and tracked.session.step == state.step)
+            or (
+                tracked.session is not None
+                and tracked.session.belongs_to(state.deployment, state.step)
+            )
         ):
             return state
         chosen = FAST_TRACK if state.fast_track else steps_for(env)
-        if state.step >= len(chosen) or not isinstance(chosen[state.step], Analyze):
+        if state.step >= len(chosen):
+            return state
+        step = chosen[state.step]
+        if not isinstance(step, Analyze):
+            return state
+        rounds = (
+            self._journal.rounds(env.name, state.deployment, state.step) if self._journal else []
+        )
+        if rounds:
+            tracked.session = self._session(
+                env, state, state.step, step.metrics, step.duration, rounds
+            )
+            self._record_resume(
+                env,
+                state,
+                f"resumed after a controller restart: analysis continues with {len(rounds)} "
+                "rounds of evidence, same deadline",
+            )
             return state
         resumed = replace(state, step_started=self._wall())
         self._desired.save_rollout(resumed)
+        self._record_resume(
+            env, state, "resumed after a controller restart: analysis window restarted"
+        )
+        return resumed
+
+    def _record_resume(self, env: Environment, state: RolloutState, note: str) -> None:
         self._recorder.record(
             EventKind.ROLLOUT_STEP,
             actor=self._actor,
             environment=env.name,
             release=state.candidate,
-            details={
-                "deployment": state.deployment,
-                "step": state.step,
-                "note": "resumed after a controller restart: analysis window restarted",
-            },
+            details={"deployment": state.deployment, "step": state.step, "note": note},
         )
-        return resumed
 
     # --- observing -----------------------------------------------------------------------
 
@@ -395,12 +423,23 @@ class RolloutExecutor:
         self, env: Environment, state: RolloutState, tracked: _Tracked, now: float
     ) -> planner.AnalysisOutcome:
         session = tracked.session
-        if session is None or session.step != state.step or state.phase is not Phase.STEPPING:
+        if (
+            session is None
+            or not session.belongs_to(state.deployment, state.step)
+            or state.phase is not Phase.STEPPING
+        ):
             return planner.Pending()
         if not session.metrics and state.stable is None:
             # Comparative and sequential judges need a baseline; a first release has none.
             return planner.Passed("skipped: a first release has no baseline to compare with")
-        return session.poll(self._sources, now=now)
+        journal = self._journal
+        if journal is None:
+            return session.poll(self._sources, now=now)
+
+        def record(seq: int, body: dict[str, Any]) -> None:
+            journal.append_round(env.name, state.deployment, state.step, seq, body)
+
+        return session.poll(self._sources, now=now, record=record)
 
     # --- acting --------------------------------------------------------------------------
 
@@ -582,19 +621,35 @@ class RolloutExecutor:
         duration: float,
         tracked: _Tracked,
     ) -> None:
-        if tracked.session is not None and tracked.session.step == step:
+        if tracked.session is not None and tracked.session.belongs_to(state.deployment, step):
             return
+        tracked.session = self._session(env, state, step, names, duration, [])
+        if self._journal is not None:
+            self._journal.forget_rounds(env.name, keep=(state.deployment, step))
+
+    def _session(
+        self,
+        env: Environment,
+        state: RolloutState,
+        step: int,
+        names: tuple[str, ...],
+        duration: float,
+        rounds: list[dict[str, Any]],
+    ) -> AnalysisSession:
+        """The step's session: fresh (no rounds) or rebuilt from the journal's rounds."""
         chosen = [m for m in env.analysis.metrics if not names or m.name in names]
         if state.stable is None:
             # A first release has no baseline: only absolute (threshold) judges apply.
             chosen = [m for m in chosen if m.judge is Judge.THRESHOLD]
         started = state.step_started if state.step_started is not None else self._wall()
-        tracked.session = AnalysisSession.start(
+        return AnalysisSession.resume(
             step=step,
             canary=state.candidate,
             baseline=state.stable,
             deadline=started + duration,
             metrics=chosen,
+            rounds=rounds,
+            deployment=state.deployment,
         )
 
     def _decommission(self, env: Environment, state: RolloutState, release: ReleaseId) -> None:

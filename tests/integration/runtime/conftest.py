@@ -5,8 +5,11 @@ provider made (by its owner marker), even when a test fails."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +38,7 @@ def hello_spec(
     *,
     config: dict[str, str] | None = None,
     sandbox: str = "none",
+    network: str = "isolated",
     release: str = "r1",
     **extra: object,
 ) -> LaunchSpec:
@@ -47,7 +51,7 @@ def hello_spec(
         root=root,
         command=tuple(CMD),
         config=config or {},
-        limits=Limits(sandbox=sandbox),  # type: ignore[arg-type]
+        limits=Limits(sandbox=sandbox, network=network),  # type: ignore[arg-type]
         **extra,  # type: ignore[arg-type]
     )
 
@@ -78,3 +82,30 @@ def make_provider(state: Path, **options: object) -> ProcessProvider:
 @pytest.fixture
 def provider(state_dir: Path) -> ProcessProvider:
     return make_provider(state_dir, bwrap=None)
+
+
+_CREATE_AND_EXIT = """
+import sys, json
+from pathlib import Path
+from tests.integration.runtime.conftest import hello_spec, make_provider
+provider = make_provider(Path(sys.argv[1]))
+made = provider.create(hello_spec(Path(sys.argv[2]), sandbox=sys.argv[3]), int(sys.argv[4]))
+provider.wait_ready([i.id for i in made], timeout=20)
+print(json.dumps([[i.id.value, i.pid, i.port] for i in made]))
+"""
+
+
+def create_and_exit(state: Path, tree: Path, *, sandbox: str, count: int = 3) -> list[list[str]]:
+    """Create instances from a process that then exits, as a stopped controller would.
+
+    Returns ``[instance id, pid, port]`` of each.
+    """
+    out = subprocess.run(
+        [sys.executable, "-c", _CREATE_AND_EXIT, str(state), str(tree), sandbox, str(count)],
+        cwd=Path(__file__).resolve().parents[3],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return json.loads(out.stdout)  # type: ignore[no-any-return]

@@ -20,9 +20,10 @@ from kiln.adapters.runtime.process import ProcessProvider
 from kiln.core.runtime.model import RELEASE, Healthy, Instance, InstanceId, State, Unhealthy
 from kiln.errors import Permanent, Refused
 from kiln.services.instances import heal
-from tests.integration.runtime.conftest import hello_spec, make_provider
+from tests.integration.runtime.conftest import create_and_exit, hello_spec, make_provider
 from tests.integration.runtime.trees import (
     HELLO,
+    STUBBORN_APP,
     hello_tree,
     make_read_only,
     make_writable,
@@ -168,15 +169,6 @@ def test_graceful_decommission_lets_the_in_flight_request_finish(
     assert provider.list() == []
 
 
-STUBBORN_APP = """
-import signal, runpy
-signal.signal(signal.SIGTERM, signal.SIG_IGN)  # never stops on its own
-import hello
-hello.signal.signal = lambda *args: None  # and hello may not re-arm SIGTERM
-hello.main()
-"""
-
-
 @pytest.fixture(scope="module")
 def stubborn_tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     source = tmp_path_factory.mktemp("stubborn-src") / "app.py"
@@ -202,30 +194,10 @@ def test_an_instance_that_does_not_drain_in_time_is_killed(
     assert provider.list() == []
 
 
-CREATE_AND_EXIT = """
-import sys, json
-from pathlib import Path
-from tests.integration.runtime.conftest import hello_spec, make_provider
-provider = make_provider(Path(sys.argv[1]), bwrap=None)
-made = provider.create(hello_spec(Path(sys.argv[2])), 3)
-provider.wait_ready([i.id for i in made], timeout=20)
-print(json.dumps([[i.id.value, i.pid] for i in made]))
-"""
-
-
 def test_a_restarted_provider_adopts_survivors_and_reaps_orphans(
     state_dir: Path, tree: Path
 ) -> None:
-    repo = Path(__file__).resolve().parents[3]
-    out = subprocess.run(
-        [sys.executable, "-c", CREATE_AND_EXIT, str(state_dir), str(tree)],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    made = json.loads(out.stdout)
+    made = create_and_exit(state_dir, tree, sandbox="none")
     # One instance dies while no controller runs; one process claims our labels
     # without a record (as if the controller crashed between start and record).
     os.kill(made[0][1], signal.SIGKILL)

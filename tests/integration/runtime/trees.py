@@ -23,6 +23,15 @@ REPO = Path(__file__).resolve().parents[3]
 HELLO = REPO / "examples" / "hello"
 CMD = ["python", "app.py"]
 
+# An app (beside hello.py) that never stops on SIGTERM: drains must end in SIGKILL.
+STUBBORN_APP = """
+import signal, runpy
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # never stops on its own
+import hello
+hello.signal.signal = lambda *args: None  # and hello may not re-arm SIGTERM
+hello.main()
+"""
+
 
 def hello_tree(dest: Path, *, app_source: Path | None = None) -> Path:
     """A read-only tree ROOT with ``app/app.py`` and ``deps/packaging``."""

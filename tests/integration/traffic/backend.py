@@ -1,8 +1,8 @@
 """A tiny fast HTTP/1.1 backend for router tests: ``python backend.py PORT NAME``.
 
 Answers every request with ``200 <NAME>`` (keep-alive, content-length); echoes
-request headers back when the path is ``/echo`` (as JSON, for header tests), and
-the request body on ``/body``. Prints ``ready`` once listening.
+request headers back when the path is ``/echo`` (as JSON, for header tests), the
+request body on ``/body``, and ``/big?N`` answers N MiB. Prints ``ready`` once listening.
 """
 
 from __future__ import annotations
@@ -56,6 +56,18 @@ class Backend(asyncio.Protocol):
             # Answer after 0.8 s without blocking the loop: an in-flight request.
             keep = self.parser.should_keep_alive()
             asyncio.get_running_loop().call_later(0.8, self._answer, self.name, keep)
+            return
+        elif self.url.startswith(b"/big"):
+            # /big?MiB: that many MiB, written at once (the backend buffers them all).
+            assert self.transport is not None
+            size = int(self.url.partition(b"?")[2] or b"1") << 20
+            self.transport.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n"
+                b"content-length: %d\r\n\r\n" % size
+            )
+            block = bytes(range(256)) * 4096
+            for _ in range(size // len(block)):
+                self.transport.write(block)
             return
         elif self.url.startswith(b"/chunked"):
             assert self.transport is not None

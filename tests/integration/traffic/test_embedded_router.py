@@ -76,6 +76,24 @@ def raw_request(port: int, data: bytes) -> bytes:
     return b"".join(chunks)
 
 
+def wait_for_a_client(client: EmbeddedRouterClient, timeout: float = 10.0) -> None:
+    """Until the router holds a client connection (then a moment for its request to
+    reach the backend): a fixed sleep alone is too short on a loaded machine."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = client.prometheus_text()
+        line = next(ln for ln in text.splitlines() if ln.startswith("kiln_router_client_conn"))
+        if float(line.rsplit(" ", 1)[1]) >= 1:
+            time.sleep(0.2)
+            return
+        time.sleep(0.02)
+    raise TimeoutError("no client reached the router")
+
+
+def test_the_router_runs_on_uvloop(env: Env) -> None:
+    assert env.router.ready["loop"] == "uvloop"
+
+
 def test_the_admin_socket_is_private(env: Env) -> None:
     mode = stat.S_IMODE(env.router.admin.stat().st_mode)
     assert mode == 0o600
@@ -281,7 +299,7 @@ def test_a_request_in_flight_finishes_on_its_backend_after_the_swap(
 
     worker = threading.Thread(target=slow)
     worker.start()
-    time.sleep(0.3)  # the slow request is now at the old backend
+    wait_for_a_client(env.client)  # the slow request is now at the old backend
     env.apply({"new": 100})  # the old backend leaves the table
     with httpx.Client(base_url=env.router.url) as http:
         assert {http.get("/").text for _ in range(5)} == {"new"}
@@ -307,7 +325,8 @@ def test_sigterm_drains_in_flight_requests_then_exits(tmp_path: Path, procs: Pro
 
     worker = threading.Thread(target=slow)
     worker.start()
-    time.sleep(0.3)
+    with EmbeddedRouterClient(socket_path=router.admin) as client:
+        wait_for_a_client(client)
     router.proc.send_signal(signal.SIGTERM)
     worker.join(timeout=10)
     assert [(r.status_code, r.text) for r in answers] == [(200, "slow")]
@@ -392,3 +411,61 @@ def test_a_restarted_backend_is_served_again_despite_stale_pooled_connections(
     with httpx.Client(base_url=env.router.url) as http:
         answers = [http.get("/") for _ in range(30)]
     assert {(a.status_code, a.text) for a in answers} == {(200, "phoenix")}
+
+
+def test_plain_keep_alive_requests_get_forwarded_headers_and_whole_answers(env: Env) -> None:
+    # The fast path end to end: whole plain heads and answers on one connection.
+    env.apply({"a": 100})
+    with socket.create_connection(("127.0.0.1", env.router.port), timeout=5) as sock:
+        for path in (b"/echo", b"/echo?again", b"/"):
+            sock.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(65536)
+            head, _, body = head.partition(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            while len(body) < length:
+                body += sock.recv(65536)
+            assert head.startswith(b"HTTP/1.1 200 ")
+            if path == b"/":
+                assert body == b"a"
+                continue
+            seen = dict(json.loads(body)["headers"])
+            assert seen["x-forwarded-for"] == "127.0.0.1"
+            assert seen["x-forwarded-proto"] == "http"
+            assert seen["x-forwarded-host"] == "shop.example"
+            assert json.loads(body)["url"] == path.decode()
+
+
+def _rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(ln for ln in status.splitlines() if ln.startswith("VmRSS:")).split()[1])
+
+
+def test_a_slow_client_pauses_the_backend_instead_of_filling_the_router(env: Env) -> None:
+    # 48 MiB answered at once by the backend, read by a client that first stalls:
+    # the router must stop reading the backend (flow control), not buffer it all.
+    env.apply({"a": 100})
+    pid = env.router.proc.pid
+    before = _rss_kib(pid)
+    with socket.create_connection(("127.0.0.1", env.router.port), timeout=30) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.sendall(b"GET /big?48 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(1.5)  # not reading: the backend has written everything by now
+        stalled = _rss_kib(pid)
+        received = bytearray()
+        while b"\r\n\r\n" not in received:
+            received += sock.recv(1 << 20)
+        head, _, body = bytes(received).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ")
+        got = len(body)
+        digest = bytearray(body)
+        while got < 48 << 20:
+            chunk = sock.recv(1 << 20)
+            assert chunk, f"closed after {got} bytes"
+            got += len(chunk)
+            if len(digest) < 1 << 20:
+                digest += chunk
+    assert got == 48 << 20
+    assert bytes(digest[:1024]) == (bytes(range(256)) * 4)
+    assert stalled - before < 16 * 1024, f"router grew {stalled - before} KiB while stalled"

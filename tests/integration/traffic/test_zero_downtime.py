@@ -11,6 +11,7 @@ failed requests. Each load run is bounded (a few seconds) on loopback.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -98,6 +99,14 @@ def assert_no_failures(result: LoadResult) -> None:
     assert result.ok > 0, result.raw
 
 
+def first_line(pusher: subprocess.Popen[bytes]) -> bytes:
+    """The pusher's first ``applied N`` line: it is up and pushing."""
+    assert pusher.stdout is not None
+    line = pusher.stdout.readline()
+    assert line.startswith(b"applied "), (line, pusher.stderr.read() if pusher.stderr else b"")
+    return line
+
+
 def pushed(proc_stdout: bytes) -> list[int]:
     return [int(line.split()[1]) for line in proc_stdout.decode().splitlines() if line]
 
@@ -114,6 +123,10 @@ def test_weights_change_every_100ms_while_releases_come_and_go_with_zero_failure
         1, "dev", (Release("r0", 100, tuple(Backend.parse(a) for a in releases["r0"])),)
     )
     routed.router.apply(first)
+    # The pusher first, load once it pushes: on a busy machine its start-up alone
+    # can take seconds, which would leave the load window without table changes.
+    pusher = start_pusher(procs, routed.kind, routed.push_target, {**spec, "start": 2})
+    first_push = first_line(pusher)
     load = start_load(
         procs,
         routed.url + "/",
@@ -122,11 +135,10 @@ def test_weights_change_every_100ms_while_releases_come_and_go_with_zero_failure
         qps_per_worker=QPS_PER_WORKER,
         keepalive=keepalive,
     )
-    pusher = start_pusher(procs, routed.kind, routed.push_target, {**spec, "start": 2})
     result = finish_load(load)
     procs.kill9(pusher)
     assert pusher.stdout is not None
-    generations = pushed(pusher.stdout.read())
+    generations = pushed(first_push + pusher.stdout.read())
     assert_no_failures(result)
     assert result.rps >= MIN_RPS, result.raw
     # Every 100 ms for the whole run (~40 pushes); 20 is a margin for a busy machine
@@ -163,17 +175,18 @@ def test_kill_9_of_the_table_pusher_under_load_fails_nothing(
         RouteTable(1, "dev", (Release("r0", 100, (Backend.parse(releases["r0"][0]),)),))
     )
     spec = {"environment": "dev", "releases": releases, "interval": 0.1, "start": 2}
+    pusher = start_pusher(procs, routed.kind, routed.push_target, {**spec, **routed.push_extra})
+    first_push = first_line(pusher)  # pushing before the load starts, whatever the machine
     load = start_load(
         procs, routed.url + "/", seconds=SECONDS, workers=WORKERS, qps_per_worker=QPS_PER_WORKER
     )
-    pusher = start_pusher(procs, routed.kind, routed.push_target, {**spec, **routed.push_extra})
     time.sleep(1.5)
     procs.kill9(pusher)
     result = finish_load(load)
     assert_no_failures(result)
     assert result.rps >= MIN_RPS, result.raw
     assert pusher.stdout is not None
-    last = pushed(pusher.stdout.read())[-1]
+    last = pushed(first_push + pusher.stdout.read())[-1]
     current = routed.router.current()
     assert current is not None and current.generation >= last
 

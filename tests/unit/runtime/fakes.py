@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import dataclasses
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from kiln.core.runtime.adoption import Recovery
 from kiln.core.runtime.model import (
@@ -19,6 +20,17 @@ from kiln.core.runtime.model import (
     matches,
 )
 from kiln.errors import InvalidInput, NotFound
+
+#: A launch spec of the hello example, for tests that need one and no tree.
+SPEC = LaunchSpec(
+    service="hello",
+    environment="dev",
+    release="r1",
+    artifact="sha256:" + "a" * 64,
+    config_digest="sha256:" + "c" * 64,
+    root=Path("/t"),
+    command=("python", "app.py"),
+)
 
 
 class FakeProvider:

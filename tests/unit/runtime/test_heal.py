@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from kiln.core.ledger.kinds import EventKind
 from kiln.core.runtime.model import LaunchSpec, State
 from kiln.ports.runtime import Provider
 from kiln.services.instances import heal, list_instances
-from tests.unit.runtime.fakes import FakeProvider
-
-SPEC = LaunchSpec(
-    service="hello",
-    environment="dev",
-    release="r1",
-    artifact="sha256:" + "a" * 64,
-    config_digest="sha256:" + "c" * 64,
-    root=Path("/t"),
-    command=("python", "app.py"),
-)
+from tests.unit.runtime.fakes import SPEC, FakeProvider
 
 
 class Ledger:

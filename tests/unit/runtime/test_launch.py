@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import dataclasses
 
 import pytest
 
 from kiln.core.runtime.launch import argv, environment, labels_from_environment
 from kiln.core.runtime.model import InstanceId, LaunchSpec
 from kiln.errors import InvalidInput
+from tests.unit.runtime import fakes
 
-SPEC = LaunchSpec(
-    service="hello",
-    environment="dev",
-    release="r1",
-    artifact="sha256:" + "a" * 64,
-    config_digest="sha256:" + "c" * 64,
-    root=Path("/t"),
-    command=("python", "app.py"),
-    image_env={"A": "image", "B": "image"},
-    config={"B": "config", "PORT": "1"},
+SPEC = dataclasses.replace(
+    fakes.SPEC, image_env={"A": "image", "B": "image"}, config={"B": "config", "PORT": "1"}
 )
 ID = InstanceId("hello-dev-0000abcd")
 
@@ -43,9 +36,9 @@ def test_other_commands_are_refused() -> None:
         argv(["gunicorn", "app:app"], interpreter="/py")
 
 
-def build(secrets: dict[str, str]) -> dict[str, str]:
+def build(secrets: dict[str, str], spec: LaunchSpec = SPEC, listen_fds: int = 0) -> dict[str, str]:
     return environment(
-        SPEC,
+        spec,
         ID,
         owner="/s",
         host="127.0.0.1",
@@ -54,6 +47,7 @@ def build(secrets: dict[str, str]) -> dict[str, str]:
         pythonpath="/t/deps",
         secrets=secrets,
         base={"PATH": "/usr/bin"},
+        listen_fds=listen_fds,
     )
 
 
@@ -71,3 +65,21 @@ def test_precedence_is_image_then_config_then_secrets_then_kiln() -> None:
 def test_a_secret_cannot_take_a_reserved_name() -> None:
     with pytest.raises(InvalidInput, match="reserved"):
         build({"PORT": "x"})
+
+
+def test_socket_activation_variables_come_from_kiln_only() -> None:
+    faked = dataclasses.replace(
+        SPEC, config={"LISTEN_FDS": "4", "LISTEN_PID": "1", "LISTEN_FDNAMES": "x"}
+    )
+    plain = build({}, faked)
+    assert not {"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"} & set(plain)
+    passed = build({}, faked, listen_fds=1)
+    assert passed["LISTEN_FDS"] == "1"
+    assert "LISTEN_PID" not in passed  # the sandbox's wrapper sets it to the app's own pid
+    assert passed["PORT"] == "20001"
+
+
+@pytest.mark.parametrize("name", ["LISTEN_FDS", "LISTEN_PID"])
+def test_a_secret_cannot_fake_socket_activation(name: str) -> None:
+    with pytest.raises(InvalidInput, match="reserved"):
+        build({name: "1"})

@@ -81,7 +81,7 @@ environments:
           judge: threshold
           max: 0.5
     runtime: {provider: podman, sandbox: none, memory: 256m, cpus: 0.5}
-    router: {kind: haproxy, listen: "127.0.0.1:8081", sticky: true}
+    router: {kind: embedded, listen: "127.0.0.1:8081", sticky: true}
     secrets:
       DB_PASSWORD: {from: env, key: SHOP_DB_PASSWORD}
       API_TOKEN: {key: shop/api, version: 3}
@@ -104,6 +104,7 @@ environments:
     approvals: {required: 1, approvers: [alice, bob]}
     config: {WORKERS: 4, RATIO: 0.5, DEBUG: false, NAME: shop}
     selfHeal: false
+    router: {kind: haproxy, haproxy: {binary: /usr/sbin/haproxy, threads: 2}}
 promotion: [staging, prod]
 settings: {stateDir: /var/lib/kiln, controller: "http://127.0.0.1:7000"}
 """
@@ -158,7 +159,10 @@ def test_every_field_and_variant_loads_from_yaml_strings() -> None:
     spec = load_spec(EVERYTHING)
     staging, prod = spec.environments
     assert staging.runtime.provider is ProviderKind.PODMAN
-    assert staging.router.kind is RouterKind.HAPROXY
+    assert staging.router.kind is RouterKind.EMBEDDED and staging.router.sticky
+    assert prod.router.kind is RouterKind.HAPROXY
+    assert prod.router.haproxy is not None
+    assert (prod.router.haproxy.binary, prod.router.haproxy.threads) == ("/usr/sbin/haproxy", 2)
     assert staging.secrets["DB_PASSWORD"].source is SecretSource.ENV
     assert staging.secrets["API_TOKEN"].source is SecretSource.STORE
     assert staging.analysis.metrics[0].source is MetricSourceKind.PROMETHEUS

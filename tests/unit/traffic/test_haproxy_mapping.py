@@ -6,9 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from kiln.adapters.traffic.haproxy import base_config, parse_stat, server_name, server_weights
+from kiln.adapters.traffic.haproxy import (
+    PreviewRoute,
+    base_config,
+    parse_stat,
+    server_name,
+    server_weights,
+)
 from kiln.core.traffic.table import Backend, Release, RouteTable
-from kiln.errors import Permanent
+from kiln.errors import InvalidInput, Permanent
 
 
 def b(port: int) -> Backend:
@@ -92,3 +98,22 @@ def test_the_base_config_has_an_admin_socket_and_an_empty_dynamic_backend() -> N
     assert "backend be_prod\n    balance roundrobin" in text
     assert "retry-on conn-failure empty-response response-timeout" in text
     assert "\n    server " not in text
+    # A second HAProxy on a taken port must fail to bind, not share it (SO_REUSEPORT).
+    assert "\n    noreuseport\n" in text
+
+
+def test_the_preview_route_is_a_second_backend_behind_a_runtime_acl() -> None:
+    preview = PreviewRoute("x-kiln-preview", Path("/run/prod.preview"))
+    text = base_config("prod", "127.0.0.1:8080", Path("/run/k.sock"), preview=preview)
+    assert "acl kiln_preview req.hdr(x-kiln-preview) -m str -f /run/prod.preview" in text
+    assert "use_backend be_prod_preview if kiln_preview { nbsrv(be_prod_preview) gt 0 }" in text
+    assert "backend be_prod_preview\n    balance roundrobin" in text
+    assert "default_backend be_prod\n" in text
+
+
+@pytest.mark.parametrize("header", ["x preview", "x-a\n    bind :80", ""])
+def test_a_preview_header_that_is_not_a_token_is_refused(header: str) -> None:
+    with pytest.raises(InvalidInput, match="is not a header name"):
+        base_config(
+            "prod", "127.0.0.1:8080", Path("/k.sock"), preview=PreviewRoute(header, Path("/p"))
+        )

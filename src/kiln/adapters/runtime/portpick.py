@@ -7,6 +7,8 @@ candidate is taken only if a test bind succeeds and no record of ours holds
 it. Between the test bind and the app's own bind another program could take
 the port; the app then fails to start, its readiness probe fails, and it is
 replaced with a new port: a race costs a replacement, never a wrong route.
+``listen`` has no such race: it keeps the bound socket and listens on it, for
+a provider that passes the socket to the app (the network-isolated sandbox).
 """
 
 from __future__ import annotations
@@ -38,16 +40,51 @@ def pick(
     attempts: int = 200,
     rng: random.Random | None = None,
 ) -> int:
+    """A free port, tested by a bind and released again: the app binds it itself."""
+    with bind(host, taken=taken, port_range=port_range, attempts=attempts, rng=rng) as sock:
+        return int(sock.getsockname()[1])
+
+
+def listen(
+    host: str,
+    *,
+    taken: Collection[int],
+    port_range: tuple[int, int] | None = None,
+    backlog: int = 1024,
+) -> socket.socket:
+    """A socket listening on a free port, to pass to an app (no race: it is never let go)."""
+    sock = bind(host, taken=taken, port_range=port_range, reuse=True)
+    try:
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def bind(
+    host: str,
+    *,
+    taken: Collection[int],
+    port_range: tuple[int, int] | None = None,
+    attempts: int = 200,
+    rng: random.Random | None = None,
+    reuse: bool = False,
+) -> socket.socket:
+    """A TCP socket bound to a free port of the range that no record of ours holds."""
     low, high = port_range or default_range()
     chooser = rng or random.SystemRandom()
     for _ in range(attempts):
         port = chooser.randint(low, high)
         if port in taken:
             continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind((host, port))
-            except OSError:
-                continue
-        return port
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if reuse:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            continue
+        return sock
     raise Temporary(f"no free port on {host} in {low}-{high} after {attempts} tries", delay=1.0)

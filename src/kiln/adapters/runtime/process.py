@@ -14,7 +14,10 @@ outlives the controller, with:
   from other kiln state directories' on the same host,
 - its stdout and stderr piped to a ``logpipe`` process that writes
   ``<state>/logs/instances/<id>.log`` with size-based rotation,
-- optionally a bubblewrap sandbox (``sandbox``).
+- optionally a bubblewrap sandbox (``sandbox``); in its default
+  ``network: isolated`` mode the provider binds and listens on the port itself
+  and passes the socket in (socket activation, ``LISTEN_FDS``), because the app
+  has no network of its own.
 
 Each instance's record (``records``) is written atomically under
 ``<state>/run/instances/`` once the process exists. ``recover()`` runs when a
@@ -35,6 +38,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -108,6 +112,7 @@ class ProcessProvider:
         self._interpreter = interpreter or host_interpreter()
         self._prefix = Path(os.path.realpath(sys.base_prefix))
         self._bwrap = sandbox.find_bwrap() if bwrap == _AUTO else bwrap
+        self._probed: dict[bool, str | None] = {}  # what bwrap can do here, probed once
         self._host = host
         self._log_max = log_max_bytes
         self._log_backups = log_backups
@@ -130,12 +135,14 @@ class ProcessProvider:
         if count < 0:
             raise InvalidInput("count must be >= 0")
         _check_tree(spec.root)
-        bwrap = sandbox.choose(spec.limits.sandbox, bwrap=self._bwrap)
+        confinement = sandbox.decide(
+            spec.limits.sandbox, spec.limits.network, bwrap=self._bwrap, probe=self._probe
+        )
         resolved = self._resolver.resolve(spec.secrets)
         made: list[Instance] = []
         try:
             for _ in range(count):
-                made.append(self._start(spec, resolved, bwrap))
+                made.append(self._start(spec, resolved, confinement))
         except BaseException:
             for instance in made:
                 with contextlib.suppress(KilnError, OSError):
@@ -143,22 +150,53 @@ class ProcessProvider:
             raise
         return made
 
-    def _start(self, spec: LaunchSpec, resolved: Sequence[Resolved], bwrap: str | None) -> Instance:
+    def _probe(self, unshare_net: bool) -> str | None:
+        if self._bwrap is None:
+            return "bwrap is not installed"
+        if unshare_net not in self._probed:
+            self._probed[unshare_net] = sandbox.probe(self._bwrap, unshare_net)
+        return self._probed[unshare_net]
+
+    def _start(
+        self, spec: LaunchSpec, resolved: Sequence[Resolved], confinement: sandbox.Confinement
+    ) -> Instance:
         instance = InstanceId.new(spec.service, spec.environment, secrets.token_hex(4))
         # Held from choosing the port until the record names it, so two creates
         # (threads or processes sharing this state directory) never pick the same one.
         with self._records.locked():
-            return self._start_locked(instance, spec, resolved, bwrap)
+            return self._start_locked(instance, spec, resolved, confinement)
 
     def _start_locked(
         self,
         instance: InstanceId,
         spec: LaunchSpec,
         resolved: Sequence[Resolved],
-        bwrap: str | None,
+        confinement: sandbox.Confinement,
     ) -> Instance:
         taken = {record.port for record in self._records.all()}
-        port = portpick.pick(self._host, taken=taken, port_range=self._port_range)
+        # A network-isolated app cannot bind a port the router reaches: it gets
+        # a socket listening in the host's namespace instead (closed here once passed).
+        listener = None
+        if confinement.network == "isolated":
+            listener = portpick.listen(self._host, taken=taken, port_range=self._port_range)
+            port = int(listener.getsockname()[1])
+        else:
+            port = portpick.pick(self._host, taken=taken, port_range=self._port_range)
+        try:
+            return self._launch(instance, spec, resolved, confinement, port, listener)
+        finally:
+            if listener is not None:
+                listener.close()
+
+    def _launch(
+        self,
+        instance: InstanceId,
+        spec: LaunchSpec,
+        resolved: Sequence[Resolved],
+        confinement: sandbox.Confinement,
+        port: int,
+        listener: socket.socket | None,
+    ) -> Instance:
         scratch = self._scratch_root / instance.value
         scratch.mkdir(parents=True, mode=0o700)
         env = launch.environment(
@@ -171,17 +209,20 @@ class ProcessProvider:
             pythonpath=str(spec.root / "deps"),
             secrets={item.binding.name: item.value.reveal() for item in resolved},
             base=BASE_ENV,
+            listen_fds=0 if listener is None else 1,
         )
         command = launch.argv(spec.command, interpreter=str(self._interpreter))
         cwd = spec.root / "app"
-        if bwrap is not None:
+        if confinement.bwrap is not None:
             command = sandbox.wrap(
                 command,
-                bwrap=bwrap,
+                bwrap=confinement.bwrap,
                 tree=spec.root,
                 scratch=scratch,
                 python_prefix=self._prefix,
                 cwd=cwd,
+                network=confinement.network,
+                activate=listener is not None,
             )
         self._log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         log = self._log_dir / f"{instance.value}.log"
@@ -208,7 +249,7 @@ class ProcessProvider:
                 command,
                 cwd=cwd,
                 env=env,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL if listener is None else listener.fileno(),
                 stdout=write_end,
                 stderr=write_end,
                 start_new_session=True,
@@ -238,9 +279,11 @@ class ProcessProvider:
             created=datetime.now(UTC).isoformat(timespec="milliseconds"),
             spec=spec,
             secrets={item.binding.name: item.version for item in resolved},
-            sandbox="bubblewrap" if bwrap else "none",
+            sandbox=confinement.sandbox,
+            network=confinement.network,
             scratch=str(scratch),
             log=str(log),
+            extra={"sandbox_note": confinement.note} if confinement.note else {},
         )
         self._records.save(record)
         return self._observe(record)
@@ -280,7 +323,7 @@ class ProcessProvider:
             pid=record.pid,
             created=record.created,
             secrets=record.secrets,
-            detail=f"sandbox {record.sandbox}" if running else self._exit_detail(record.pid),
+            detail=_confinement_detail(record) if running else self._exit_detail(record.pid),
         )
 
     def _orphans(self, records: Sequence[InstanceRecord]) -> tuple[Orphan, ...]:
@@ -326,7 +369,8 @@ class ProcessProvider:
         record = self._record(instance)
         if not self._running(record):
             return Unhealthy(instance, f"not running: {self._exit_detail(record.pid)}")
-        return probe(instance, record.host, record.port, record.spec.health_path, timeout=timeout)
+        result = probe(instance, record.host, record.port, record.spec.health_path, timeout=timeout)
+        return _explain(record, result)
 
     def wait_ready(
         self, instances: Sequence[InstanceId], *, timeout: float, interval: float = 0.02
@@ -339,7 +383,8 @@ class ProcessProvider:
                 return self._exit_detail(record.pid)
             return record.host, record.port, record.spec.health_path
 
-        return poll_ready(instances, timeout=timeout, interval=interval, look=look)
+        results = poll_ready(instances, timeout=timeout, interval=interval, look=look)
+        return {i: _explain(records[i], result) for i, result in results.items()}
 
     def logs(self, instance: InstanceId, *, tail: int = 100) -> builtins.list[str]:
         path = self._log_dir / f"{instance.value}.log"
@@ -413,6 +458,9 @@ class ProcessProvider:
                     os.kill(process.pid, signal.SIGKILL)
 
     def _stop_session(self, session: int, pids: Sequence[int], timeout: float) -> bool:
+        # Waited for by identity as well as by label: an exiting process loses its
+        # environment (so its labels) before it closes its files, e.g. a listening socket.
+        known = {pid: info.start_time for pid in pids if (info := procfs.stat(pid)) is not None}
         for sig in (signal.SIGTERM, signal.SIGKILL):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(session, sig)
@@ -423,7 +471,7 @@ class ProcessProvider:
             while time.monotonic() < deadline:
                 self._reap()
                 alive = [p for p in procfs.labelled_processes(self._owner) if p.session == session]
-                if not alive:
+                if not alive and not any(procfs.is_running(p, t) for p, t in known.items()):
                     return sig is signal.SIGTERM
                 time.sleep(0.01)
         return False
@@ -468,6 +516,25 @@ class ProcessProvider:
             self._stop_session(orphan.session, orphan.pids, drain_timeout)
             self._remove_scratch(self._scratch_root / _safe_id(orphan.instance).value)
         return Recovery(adoption.adopted, adoption.gone, adoption.orphans)
+
+
+def _explain(record: InstanceRecord, result: HealthResult) -> HealthResult:
+    """Say what a network-isolated app that never answers most likely does wrong."""
+    if record.network != "isolated" or not isinstance(result, Unhealthy):
+        return result
+    if "TimeoutError" not in result.reason:  # it answered, refused or died: no guess needed
+        return result
+    return Unhealthy(
+        result.instance,
+        f"{result.reason} (network-isolated sandbox: the app must serve on the socket "
+        "it is given as fd 3, LISTEN_FDS=1, or the spec must say runtime.network: host)",
+    )
+
+
+def _confinement_detail(record: InstanceRecord) -> str:
+    detail = f"sandbox {record.sandbox}, network {record.network}"
+    note = record.extra.get("sandbox_note")
+    return f"{detail} ({note})" if note else detail
 
 
 def _check_tree(root: Path) -> None:

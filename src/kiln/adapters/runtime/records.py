@@ -45,6 +45,7 @@ class InstanceRecord:
     spec: LaunchSpec
     secrets: dict[str, int | None] = field(default_factory=dict)
     sandbox: str = "none"
+    network: str = "host"
     scratch: str = ""
     log: str = ""
     extra: dict[str, str] = field(default_factory=dict)
@@ -70,6 +71,7 @@ def spec_to_json(spec: LaunchSpec) -> dict[str, Any]:
         "health_path": spec.health_path,
         "limits": {
             "sandbox": spec.limits.sandbox,
+            "network": spec.limits.network,
             "memory": spec.limits.memory,
             "cpus": spec.limits.cpus,
         },
@@ -101,6 +103,7 @@ def spec_from_json(data: dict[str, Any]) -> LaunchSpec:
         health_path=data.get("health_path", "/healthz"),
         limits=Limits(
             sandbox=limits.get("sandbox", "auto"),
+            network=limits.get("network", "isolated"),
             memory=limits.get("memory"),
             cpus=limits.get("cpus"),
         ),
@@ -121,6 +124,7 @@ def to_json(record: InstanceRecord) -> dict[str, Any]:
         "spec": spec_to_json(record.spec),
         "secrets": record.secrets,
         "sandbox": record.sandbox,
+        "network": record.network,
         "scratch": record.scratch,
         "log": record.log,
         "extra": record.extra,
@@ -139,6 +143,7 @@ def from_json(data: dict[str, Any]) -> InstanceRecord:
         spec=spec_from_json(data["spec"]),
         secrets=dict(data.get("secrets") or {}),
         sandbox=data.get("sandbox", "none"),
+        network=data.get("network", "host"),
         scratch=data.get("scratch", ""),
         log=data.get("log", ""),
         extra=dict(data.get("extra") or {}),

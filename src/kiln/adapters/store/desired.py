@@ -2,6 +2,13 @@
 
 Each write is one transaction. The rollout row stores the planner's state as
 canonical JSON, so the controller resumes exactly where it was after a crash.
+The same class is the ``AnalysisJournal``: the rounds an analysis step read, so
+a restarted controller resumes the step's judges instead of restarting it.
+
+The schema is versioned like the ledger's (``schema_version``, one row per
+component and version, in the same database): version 1 is the original
+tables (written with ``IF NOT EXISTS``, so a database made before versioning
+takes it as a no-op), version 2 adds the analysis journal.
 """
 
 from __future__ import annotations
@@ -11,15 +18,19 @@ import sqlite3
 import threading
 from collections.abc import Mapping
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from kiln.adapters.store.migrations import SCHEMA_VERSION_TABLE
 from kiln.core.canonical import canonical_json
 from kiln.core.digest import Digest, digest_bytes
 from kiln.core.release import Release, ReleaseId
 from kiln.core.rollout.planner import Phase, RolloutState
 from kiln.errors import ConfigError, IntegrityError
 from kiln.ports.state import EnvironmentState, Signal
+
+COMPONENT = "desired"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS releases (
@@ -40,6 +51,19 @@ CREATE TABLE IF NOT EXISTS signals (
 );
 """
 
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (1, [statement.strip() for statement in _SCHEMA.split(";") if statement.strip()]),
+    (
+        2,
+        [
+            "CREATE TABLE analysis_rounds ("
+            " environment TEXT NOT NULL, deployment TEXT NOT NULL, step INTEGER NOT NULL,"
+            " seq INTEGER NOT NULL, body TEXT NOT NULL,"
+            " PRIMARY KEY (environment, deployment, step, seq))"
+        ],
+    ),
+]
+
 
 class SqliteDesiredState:
     def __init__(self, path: Path) -> None:
@@ -49,10 +73,40 @@ class SqliteDesiredState:
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+            self._migrate()
         except sqlite3.Error as exc:
             raise ConfigError(f"cannot open the state database {path}: {exc}") from None
         self._lock = threading.Lock()
+
+    def _migrate(self) -> None:
+        """Apply every migration newer than the recorded version, in one transaction."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute(SCHEMA_VERSION_TABLE)
+            row = self._db.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_version WHERE component = ?",
+                (COMPONENT,),
+            ).fetchone()
+            for version, statements in MIGRATIONS:
+                if version <= int(row[0]):
+                    continue
+                for statement in statements:
+                    self._db.execute(statement)
+                self._db.execute(
+                    "INSERT INTO schema_version (component, version, applied_at) VALUES (?, ?, ?)",
+                    (COMPONENT, version, datetime.now(UTC).isoformat()),
+                )
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def schema_version(self) -> int:
+        row = self._db.execute(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_version WHERE component = ?",
+            (COMPONENT,),
+        ).fetchone()
+        return int(row[0])
 
     def close(self) -> None:
         self._db.close()
@@ -200,3 +254,32 @@ class SqliteDesiredState:
                 raise
             self._db.execute("COMMIT")
         return frozenset(Signal(r[0]) for r in rows)
+
+    # --- AnalysisJournal ---------------------------------------------------------------
+
+    def append_round(
+        self, environment: str, deployment: str, step: int, seq: int, body: Mapping[str, Any]
+    ) -> None:
+        self._write(
+            "INSERT OR IGNORE INTO analysis_rounds (environment, deployment, step, seq, body) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (environment, deployment, step, seq, canonical_json(body).decode()),
+        )
+
+    def rounds(self, environment: str, deployment: str, step: int) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT body FROM analysis_rounds WHERE environment = ? AND deployment = ? "
+            "AND step = ? ORDER BY seq",
+            (environment, deployment, step),
+        ).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def forget_rounds(self, environment: str, *, keep: tuple[str, int] | None = None) -> None:
+        if keep is None:
+            self._write("DELETE FROM analysis_rounds WHERE environment = ?", (environment,))
+            return
+        self._write(
+            "DELETE FROM analysis_rounds WHERE environment = ? "
+            "AND NOT (deployment = ? AND step = ?)",
+            (environment, keep[0], keep[1]),
+        )

@@ -332,3 +332,63 @@ def observe(
 
 def _at(reading: Reading) -> float:
     return reading.at
+
+
+# --- readings as JSON (the analysis journal a controller resumes from) --------------------
+
+
+def encode_reading(reading: Reading) -> dict[str, object]:
+    """A reading as plain JSON data; ``decode_reading`` gives back an equal value."""
+    if isinstance(reading, Missing):
+        return {
+            "kind": "missing",
+            "at": reading.at,
+            "reason": reading.reason,
+            "error": reading.error,
+        }
+    if isinstance(reading, Gauge):
+        return {"kind": "gauge", "at": reading.at, "value": reading.value}
+    latency = reading.latency
+    return {
+        "kind": "counters",
+        "at": reading.at,
+        "requests": reading.requests,
+        "errors": reading.errors,
+        "latency": None
+        if latency is None
+        else {
+            "bounds": list(latency.bounds),
+            "counts": list(latency.counts),
+            "total": latency.total,
+        },
+    }
+
+
+def decode_reading(data: Mapping[str, object]) -> Reading:
+    """The inverse of ``encode_reading``; ``ValueError`` on anything else."""
+    kind, at = data.get("kind"), data.get("at")
+    if not isinstance(at, int | float):
+        raise ValueError("a reading needs a numeric 'at'")
+    if kind == "missing":
+        return Missing(float(at), str(data.get("reason", "")), bool(data.get("error", False)))
+    if kind == "gauge":
+        value = data.get("value")
+        if not isinstance(value, int | float):
+            raise ValueError("a gauge needs a numeric value")
+        return Gauge(float(at), float(value))
+    if kind != "counters":
+        raise ValueError(f"unknown reading kind {kind!r}")
+    requests, errors, latency = data.get("requests"), data.get("errors"), data.get("latency")
+    if not isinstance(requests, int) or not isinstance(errors, int):
+        raise ValueError("counters need integer requests and errors")
+    histogram = None
+    if isinstance(latency, Mapping):
+        bounds, counts, total = latency.get("bounds"), latency.get("counts"), latency.get("total")
+        if (
+            not isinstance(bounds, list)
+            or not isinstance(counts, list)
+            or not isinstance(total, int)
+        ):
+            raise ValueError("a histogram needs bounds, counts and a total")
+        histogram = Histogram(tuple(float(b) for b in bounds), tuple(int(c) for c in counts), total)
+    return Counters(float(at), requests, errors, histogram)

@@ -10,6 +10,10 @@ Pure, so the rules are tested as tables:
   image ``Env`` < release config < secrets < kiln's own variables, so a config
   key can never redirect ``PORT`` or the labels. A secret may not take a name
   kiln reserves.
+- Socket activation (systemd's convention): when the provider passes the
+  listening socket in, ``LISTEN_FDS`` says how many (fd 3 onwards); the
+  sandbox sets ``LISTEN_PID`` to the app's own pid. Neither can come from the
+  image or the config, so an app is never told about a socket it was not given.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from kiln.errors import InvalidInput
 
 _PYTHON = re.compile(r"^python(\d+(\.\d+)?)?$")
 
+#: The socket-activation variables (systemd's ``sd_listen_fds`` convention).
+LISTEN_ENV = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
+
 #: Names kiln sets on every instance; config and secrets cannot override them.
 RESERVED = frozenset(
     {
@@ -33,6 +40,7 @@ RESERVED = frozenset(
         "PYTHONDONTWRITEBYTECODE",
         "PYTHONUNBUFFERED",
         "KILN_OWNER",
+        *LISTEN_ENV,
         *LABEL_ENV.values(),
     }
 )
@@ -65,10 +73,13 @@ def environment(
     pythonpath: str,
     secrets: Mapping[str, str],
     base: Mapping[str, str],
+    listen_fds: int = 0,
 ) -> dict[str, str]:
     """The complete environment of one instance, in precedence order.
 
     ``base`` is the provider's minimal environment (``PATH``, ``LANG``).
+    ``listen_fds`` is the number of listening sockets passed in from fd 3 on
+    (0: none, the app binds ``PORT`` itself).
     """
     clash = sorted(RESERVED & set(secrets))
     if clash:
@@ -92,6 +103,10 @@ def environment(
             OWNER_ENV: owner,
         }
     )
+    for name in LISTEN_ENV:
+        env.pop(name, None)
+    if listen_fds:
+        env["LISTEN_FDS"] = str(listen_fds)
     for label, value in spec.labels(instance).items():
         env[LABEL_ENV[label]] = value
     return env

@@ -102,6 +102,7 @@ class SecretBinding:
 
 
 Sandbox = Literal["auto", "bubblewrap", "none"]
+Network = Literal["isolated", "host"]
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class Limits:
     """The spec's runtime block as far as a provider cares."""
 
     sandbox: Sandbox = "auto"
+    network: Network = "isolated"
     memory: str | None = None
     cpus: float | None = None
 

@@ -90,6 +90,7 @@ def launch_spec(
         health_path=environment.health.path,
         limits=Limits(
             sandbox=environment.runtime.sandbox,
+            network=environment.runtime.network,
             memory=environment.runtime.memory,
             cpus=environment.runtime.cpus,
         ),

@@ -596,6 +596,10 @@ class Runtime(Model):
     sandbox: Literal["auto", "bubblewrap", "none"] = Field(
         "auto", description="process provider: bubblewrap when available (auto)."
     )
+    network: Literal["isolated", "host"] = Field(
+        "isolated",
+        description="process sandbox: isolated (only its own port) or host (outbound allowed).",
+    )
     memory: str | None = Field(None, pattern=r"^\d+[kmg]?$", description="Limit, e.g. 256m.")
     cpus: float | None = Field(None, gt=0, description="CPU limit in cores; none by default.")
 
@@ -606,6 +610,17 @@ class RouterKind(StrEnum):
     EMBEDDED = "embedded"
     HAPROXY = "haproxy"
     KUBERNETES = "kubernetes"
+
+
+class HAProxySettings(Model):
+    """For router kind haproxy: kiln generates HAProxy's config from these."""
+
+    binary: str | None = Field(
+        None,
+        min_length=1,
+        description="Path of the haproxy executable; default: haproxy on PATH.",
+    )
+    threads: int = Field(1, ge=1, le=64, description="HAProxy's nbthread.")
 
 
 class RouterSpec(Model):
@@ -620,6 +635,9 @@ class RouterSpec(Model):
         description="host:port of the environment's listener; loopback unless you say so.",
     )
     sticky: bool = Field(False, description="Keep a client on one release by cookie.")
+    haproxy: HAProxySettings | None = Field(
+        None, description="kind: haproxy only; omit to take the defaults."
+    )
 
 
 ConfigValue = str | int | float | bool

@@ -9,10 +9,13 @@ idempotent bodiless request elsewhere (``MAX_ATTEMPTS``), else answers 502.
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left
 from http import HTTPStatus
 from time import monotonic
 from typing import TYPE_CHECKING
+
+import httptools
 
 from kiln.adapters.traffic.embedded.routing import (
     MAX_IDLE_PER_BACKEND,
@@ -31,6 +34,10 @@ PENDING_BODY_LIMIT = 1 << 20
 # Status lines rebuilt from the code (HTTP/1.1 reason phrases carry no meaning, RFC 9112 §4).
 STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
 REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+# Response headers that ``relay_whole`` leaves to the full parser (hop-by-hop).
+_HOP_BY_HOP_RESPONSE = re.compile(
+    rb"\n(?:connection|keep-alive|proxy-|te:|trailer|transfer-encoding|upgrade)"
+)
 
 
 class Exchange:
@@ -47,6 +54,7 @@ class Exchange:
         "head",
         "is_head",
         "method_idempotent",
+        "plain",
         "request_done",
         "response_started",
         "routes",
@@ -74,6 +82,7 @@ class Exchange:
         self.is_head = False
         self.method_idempotent = True
         self.client_keep_alive = True
+        self.plain = False
         self.request_done = False
         self.response_started = False
         self.until_close = False
@@ -195,13 +204,60 @@ class Exchange:
         if client.out:
             client.flush()
 
+    def relay_whole(self, data: bytes, conn: UpstreamConnection) -> bool:
+        """Fast path for an upstream read that is exactly one whole HTTP/1.1 response
+        with no hop-by-hop header: relay the bytes as received, validated by the
+        connection's checking parser with no per-header callback. Anything else
+        returns False and goes through the full parser, which sees the same bytes.
+        Only called when ``plain`` (an HTTP/1.1 keep-alive client, not HEAD, no
+        cookie to add) and the full parser is between messages."""
+        end = data.find(b"\r\n\r\n")
+        if end < 0 or len(data) >= 65536:
+            return False  # a head or body cut across reads: stream it
+        if _HOP_BY_HOP_RESPONSE.search(data[:end].lower()) is not None:
+            return False
+        seen = conn.seen
+        checker = conn.checker
+        try:
+            checker.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            seen.done = 0
+        status: int = checker.get_status_code()
+        if seen.done != 1 or seen.begun != 1 or status < 200:
+            # Not one whole final answer (a 1xx, a cut body, trailing bytes): the
+            # full parser takes these bytes; the checker starts afresh.
+            if seen.done != seen.begun:
+                conn.checker = httptools.HttpResponseParser(seen)
+            seen.begun = seen.done = 0
+            return False
+        seen.begun = seen.done = 0
+        client = self.client
+        if client.dp.draining:
+            return False  # the answer must say connection: close
+        st = self.state
+        if st is not None:
+            st.failures = 0
+        self.status = status
+        self.response_started = True
+        transport = client.transport
+        if client.out or transport is None:
+            client.out.append(data)
+            client.flush()
+        else:
+            client.dp.send(transport, data)  # the upstream's bytes object, not copied
+        self._complete(conn, True)
+        return True
+
     def response_complete(self, conn: UpstreamConnection) -> None:
         if not self.response_started:
             return  # an interim 1xx answer ended; the real one follows
+        self._complete(conn, conn.parser.should_keep_alive())
+
+    def _complete(self, conn: UpstreamConnection, keep_alive: bool) -> None:
         self.upstream = None
         conn.exchange = None
         # Inlined UpstreamConnection.release: this runs once per request.
-        if conn.open and self.request_done and conn.parser.should_keep_alive():
+        if conn.open and self.request_done and keep_alive:
             st = conn.state
             if st.retired or len(st.idle) >= MAX_IDLE_PER_BACKEND:
                 conn.close()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections import deque
 from collections.abc import Coroutine
 from time import monotonic
@@ -39,6 +40,7 @@ from kiln.adapters.traffic.embedded.routing import (
     EMPTY_ROUTES,
     HOP_BY_HOP,
     BackendState,
+    Completed,
     Routes,
     Target,
 )
@@ -70,8 +72,40 @@ class DataPlane:
         self.draining = False
         self.mirrors_in_flight = 0
         self.mirrors_dropped = 0
+        # A coarse clock for idle-client bookkeeping, advanced by ``idle_sweeper``:
+        # per request a read of this field instead of a clock call.
+        self.now = monotonic()
+        # Writes and closes queued by ``send``, done in order by ``flush_out``.
+        self.outbox: list[tuple[asyncio.Transport, bytes | None]] = []
+        self._flush_out = self.flush_out  # one bound method, not one per batch
         # The loop holds tasks weakly; keep connect/probe tasks alive until done.
         self.tasks: set[asyncio.Task[None]] = set()
+
+    # -- deferred sends ---------------------------------------------------------------
+    def send(self, transport: asyncio.Transport, data: bytes | None) -> None:
+        """Queue ``data`` for ``transport`` (None: close it) until the loop has run
+        every callback of this poll: all sends then go out together, in order.
+
+        Sending at once from each callback woke a peer (client or backend) in the
+        middle of the batch, and the kernel would often switch to it there: about one
+        involuntary context switch per request. Sent at the end of the batch, the
+        router keeps the CPU through its batch (about a quarter less CPU per request
+        under load, measured with ``benchmarks/bench_router.py``)."""
+        outbox = self.outbox
+        if not outbox:
+            self.loop.call_soon(self._flush_out)
+        outbox.append((transport, data))
+
+    def flush_out(self) -> None:
+        outbox = self.outbox
+        if not outbox:
+            return
+        self.outbox = []
+        for transport, data in outbox:
+            if data is None:
+                transport.close()
+            elif not transport.is_closing():  # the peer went away meanwhile
+                transport.write(data)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = self.loop.create_task(coro)
@@ -216,6 +250,15 @@ _REQUEST_HEADERS = {
 }
 
 
+# Request headers the fast path leaves to the full parser: hop-by-hop and framing
+# headers, and X-Forwarded-* (appended to or replaced). One regex with a literal
+# first byte: much cheaper than one ``in`` per name.
+_REWRITTEN_REQUEST = re.compile(
+    rb"\n(?:connection|content-length|keep-alive|proxy-|te:|trailer|transfer-encoding"
+    rb"|upgrade|x-forwarded-)"
+)
+
+
 class ClientConnection(asyncio.Protocol):
     """One downstream connection: parses requests, routes them one at a time (pipelined
     requests wait their turn), and writes the responses back in order."""
@@ -224,6 +267,13 @@ class ClientConnection(asyncio.Protocol):
         self.dp = dp
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
+        # The fast path (``_fast_request``) validates with a second parser that has
+        # no per-header callbacks; ``mid`` is True while ``parser`` is inside a message.
+        self.seen = Completed()
+        self.checker = httptools.HttpRequestParser(self.seen)
+        self.mid = False
+        self.last_host = b""
+        self.host_suffix = b"x-forwarded-proto: http\r\n\r\n"
         self.open = False
         self.http11 = True
         self.url = b""
@@ -247,7 +297,7 @@ class ClientConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # a stream transport
         self.open = True
         self.dp.connections.add(self)
-        self.last_activity = monotonic()
+        self.last_activity = self.dp.now
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]).encode() if isinstance(peer, tuple) else b"unix"
         self.forwarded_line = b"x-forwarded-for: " + self.peer + b"\r\n"
@@ -269,6 +319,10 @@ class ClientConnection(asyncio.Protocol):
         self.queue.clear()
 
     def data_received(self, data: bytes) -> None:
+        if not self.mid and data[-4:] == b"\r\n\r\n":
+            routes = self.dp.routes
+            if routes is not None and routes.plain and self._fast_request(data, routes):
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -286,12 +340,12 @@ class ClientConnection(asyncio.Protocol):
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
             if self.transport is not None:
-                self.transport.write(data)
+                self.dp.send(self.transport, data)
 
     def close(self) -> None:
         self.flush()
         if self.transport is not None:
-            self.transport.close()
+            self.dp.send(self.transport, None)
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.paused:
@@ -326,7 +380,72 @@ class ClientConnection(asyncio.Protocol):
         )
         self.close()
 
+    def _fast_request(self, data: bytes, routes: Routes) -> bool:
+        """One whole bodiless HTTP/1.1 request with no header to rewrite but Host:
+        forward the raw bytes plus X-Forwarded-*, validated by the checking parser
+        with no per-header callback. Anything else (pipelined, bodies, hop-by-hop or
+        X-Forwarded-* headers, HTTP/1.0) returns False and goes through the full
+        parser, which sees the same bytes."""
+        if data.find(b"\r\n\r\n") != len(data) - 4:
+            return False  # pipelined requests
+        lower = data.lower()
+        if _REWRITTEN_REQUEST.search(lower) is not None:
+            return False
+        seen = self.seen
+        checker = self.checker
+        try:
+            checker.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            seen.done = -1
+        # The head ends the data and announces no body, so a valid one completes.
+        # HTTP/1.0 is forwarded as 1.1 by the full path; with no Connection header,
+        # keep-alive is exactly "HTTP/1.1".
+        if seen.done != 1 or not checker.should_keep_alive():
+            if seen.done != 1:
+                self.checker = httptools.HttpRequestParser(seen)
+            seen.done = 0
+            return False
+        seen.done = 0
+        method: bytes = checker.get_method()
+        at = lower.rfind(b"\nhost:")  # the last one, as the full path keeps
+        if at >= 0:
+            host = data[at + 6 : data.find(b"\r", at)].strip()
+            if host != self.last_host:
+                self.last_host = host
+                self.host_suffix = (
+                    b"x-forwarded-proto: http\r\nx-forwarded-host: " + host + b"\r\n\r\n"
+                )
+            suffix = self.host_suffix
+        else:
+            suffix = b"x-forwarded-proto: http\r\n\r\n"
+        self.http11 = True
+        ex = Exchange(self, data[:-2] + self.forwarded_line + suffix, routes)
+        ex.is_head = is_head = method == b"HEAD"
+        ex.method_idempotent = method in IDEMPOTENT
+        ex.request_done = True
+        ex.plain = not is_head
+        # Inlined _route for a plain table (no rules, no cookies): the weighted slot.
+        dp = self.dp
+        counter = dp.counter
+        dp.counter = counter + 1
+        slots = routes.slots
+        ex.target = slots[counter % len(slots)]
+        if routes.mirror is not None:
+            mask = routes.mirror_mask
+            if mask and mask[counter % len(mask)]:
+                dp.mirror(routes, ex.head)
+        self.parsing = ex
+        if self.active is None:
+            self._start(ex)
+        else:
+            self.queue.append(ex)
+            self.pause_reading()
+        return True
+
     # httptools callbacks
+    def on_message_begin(self) -> None:
+        self.mid = True
+
     def on_url(self, url: bytes) -> None:
         self.url += url
 
@@ -365,6 +484,7 @@ class ClientConnection(asyncio.Protocol):
             ex.request_body(body)
 
     def on_message_complete(self) -> None:
+        self.mid = False
         ex = self.parsing
         if ex is not None:
             if ex.chunked_in:
@@ -400,7 +520,7 @@ class ClientConnection(asyncio.Protocol):
         head = b"%s %s HTTP/1.1\r\n%s\r\n" % (method, self.url, b"".join(lines))
         cookie = self.cookie
         has_length = self.has_length
-        # Ready for the next head (no on_message_begin callback: one call less).
+        # Ready for the next head.
         self.url = b""
         self.lines = []
         self.drop = None
@@ -420,6 +540,13 @@ class ClientConnection(asyncio.Protocol):
         ex.is_head = method == b"HEAD"
         ex.method_idempotent = method in IDEMPOTENT
         ex.client_keep_alive = parser.should_keep_alive()
+        self._route(ex, routes, rule_target, cookie)
+
+    def _route(
+        self, ex: Exchange, routes: Routes, rule_target: Target | None, cookie: bytes
+    ) -> None:
+        """Choose the release (rule, cookie, sticky, weighted slot), mirror, enqueue."""
+        dp = self.dp
         counter = dp.counter
         dp.counter = counter + 1
         target = rule_target
@@ -443,9 +570,11 @@ class ClientConnection(asyncio.Protocol):
             if routes.sticky_cookie is not None:
                 ex.set_cookie = target.set_cookie
         ex.target = target
+        # Whole responses may be relayed as received (``Exchange.relay_whole``).
+        ex.plain = self.http11 and ex.client_keep_alive and not ex.is_head and not ex.set_cookie
         mask = routes.mirror_mask
         if routes.mirror is not None and mask and not ex.has_body and mask[counter % len(mask)]:
-            dp.mirror(routes, head)
+            dp.mirror(routes, ex.head)
         self._enqueue(ex)
 
     def _enqueue(self, ex: Exchange) -> None:
@@ -465,10 +594,19 @@ class ClientConnection(asyncio.Protocol):
         if target is None:
             ex.fail(503)
             return
-        st = target.pick(None)
-        if st is None:
+        # Inlined Target.pick for the common case: the next backend is up.
+        backends = target.backends
+        if not backends:
             ex.fail(503)
             return
+        st = backends[target.rr % len(backends)]
+        target.rr += 1
+        if not st.up:
+            picked = target.pick(None)
+            if picked is None:
+                ex.fail(503)
+                return
+            st = picked
         # Inlined Exchange.dispatch + DataPlane.connect for the common case: a warm
         # pooled connection and a head with no body yet.
         idle = st.idle
@@ -482,7 +620,7 @@ class ClientConnection(asyncio.Protocol):
                 ex.upstream = conn
                 transport = conn.transport
                 if ex.body_pending is None and transport is not None:
-                    transport.write(ex.head)
+                    dp.send(transport, ex.head)
                 else:
                     ex.attached(conn)
                 return
@@ -491,11 +629,12 @@ class ClientConnection(asyncio.Protocol):
     def exchange_done(self, ex: Exchange) -> None:
         if self.active is not ex:
             return
-        self.flush()
+        if self.out:
+            self.flush()
         self.active = None
         dp = self.dp
         dp.in_flight -= 1
-        self.last_activity = monotonic()
+        self.last_activity = dp.now
         if not ex.client_keep_alive or not self.open:
             self.close()
             return
@@ -512,7 +651,8 @@ def idle_sweeper(dp: DataPlane) -> Any:
     """Close keep-alive clients idle longer than ``CLIENT_IDLE_TIMEOUT`` (every 5 s)."""
 
     def tick() -> None:
-        dp.sweep_idle(monotonic())
+        dp.now = monotonic()
+        dp.sweep_idle(dp.now)
         dp.loop.call_later(5.0, tick)
 
     return dp.loop.call_later(5.0, tick)

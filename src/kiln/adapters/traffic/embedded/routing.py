@@ -31,6 +31,37 @@ HOP_BY_HOP = frozenset(
 )
 
 
+class Completed:
+    """The only callback of a checking parser: how many messages ended.
+
+    The fast paths feed raw bytes to a second parser built on such an object: llhttp
+    validates the syntax strictly (no bare CR or LF, no obs-fold, no space before a
+    colon, one Content-Length) while Python runs one call per message instead of one
+    per header."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = 0
+
+    def on_message_complete(self) -> None:
+        self.done += 1
+
+
+class Seen(Completed):
+    """A checking parser's callbacks that also count messages begun (to notice bytes
+    after a whole response)."""
+
+    __slots__ = ("begun",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.begun = 0
+
+    def on_message_begin(self) -> None:
+        self.begun += 1
+
+
 class BackendState:
     """One backend's upstream pool and passive health; survives table swaps while the
     backend stays in the table."""
@@ -122,6 +153,7 @@ class Routes:
         "mirror",
         "mirror_mask",
         "needs_cookies",
+        "plain",
         "plan",
         "slots",
         "sticky_cookie",
@@ -147,6 +179,8 @@ class Routes:
         self.needs_cookies = bool(self.cookie_rules) or self.sticky_cookie is not None
         self.mirror = targets[plan.mirror_release] if plan.mirror_release else None
         self.mirror_mask = plan.mirror_mask
+        # Requests need no header inspection beyond Host: the client fast path applies.
+        self.plain = bool(self.slots) and not self.header_rules and not self.needs_cookies
 
     def pick_other(self, tried: list[BackendState]) -> tuple[Target, BackendState] | None:
         for target in self.targets.values():
@@ -161,6 +195,7 @@ def _no_routes() -> Routes:
     routes = Routes.__new__(Routes)
     routes.targets = {}
     routes.slots = ()
+    routes.plain = False
     return routes
 
 

@@ -129,6 +129,7 @@ class RouterServer:
         left = dp.in_flight
         for conn in list(dp.connections):
             conn.close()
+        dp.flush_out()
         return {"unfinished": left}
 
     async def stop(self) -> None:
@@ -260,6 +261,8 @@ async def _main(config: RouterConfig) -> int:
         "listen": address,
         "admin_socket": str(config.admin_socket),
         "generation": server.table.generation if server.table else None,
+        # "uvloop" unless it could not be imported (then asyncio's own loop, ~2x slower).
+        "loop": type(loop).__module__.split(".")[0],
     }
     sys.stdout.write(json.dumps(ready) + "\n")
     sys.stdout.flush()

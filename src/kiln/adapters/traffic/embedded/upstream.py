@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import httptools
 
-from kiln.adapters.traffic.embedded.routing import HOP_BY_HOP, BackendState
+from kiln.adapters.traffic.embedded.routing import HOP_BY_HOP, BackendState, Seen
 from kiln.adapters.traffic.embedded.stats import ReleaseStats
 
 if TYPE_CHECKING:
@@ -21,7 +21,10 @@ if TYPE_CHECKING:
 class Attached(Protocol):
     """What an upstream connection reports to: a client exchange or a mirror copy."""
 
+    plain: bool
+
     def attached(self, conn: UpstreamConnection) -> None: ...
+    def relay_whole(self, data: bytes, conn: UpstreamConnection) -> bool: ...
     def response_head(self, status: int, conn: UpstreamConnection) -> None: ...
     def response_body(self, body: bytes) -> None: ...
     def response_complete(self, conn: UpstreamConnection) -> None: ...
@@ -40,6 +43,7 @@ class UpstreamConnection(asyncio.Protocol):
     exchange (the real request or a mirror copy)."""
 
     __slots__ = (
+        "checker",
         "dp",
         "drop",
         "exchange",
@@ -47,9 +51,11 @@ class UpstreamConnection(asyncio.Protocol):
         "has_length",
         "has_te",
         "lines",
+        "mid",
         "open",
         "parser",
         "reused",
+        "seen",
         "state",
         "transport",
     )
@@ -68,6 +74,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.got_bytes = False
         self.reused = False
         self.open = False
+        self.mid = False  # the parser is inside a response
+        self.seen = Seen()  # the fast path's checking parser (``Exchange.relay_whole``)
+        self.checker = httptools.HttpResponseParser(self.seen)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # a stream transport
@@ -81,16 +90,24 @@ class UpstreamConnection(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         if self.transport is not None:
-            self.transport.write(data)
+            self.dp.send(self.transport, data)
 
     def close(self) -> None:
         self.open = False
         if self.transport is not None:
-            self.transport.close()
+            self.dp.send(self.transport, None)
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
         exchange = self.exchange
+        if (
+            exchange is not None
+            and exchange.plain
+            and not self.mid
+            and data[:9] == b"HTTP/1.1 "
+            and exchange.relay_whole(data, self)
+        ):
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
@@ -111,7 +128,7 @@ class UpstreamConnection(asyncio.Protocol):
                 self.state.idle.remove(self)
 
     # httptools callbacks (no on_status: the reason phrase is rebuilt from the code;
-    # no on_message_begin: the head state is reset once it has been consumed)
+    # the head state is reset once it has been consumed)
     def reset_head(self) -> None:
         self.lines = []
         self.drop = None
@@ -131,6 +148,9 @@ class UpstreamConnection(asyncio.Protocol):
             self.has_length = True
         self.lines.append(name + b": " + value + b"\r\n")
 
+    def on_message_begin(self) -> None:
+        self.mid = True
+
     def on_headers_complete(self) -> None:
         exchange = self.exchange
         if exchange is not None:
@@ -142,6 +162,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.exchange.response_body(body)
 
     def on_message_complete(self) -> None:
+        self.mid = False
         if self.exchange is not None:
             self.exchange.response_complete(self)
 
@@ -168,6 +189,7 @@ class Mirrored:
     """A shadow copy: sent, answered, counted in the mirror release's stats, discarded."""
 
     __slots__ = ("dp", "head", "started", "stats", "status")
+    plain = False  # always parsed: the answer is only counted
 
     def __init__(self, dp: DataPlane, stats: ReleaseStats, head: bytes) -> None:
         self.dp = dp
@@ -178,6 +200,9 @@ class Mirrored:
 
     def attached(self, conn: UpstreamConnection) -> None:
         conn.write(self.head)
+
+    def relay_whole(self, data: bytes, conn: UpstreamConnection) -> bool:
+        return False
 
     def response_head(self, status: int, conn: UpstreamConnection) -> None:
         self.status = status

@@ -1,0 +1,115 @@
+"""Leadership per environment through PostgreSQL session advisory locks.
+
+One dedicated connection (a *session*) holds ``pg_try_advisory_lock(key)`` for
+each environment this controller leads, for as long as it leads. PostgreSQL
+releases a session's advisory locks when the session ends -- the process dies,
+the connection is cut, an operator runs ``pg_terminate_backend`` -- so, as with
+the ``flock`` of ``kiln.adapters.store.leader``, leadership is never stranded.
+The other side of that coin: losing the session loses leadership. ``check``
+(called before every claim, so about once a second) notices a dead session,
+drops everything it held and reconnects; the controller stops the workers of
+environments it no longer holds.
+
+Keys are 64-bit (``pg_try_advisory_lock(bigint)``): the first eight bytes of
+SHA-256 over ``kiln/leader/<namespace>/<environment>``, so services sharing one
+database never contend, and kiln's migration lock (a small constant) is apart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import threading
+
+import psycopg
+
+from kiln.errors import ConfigError
+
+
+def lock_key(namespace: str, environment: str) -> int:
+    """The signed 64-bit advisory lock key of one environment."""
+    digest = hashlib.sha256(f"kiln/leader/{namespace}/{environment}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class PostgresLeaderLock:
+    def __init__(self, dsn: str, *, namespace: str) -> None:
+        self._dsn = dsn
+        self._namespace = namespace
+        self._held: set[str] = set()
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection[tuple[object, ...]] | None = None
+
+    def _session(self) -> psycopg.Connection[tuple[object, ...]] | None:
+        if self._conn is None or self._conn.closed:
+            try:
+                self._conn = psycopg.connect(
+                    self._dsn, autocommit=True, application_name="kiln-leader"
+                )
+            except psycopg.OperationalError:
+                self._conn = None  # the database is down: lead nothing, try again later
+            except psycopg.Error as exc:
+                raise ConfigError(f"cannot open the leadership session: {exc}") from None
+        return self._conn
+
+    def _lost(self) -> None:
+        self._held.clear()
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):  # closing a dead socket
+                self._conn.close()
+        self._conn = None
+
+    def check(self) -> frozenset[str]:
+        """Ping the session; if it is gone, so is every lock it held. What we still hold."""
+        with self._lock:
+            if self._conn is not None and self._held:
+                try:
+                    self._conn.execute("SELECT 1")
+                except psycopg.Error:
+                    self._lost()
+            return frozenset(self._held)
+
+    def try_acquire(self, environment: str) -> bool:
+        self.check()
+        with self._lock:
+            if environment in self._held:
+                return True
+            conn = self._session()
+            if conn is None:
+                return False
+            try:
+                row = conn.execute(
+                    "SELECT pg_try_advisory_lock(%s)", (lock_key(self._namespace, environment),)
+                ).fetchone()
+            except psycopg.Error:
+                self._lost()
+                return False
+            if row is None or row[0] is not True:
+                return False
+            self._held.add(environment)
+            return True
+
+    def release(self, environment: str) -> None:
+        with self._lock:
+            if environment not in self._held:
+                return
+            self._held.discard(environment)
+            if self._conn is None:
+                return
+            try:
+                self._conn.execute(
+                    "SELECT pg_advisory_unlock(%s)", (lock_key(self._namespace, environment),)
+                )
+            except psycopg.Error:
+                self._lost()
+
+    def held(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._held)
+
+    def close(self) -> None:
+        with self._lock:
+            self._held.clear()
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

@@ -1,0 +1,157 @@
+"""HAProxy's runtime API and process, at the edge: one command per connection on
+the admin socket (``RuntimeAPI``), ``show stat`` CSV parsed into typed rows
+(``parse_stat``), and ``HAProxyProcess`` to run ``haproxy -db`` in tests and
+benchmarks. ``kiln.adapters.traffic.haproxy`` maps route tables onto these.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from kiln.errors import ConfigError, InvalidInput, Permanent, Temporary
+
+
+@dataclass(frozen=True, slots=True)
+class ServerStat:
+    """One server row of ``show stat``, typed."""
+
+    backend: str
+    name: str
+    status: str
+    weight: int
+    current_sessions: int
+    total_sessions: int
+    responses: tuple[int, int, int, int, int]  # 1xx..5xx
+    connect_errors: int
+    response_errors: int
+    address: str
+
+
+def parse_stat(text: str) -> list[ServerStat]:
+    """Parse ``show stat`` CSV into server rows (frontends and backends skipped)."""
+    lines = text.splitlines()
+    if not lines or not lines[0].startswith("# "):
+        raise Permanent(f"unexpected `show stat` answer: {text[:120]!r}")
+    reader = csv.DictReader(io.StringIO("\n".join([lines[0][2:], *lines[1:]])))
+    rows: list[ServerStat] = []
+    try:
+        for row in reader:
+            if row.get("svname") in {"FRONTEND", "BACKEND", None} or not row.get("pxname"):
+                continue
+            rows.append(
+                ServerStat(
+                    backend=row["pxname"],
+                    name=row["svname"],
+                    status=row["status"],
+                    weight=_int(row["weight"]),
+                    current_sessions=_int(row["scur"]),
+                    total_sessions=_int(row["stot"]),
+                    responses=(
+                        _int(row["hrsp_1xx"]),
+                        _int(row["hrsp_2xx"]),
+                        _int(row["hrsp_3xx"]),
+                        _int(row["hrsp_4xx"]),
+                        _int(row["hrsp_5xx"]),
+                    ),
+                    connect_errors=_int(row["econ"]),
+                    response_errors=_int(row["eresp"]),
+                    address=row.get("addr") or "",
+                )
+            )
+    except (KeyError, ValueError) as exc:
+        raise Permanent(f"`show stat` has an unexpected shape: {exc}") from exc
+    return rows
+
+
+def _int(value: str | None) -> int:
+    return int(value) if value else 0
+
+
+class RuntimeAPI:
+    """One command per connection on HAProxy's admin socket."""
+
+    def __init__(self, socket_path: Path, *, timeout: float = 5.0) -> None:
+        self.socket_path = socket_path
+        self.timeout = timeout
+
+    def command(self, line: str) -> str:
+        if "\n" in line or ";" in line:
+            raise InvalidInput(f"refusing to send a multi-command line: {line!r}")
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(self.timeout)
+                sock.connect(str(self.socket_path))
+                sock.sendall(line.encode() + b"\n")
+                chunks: list[bytes] = []
+                while True:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+        except OSError as exc:
+            raise Temporary(
+                f"HAProxy's runtime API at {self.socket_path} does not answer: {exc}",
+                delay=0.5,
+                hint="is haproxy running with `stats socket ... level admin`?",
+            ) from exc
+        return b"".join(chunks).decode(errors="replace")
+
+    def expect(self, line: str, *accepted: str) -> str:
+        """Run a command whose success answer is empty or one of ``accepted``."""
+        answer = self.command(line).strip()
+        if answer and not any(answer.startswith(a) for a in accepted):
+            raise Permanent(f"HAProxy refused `{line}`: {answer}")
+        return answer
+
+
+class HAProxyProcess:
+    """Runs ``haproxy -db -f CONFIG`` and waits for its runtime API."""
+
+    def __init__(self, *, config: Path, stats_socket: Path) -> None:
+        self.config = config
+        self.stats_socket = stats_socket
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, timeout: float = 10.0) -> RuntimeAPI:
+        binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
+        if not Path(binary).exists():
+            raise ConfigError("haproxy is not installed", hint="apt-get install haproxy")
+        self.proc = subprocess.Popen(  # noqa: S603 - fixed binary, our own config path
+            [binary, "-db", "-f", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        api = RuntimeAPI(self.stats_socket)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise Permanent(f"haproxy exited with {self.proc.returncode} at start")
+            try:
+                if "Name: HAProxy" in api.command("show info"):
+                    return api
+            except Temporary:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise Temporary("haproxy did not open its runtime API in time")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        with contextlib.suppress(FileNotFoundError):
+            self.stats_socket.unlink()
