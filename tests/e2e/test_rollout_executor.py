@@ -51,13 +51,13 @@ environments:
       canary:
         steps:
           - setWeight: 50
-          - analysis: {{duration: 12s}}
+          - analysis: {{duration: {window}}}
           - setWeight: 100
 """
 
 
-def spec(error_rate: float = 0.0) -> ServiceSpec:
-    return load_spec(SPEC.format(error_rate=error_rate))
+def spec(error_rate: float = 0.0, window: str = "12s") -> ServiceSpec:
+    return load_spec(SPEC.format(error_rate=error_rate, window=window))
 
 
 @dataclass
@@ -222,10 +222,16 @@ def test_first_release_then_a_good_canary_with_zero_failed_requests(world: World
 
 
 def test_a_bad_canary_is_rolled_back_automatically(world: World) -> None:
+    """The issue's case: a v3 answering 5% errors against a clean v1.
+
+    The sequential judge gains evidence only from errors (the canary's share of
+    them), about 13 at a 50% weight; at this test's ~20 canary requests/s that
+    is ~13 s, so the window is long enough to decide on evidence, not on time.
+    """
     assert deploy(world, spec(), V1) is Phase.SUCCEEDED
     stable = world.desired.environment("prod").stable
     with Traffic(world.router_port) as traffic:
-        assert deploy(world, spec(error_rate=0.3), V3) is Phase.ROLLED_BACK
+        assert deploy(world, spec(error_rate=0.05, window="40s"), V3) is Phase.ROLLED_BACK
         time.sleep(0.3)
     assert traffic.failures == []  # injected 500s are the app's answers, not transport failures
     assert traffic.server_errors > 0
@@ -236,6 +242,7 @@ def test_a_bad_canary_is_rolled_back_automatically(world: World) -> None:
     assert versions_served(world.router_port) == {"1.0.0"}
     rollback = [e for e in world.ledger.events if e["kind"] is EventKind.ROLLBACK]
     assert len(rollback) == 1 and "errors" in rollback[0]["details"]["reason"]
+    assert "evidence" in rollback[0]["details"]["reason"]  # decided by the judge, not the clock
 
 
 def test_abort_returns_traffic_to_the_stable_release(world: World) -> None:
