@@ -469,6 +469,16 @@ INVALID: list[Case] = [
         schema=False,
     ),
     Case(
+        "preview-port-not-built",
+        _doc(ENV + "    strategy: {blueGreen: {previewPort: 9001}}\n"),
+        4,
+        41,
+        "environments[0].strategy.blueGreen.previewPort",
+        "`previewPort` is not built yet",
+        "remove `previewPort`",
+        schema=False,
+    ),
+    Case(
         "haproxy-settings-on-the-embedded-router",
         _doc(ENV + "    router: {kind: embedded, haproxy: {threads: 2}}\n"),
         4,

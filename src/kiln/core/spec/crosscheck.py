@@ -133,6 +133,16 @@ def environment_findings(env: Mapping[str, object]) -> list[Finding]:
                     hint="lower `required` or add approvers",
                 )
             )
+    strategy = env.get("strategy")
+    blue_green = strategy.get("blueGreen") if isinstance(strategy, Mapping) else None
+    if isinstance(blue_green, Mapping) and blue_green.get("previewPort") is not None:
+        findings.append(
+            Finding(
+                ("strategy", "blueGreen", "previewPort"),
+                "`previewPort` is not built yet: no router opens a preview listener",
+                hint="remove `previewPort`; requests carrying `previewHeader` reach the preview",
+            )
+        )
     return findings + router_findings(env)
 
 

@@ -459,7 +459,10 @@ class BlueGreen(Model):
         "x-kiln-preview", description="Requests with this header set reach the new release."
     )
     preview_port: int | None = Field(
-        None, ge=1, le=65535, description="A second listener that always routes to the preview."
+        None,
+        ge=1,
+        le=65535,
+        description="Not built yet (refused): a second listener that always routes to the preview.",
     )
     auto_promotion_seconds: int | None = Field(
         0,
