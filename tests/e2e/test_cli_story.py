@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,25 +13,11 @@ from pathlib import Path
 import pytest
 
 from kiln.cli.main import main
+from tests.project import TRUST, git
 
 pytestmark = pytest.mark.e2e
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello"
-TRUST = """\
-apiVersion: kiln.dev/v1
-keys:
-  - {id: builder, publicKey: .kiln/keys/default.pub, kinds: [builder]}
-require:
-  - {predicate: provenance, signedBy: builder}
-  - {predicate: sbom, signedBy: builder}
-"""
-
-
-def git(cwd: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.email=ci@kiln.dev", "-c", "user.name=ci", *args],
-        cwd=cwd, check=True, capture_output=True,
-    )  # fmt: skip
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from kiln.bootstrap.runtime import provider
 from kiln.cli.main import main
 from kiln.core.runtime.model import ENVIRONMENT, RELEASE, State
 from tests.e2e.test_rollout_executor import Traffic
+from tests.project import git
 
 pytestmark = pytest.mark.e2e
 
@@ -55,13 +55,6 @@ environments:
           - analysis: {duration: 20s}  # long enough to outlast a restart on a loaded machine
           - setWeight: 100
 """
-
-
-def git(cwd: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.email=ci@kiln.dev", "-c", "user.name=ci", *args],
-        cwd=cwd, check=True, capture_output=True,
-    )  # fmt: skip
 
 
 def make_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: str) -> Iterator[Path]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,25 +11,11 @@ from typing import Any
 import pytest
 
 from kiln.cli.main import main
+from tests.project import TRUST, git
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "examples" / "hello"
 OSV = ROOT / "tests" / "fixtures" / "osv"
-TRUST = """\
-apiVersion: kiln.dev/v1
-keys:
-  - {id: builder, publicKey: .kiln/keys/default.pub, kinds: [builder]}
-require:
-  - {predicate: provenance, signedBy: builder}
-  - {predicate: sbom, signedBy: builder}
-"""
-
-
-def git(cwd: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.email=ci@kiln.dev", "-c", "user.name=ci", *args],
-        cwd=cwd, check=True, capture_output=True,
-    )  # fmt: skip
 
 
 class Project:
