@@ -13,7 +13,10 @@ the same fixed address, one dynamic backend, the runtime API socket
 ``run/haproxy-<env>.sock`` mode 0600). It is driven only through that socket by
 the HAProxy adapter, never reloaded; its last table is ``run/haproxy-<env>.json``.
 A controller that finds the socket answering adopts the running HAProxy; one it
-starts fresh is given the persisted table at once.
+starts fresh is given the persisted table at once. A blue/green ``previewPort``
+becomes a second frontend in that config (HAProxy opens ports only at start), so
+changing the port needs `kiln down` and a new start; the embedded router opens
+and closes its preview listener per table.
 """
 
 from __future__ import annotations
@@ -137,7 +140,7 @@ class SupervisedHAProxy:
     def __init__(self, state_dir: Path, env: Environment) -> None:
         self._state_dir = state_dir
         self._env = env
-        self.router = haproxy_router(state_dir, env.name, preview_header(env))
+        self.router = haproxy_router(state_dir, env.name, preview_header(env), preview_port(env))
 
     def _revived(self, call: Callable[[HAProxyRouter], _T]) -> _T:
         try:
@@ -164,18 +167,38 @@ class SupervisedHAProxy:
         return self._revived(HAProxyRouter.differences)
 
 
-def _preview_route(state_dir: Path, environment: str, header: str) -> PreviewRoute:
-    return PreviewRoute(header, _run(state_dir).resolve() / f"haproxy-{environment}.preview")
+def preview_port(env: Environment) -> int | None:
+    """The blue/green preview port, if the environment has one."""
+    blue_green = env.strategy.blue_green
+    return blue_green.preview_port if blue_green is not None else None
+
+
+def preview_url(state_dir: Path, env: Environment) -> str | None:
+    """Where the preview listener answers while a preview is open: the router's host."""
+    port = preview_port(env)
+    if port is None:
+        return None
+    return f"http://{listen_address(state_dir, env).rpartition(':')[0]}:{port}"
+
+
+def _preview_route(
+    state_dir: Path, environment: str, header: str, port: int | None = None
+) -> PreviewRoute:
+    values = _run(state_dir).resolve() / f"haproxy-{environment}.preview"
+    return PreviewRoute(header, values, port)
 
 
 def haproxy_router(
-    state_dir: Path, environment: str, header: str = BlueGreen().preview_header
+    state_dir: Path,
+    environment: str,
+    header: str = BlueGreen().preview_header,
+    port: int | None = None,
 ) -> HAProxyRouter:
     return HAProxyRouter(
         api=RuntimeAPI(haproxy_socket(state_dir, environment)),
         environment=environment,
         state_file=_run(state_dir).resolve() / f"haproxy-{environment}.json",
-        preview=_preview_route(state_dir, environment, header),
+        preview=_preview_route(state_dir, environment, header, port),
     )
 
 
@@ -208,7 +231,7 @@ def _start_haproxy(state_dir: Path, env: Environment) -> None:
     log = state_dir.resolve() / "logs" / f"haproxy-{env.name}.log"
     settings = env.router.haproxy or HAProxySettings()
     binary = haproxy_binary(env)
-    preview = _preview_route(state_dir, env.name, preview_header(env))
+    preview = _preview_route(state_dir, env.name, preview_header(env), preview_port(env))
     try:
         text = base_config(
             env.name,
@@ -252,7 +275,7 @@ def _start_haproxy(state_dir: Path, env: Environment) -> None:
                 hint=f"see {log}; is {listen_address(state_dir, env)} taken by another process?",
             )
         time.sleep(0.05)
-    haproxy_router(state_dir, env.name, preview.header).restore()
+    haproxy_router(state_dir, env.name, preview.header, preview.port).restore()
 
 
 def _answers(api: RuntimeAPI) -> bool:

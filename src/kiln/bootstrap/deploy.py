@@ -213,4 +213,9 @@ def controller(
         urls={
             e.name: f"http://{dataplane.listen_address(state_dir, e)}" for e in spec.environments
         },
+        preview_urls={
+            e.name: url
+            for e in spec.environments
+            if (url := dataplane.preview_url(state_dir, e)) is not None
+        },
     )

@@ -219,6 +219,8 @@ def watch_line(env: dict[str, Any]) -> str:
     ]
     if figures:
         parts.append(figures)
+    if env.get("previewUrl"):
+        parts.append(f"preview {env['previewUrl']}")
     if verdict:
         parts.append(verdict)
     return ", ".join(parts)
@@ -281,3 +283,6 @@ def _table(app: App, envs: list[dict[str, Any]]) -> None:
             env.get("error") or env.get("note") or "",
         )
     app.console().print(table)
+    for env in envs:
+        if env.get("previewUrl"):
+            app.console().print(f"{env['name']} preview: {env['previewUrl']} (the new release only)")

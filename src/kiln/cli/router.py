@@ -106,6 +106,8 @@ def show(app: App, env: str, admin_socket: str | None, output: str | None) -> No
         for rule in table.rules:
             kind = type(rule).__name__.removesuffix("Match").lower()
             console.print(f"rule: {kind} {rule.name}={rule.value} -> {rule.release}")
+        for listener in table.listeners:
+            console.print(f"listener: port {listener.port} -> {listener.release} only")
         if table.sticky:
             console.print(f"sticky: cookie {table.sticky.cookie} (max-age {table.sticky.max_age}s)")
         if table.mirror:

@@ -60,6 +60,7 @@ class Controller:
     admit: Admit | None = None
     resolve: Resolve | None = None
     urls: Mapping[str, str] = field(default_factory=dict)
+    preview_urls: Mapping[str, str] = field(default_factory=dict)  # blue/green previewPort
     reconcilers: Mapping[str, Reconciler] = field(default_factory=dict)
     heal_interval: float = HEAL_INTERVAL
     started: datetime = field(init=False)
@@ -230,6 +231,8 @@ class Controller:
         out["stable"] = self._release_json(declared.stable)
         state = self.desired.rollout(name)
         out["rollout"] = self._rollout_json(state) if state else None
+        previewing = state is not None and state.preview and not state.phase.terminal
+        out["previewUrl"] = self.preview_urls.get(name) if previewing else None
         executor = self.executors.get(name)
         worker = self._workers.get(name)
         if executor is not None and state is not None:

@@ -58,7 +58,7 @@ from kiln.core.runtime.model import (
     State,
 )
 from kiln.core.spec.models import Environment, Judge, MetricSourceKind, ServiceSpec
-from kiln.core.traffic.table import Backend, HeaderMatch, RouteTable
+from kiln.core.traffic.table import Backend, HeaderMatch, Listener, RouteTable
 from kiln.core.traffic.table import Release as RouteRelease
 from kiln.errors import NotFound, Refused
 from kiln.ports.clock import Clock
@@ -571,12 +571,17 @@ class RolloutExecutor:
             releases.append(RouteRelease(action.stable, 100 - action.weight, stable_b))
             releases.append(RouteRelease(action.candidate, action.weight, candidate_b))
         rules: tuple[HeaderMatch, ...] = ()
+        listeners: tuple[Listener, ...] = ()
         strategy = env.strategy.blue_green
         if action.preview and candidate_b and strategy is not None:
             rules = (HeaderMatch(strategy.preview_header, PREVIEW_VALUE, action.candidate),)
+            if strategy.preview_port is not None:
+                # Open only while the preview is: promotion, abort and rollback all
+                # clear ``preview``, which closes the port (docs/rollouts.md).
+                listeners = (Listener(strategy.preview_port, action.candidate),)
         current = self._router.current()
         generation = (current.generation if current is not None else 0) + 1
-        table = RouteTable(generation, env.name, tuple(releases), rules)
+        table = RouteTable(generation, env.name, tuple(releases), rules, listeners=listeners)
         if current is not None and _same_split(current, table):
             return
         self._router.apply(table)
@@ -591,6 +596,7 @@ class RolloutExecutor:
                 "weights": weights,
                 "generation": generation,
                 "preview": bool(rules),
+                **({"previewPort": listeners[0].port} if listeners else {}),
             },
         )
 
@@ -819,7 +825,12 @@ class RolloutExecutor:
 
 
 def _same_split(a: RouteTable, b: RouteTable) -> bool:
-    return a.releases == b.releases and a.rules == b.rules and a.environment == b.environment
+    return (
+        a.releases == b.releases
+        and a.rules == b.rules
+        and a.listeners == b.listeners
+        and a.environment == b.environment
+    )
 
 
 def _rfc3339(epoch: float) -> str:

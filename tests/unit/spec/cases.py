@@ -469,13 +469,47 @@ INVALID: list[Case] = [
         schema=False,
     ),
     Case(
-        "preview-port-not-built",
-        _doc(ENV + "    strategy: {blueGreen: {previewPort: 9001}}\n"),
-        4,
+        "preview-port-is-the-listener-port",
+        _doc(
+            ENV
+            + "    router: {listen: 127.0.0.1:9001}\n"
+            + "    strategy: {blueGreen: {previewPort: 9001}}\n"
+        ),
+        5,
         41,
         "environments[0].strategy.blueGreen.previewPort",
-        "`previewPort` is not built yet",
-        "remove `previewPort`",
+        "previewPort 9001 is the environment's own listener port",
+        "choose another port",
+        schema=False,
+    ),
+    Case(
+        "two-environments-share-a-preview-port",
+        _doc(
+            ENV
+            + "    strategy: {blueGreen: {previewPort: 9001}}\n"
+            + "  - name: prod\n"
+            + "    strategy: {blueGreen: {previewPort: 9001}}\n"
+        ),
+        6,
+        41,
+        "environments[1].strategy.blueGreen.previewPort",
+        "previewPort 9001 is already the preview port of environment 'dev'",
+        "give each environment its own preview port",
+        schema=False,
+    ),
+    Case(
+        "preview-port-is-another-environments-listener",
+        _doc(
+            ENV
+            + "    router: {listen: 127.0.0.1:9001}\n"
+            + "  - name: prod\n"
+            + "    strategy: {blueGreen: {previewPort: 9001}}\n"
+        ),
+        6,
+        41,
+        "environments[1].strategy.blueGreen.previewPort",
+        "previewPort 9001 is already the listener port of environment 'dev'",
+        "own preview port",
         schema=False,
     ),
     Case(

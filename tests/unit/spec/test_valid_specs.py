@@ -69,6 +69,7 @@ environments:
   - name: staging
     strategy:
       blueGreen:
+        previewPort: 9001
         autoPromotionSeconds: null
         prePromotionAnalysis: {duration: 1m, metrics: [p95]}
         bake: 5m

@@ -10,6 +10,7 @@ from kiln.core.traffic.table import (
     Backend,
     CookieMatch,
     HeaderMatch,
+    Listener,
     Mirror,
     Release,
     RouteTable,
@@ -154,3 +155,76 @@ def test_newer_generations_install_the_same_is_a_no_op_older_is_refused() -> Non
     different = table(5, mirror=Mirror("canary", 10))
     with pytest.raises(Refused):
         must_install(current, different)
+
+
+# --- listeners: "port P serves release R only" (the blue/green preview port) -------------
+
+
+def test_a_table_with_a_listener_round_trips_through_canonical_json() -> None:
+    t = table(listeners=(Listener(9001, "canary"),))
+    data = t.to_json()
+    assert json.loads(data)["listeners"] == [{"port": 9001, "release": "canary"}]
+    assert from_json(data) == t
+    assert from_json(data).to_json() == data
+    assert t.listener(9001) == Listener(9001, "canary")
+    assert t.listener(9002) is None
+    assert t.with_generation(7).listeners == t.listeners
+
+
+def test_a_table_without_listeners_keeps_the_bytes_it_had_before_the_field() -> None:
+    data = table().to_json()
+    assert b"listeners" not in data
+    assert from_json(data).listeners == ()
+
+
+def test_a_persisted_table_without_the_field_reads_as_no_listener() -> None:
+    raw = json.loads(table().to_json())
+    raw.pop("listeners", None)
+    assert from_json(json.dumps(raw)).listeners == ()
+    raw["listeners"] = []
+    assert from_json(json.dumps(raw)) == table()
+
+
+@pytest.mark.parametrize(
+    ("listeners", "expected"),
+    [
+        ((Listener(0, "canary"),), "listeners[0].port: 0 is not a port 1..65535"),
+        ((Listener(65536, "canary"),), "listeners[0].port: 65536 is not a port 1..65535"),
+        ((Listener(True, "canary"),), "listeners[0].port: True is not a port 1..65535"),  # type: ignore[arg-type]
+        (
+            (Listener(9001, "canary"), Listener(9001, "stable")),
+            "listeners[1].port: port 9001 is listed twice",
+        ),
+        ((Listener(9001, "ghost"),), "listeners[0].release: release 'ghost' is absent"),
+    ],
+)
+def test_an_invalid_listener_is_refused_with_its_field(
+    listeners: tuple[Listener, ...], expected: str
+) -> None:
+    with pytest.raises(SpecError) as err:
+        table(listeners=listeners)
+    assert any(m.startswith(expected) for m in messages(err.value)), messages(err.value)
+
+
+def test_a_listener_needs_a_release_with_backends() -> None:
+    releases = (Release("stable", 100, (Backend("h", 1),)), Release("new", 0, ()))
+    with pytest.raises(SpecError) as err:
+        table(releases=releases, listeners=(Listener(9001, "new"),))
+    assert messages(err.value) == [
+        "listeners[0].release: release 'new' is absent or has no backends"
+    ]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        [{"port": "9001", "release": "canary"}],
+        [{"release": "canary"}],
+        {"port": 9001, "release": "canary"},
+    ],
+)
+def test_a_malformed_listener_in_json_is_invalid_input(raw: object) -> None:
+    doc = json.loads(table().to_json())
+    doc["listeners"] = raw
+    with pytest.raises(InvalidInput):
+        from_json(json.dumps(doc))

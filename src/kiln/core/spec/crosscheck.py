@@ -58,6 +58,7 @@ def spec_level_findings(tree: Mapping[str, object]) -> list[Finding]:
     envs = _named(tree.get("environments"))
     findings += _duplicates("environments", "environment", envs)
     findings += _duplicates("tests", "test", _named(tree.get("tests")))
+    findings += _shared_ports(tree.get("environments"))
     known = list(dict.fromkeys(name for _, name in envs))
     if "environments" not in tree:
         known = list(DEFAULT_ENVIRONMENTS)
@@ -133,17 +134,76 @@ def environment_findings(env: Mapping[str, object]) -> list[Finding]:
                     hint="lower `required` or add approvers",
                 )
             )
-    strategy = env.get("strategy")
-    blue_green = strategy.get("blueGreen") if isinstance(strategy, Mapping) else None
-    if isinstance(blue_green, Mapping) and blue_green.get("previewPort") is not None:
+    preview = _preview_address(env)
+    listen = _listen_address(env)
+    if preview is not None and preview == listen:
         findings.append(
             Finding(
-                ("strategy", "blueGreen", "previewPort"),
-                "`previewPort` is not built yet: no router opens a preview listener",
-                hint="remove `previewPort`; requests carrying `previewHeader` reach the preview",
+                PREVIEW_PORT,
+                f"previewPort {preview[1]} is the environment's own listener port "
+                "(router.listen)",
+                hint="choose another port: the preview listener opens beside the main one",
             )
         )
     return findings + router_findings(env)
+
+
+PREVIEW_PORT: Loc = ("strategy", "blueGreen", "previewPort")
+DEFAULT_LISTEN_HOST = "127.0.0.1"  # models.RouterSpec.listen's default host
+
+
+def _listen_address(env: Mapping[str, object]) -> tuple[str, int] | None:
+    """The (host, port) the environment's router listens on, when the spec fixes it."""
+    router = env.get("router")
+    listen = router.get("listen") if isinstance(router, Mapping) else None
+    if not isinstance(listen, str):
+        return None
+    host, _, port = listen.rpartition(":")
+    if not port.isdigit() or int(port) == 0:
+        return None  # port 0: kiln picks a free one, which never collides
+    return host, int(port)
+
+
+def _preview_address(env: Mapping[str, object]) -> tuple[str, int] | None:
+    """The (host, port) of the blue/green preview listener: the router's host."""
+    strategy = env.get("strategy")
+    blue_green = strategy.get("blueGreen") if isinstance(strategy, Mapping) else None
+    port = blue_green.get("previewPort") if isinstance(blue_green, Mapping) else None
+    if not isinstance(port, int) or isinstance(port, bool):
+        return None
+    router = env.get("router")
+    listen = router.get("listen") if isinstance(router, Mapping) else None
+    host = listen.rpartition(":")[0] if isinstance(listen, str) else DEFAULT_LISTEN_HOST
+    return host, port
+
+
+def _shared_ports(environments: object) -> list[Finding]:
+    """A preview port that another environment's preview or main listener already uses
+    on the same host: one of the two routers could never bind it."""
+    used: dict[tuple[str, int], str] = {}
+    for _, env in _items(environments):
+        listen = _listen_address(env)
+        name = env.get("name")
+        if listen is not None and isinstance(name, str):
+            used.setdefault(listen, f"the listener port of environment {name!r}")
+    findings: list[Finding] = []
+    for index, env in _items(environments):
+        preview = _preview_address(env)
+        name = env.get("name")
+        if preview is None or not isinstance(name, str) or preview == _listen_address(env):
+            continue
+        owner = used.get(preview)
+        if owner is not None:
+            findings.append(
+                Finding(
+                    ("environments", index, *PREVIEW_PORT),
+                    f"previewPort {preview[1]} is already {owner}",
+                    hint="give each environment its own preview port",
+                )
+            )
+        else:
+            used[preview] = f"the preview port of environment {name!r}"
+    return findings
 
 
 LATENCY_METRICS = ("latency-p50", "latency-p95", "latency-p99")

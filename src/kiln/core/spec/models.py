@@ -462,7 +462,10 @@ class BlueGreen(Model):
         None,
         ge=1,
         le=65535,
-        description="Not built yet (refused): a second listener that always routes to the preview.",
+        description=(
+            "A second listener on the router's host that serves only the new release "
+            "while the preview is open (closed after promotion or rollback)."
+        ),
     )
     auto_promotion_seconds: int | None = Field(
         0,

@@ -131,6 +131,23 @@ def compile_plan(table: RouteTable) -> Plan:
     )
 
 
+def listener_plan(table: RouteTable, release: str) -> Plan:
+    """The plan of a listener that serves ``release`` only (the preview port): every
+    slot is that release; no rules, stickiness or mirroring apply there."""
+    backends = next((r.backends for r in table.releases if r.name == release), ())
+    return Plan(
+        table=table,
+        slots=(release,),
+        backends=MappingProxyType({release: backends}),
+        header_rules=MappingProxyType({}),
+        cookie_rules=MappingProxyType({}),
+        sticky_cookie=None,
+        sticky_targets=frozenset(),
+        mirror_release=None,
+        mirror_mask=(),
+    )
+
+
 def parse_cookie_header(value: str) -> dict[str, str]:
     """Cookie pairs of one ``Cookie`` header (RFC 6265 §5.4); the first of a name wins."""
     out: dict[str, str] = {}

@@ -10,11 +10,16 @@ Invariants are checked in the constructor (every problem at once, as a
   target only once it has backends);
 - a backend ``host:port`` appears once in the whole table (metrics and the
   HAProxy server names map a backend to exactly one release);
-- header/cookie rules and the mirror name a release that has backends.
+- header/cookie rules and the mirror name a release that has backends;
+- a listener (``listeners``: "port P serves release R only", the blue/green
+  preview port) names a release that has backends, a port in 1..65535, and no
+  port twice. Weights and rules do not apply on such a port.
 
 ``to_json`` is the canonical form (sorted keys, no spaces, UTF-8): it is what the
 embedded router persists and what the admin API exchanges, so equal tables are
-equal bytes.
+equal bytes. ``listeners`` is written only when there is one, so a table without
+them has the same bytes as before the field existed, and a persisted table that
+lacks the field reads as having none.
 """
 
 from __future__ import annotations
@@ -112,6 +117,15 @@ class Mirror:
     percent: int = 100
 
 
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """A listener of its own on ``port`` (the router's bind host) that sends every
+    request to ``release``: the blue/green preview port."""
+
+    port: int
+    release: str
+
+
 @dataclass(frozen=True)
 class RouteTable:
     generation: int
@@ -120,6 +134,7 @@ class RouteTable:
     rules: tuple[Rule, ...] = ()
     sticky: Sticky | None = None
     mirror: Mirror | None = None
+    listeners: tuple[Listener, ...] = ()
     _by_name: dict[str, Release] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -138,10 +153,25 @@ class RouteTable:
 
     def with_generation(self, generation: int) -> RouteTable:
         return RouteTable(
-            generation, self.environment, self.releases, self.rules, self.sticky, self.mirror
+            generation,
+            self.environment,
+            self.releases,
+            self.rules,
+            self.sticky,
+            self.mirror,
+            self.listeners,
         )
 
+    def listener(self, port: int) -> Listener | None:
+        return next((item for item in self.listeners if item.port == port), None)
+
     def to_dict(self) -> dict[str, Any]:
+        out = self._to_dict()
+        if self.listeners:
+            out["listeners"] = [{"port": i.port, "release": i.release} for i in self.listeners]
+        return out
+
+    def _to_dict(self) -> dict[str, Any]:
         rules: list[dict[str, str]] = []
         for rule in self.rules:
             kind = "header" if isinstance(rule, HeaderMatch) else "cookie"
@@ -202,7 +232,15 @@ def from_json(data: bytes | str) -> RouteTable:
 def from_dict(raw: object) -> RouteTable:
     if not isinstance(raw, dict):
         raise InvalidInput("route table must be a JSON object")
-    unknown = set(raw) - {"generation", "environment", "releases", "rules", "sticky", "mirror"}
+    unknown = set(raw) - {
+        "generation",
+        "environment",
+        "releases",
+        "rules",
+        "sticky",
+        "mirror",
+        "listeners",
+    }
     if unknown:
         raise InvalidInput(f"route table has unknown fields: {', '.join(sorted(unknown))}")
     try:
@@ -236,6 +274,9 @@ def from_dict(raw: object) -> RouteTable:
             if mirror_raw is None
             else Mirror(_str(mirror_raw, "release"), _int(mirror_raw, "percent"))
         )
+        listeners = tuple(
+            Listener(_int(item, "port"), _str(item, "release")) for item in _list(raw, "listeners")
+        )
         return RouteTable(
             generation=_int(raw, "generation"),
             environment=_str(raw, "environment"),
@@ -243,6 +284,7 @@ def from_dict(raw: object) -> RouteTable:
             rules=tuple(rules),
             sticky=sticky,
             mirror=mirror,
+            listeners=listeners,
         )
     except (KeyError, TypeError, AttributeError) as exc:
         raise InvalidInput(f"route table is malformed: {exc}") from exc
@@ -338,4 +380,20 @@ def _problems(table: RouteTable) -> list[Problem]:
             bad("mirror.release", f"release {table.mirror.release!r} is absent or has no backends")
         if not isinstance(table.mirror.percent, int) or not 1 <= table.mirror.percent <= 100:
             bad("mirror.percent", "must be an integer 1..100")
+    ports: set[int] = set()
+    for i, item in enumerate(table.listeners):
+        where = f"listeners[{i}]"
+        port = item.port
+        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+            bad(f"{where}.port", f"{port!r} is not a port 1..65535")
+        elif port in ports:
+            bad(f"{where}.port", f"port {port} is listed twice", hint="one release per port")
+        else:
+            ports.add(port)
+        if item.release not in serving:
+            bad(
+                f"{where}.release",
+                f"release {item.release!r} is absent or has no backends",
+                hint="a listener opens only for a release with ready instances",
+            )
     return out

@@ -31,7 +31,7 @@ import re
 from collections import deque
 from collections.abc import Coroutine
 from time import monotonic
-from typing import Any
+from typing import Any, Protocol
 
 import httptools
 
@@ -259,12 +259,21 @@ _REWRITTEN_REQUEST = re.compile(
 )
 
 
+class RouteSource(Protocol):
+    """Where a connection reads its routes: the data plane (the main listener) or an
+    extra listener that serves one release (``listeners.PortListener``)."""
+
+    routes: Routes | None
+    draining: bool
+
+
 class ClientConnection(asyncio.Protocol):
     """One downstream connection: parses requests, routes them one at a time (pipelined
     requests wait their turn), and writes the responses back in order."""
 
-    def __init__(self, dp: DataPlane) -> None:
+    def __init__(self, dp: DataPlane, source: RouteSource | None = None) -> None:
         self.dp = dp
+        self.source: RouteSource = dp if source is None else source
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         # The fast path (``_fast_request``) validates with a second parser that has
@@ -320,7 +329,7 @@ class ClientConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if not self.mid and data[-4:] == b"\r\n\r\n":
-            routes = self.dp.routes
+            routes = self.source.routes
             if routes is not None and routes.plain and self._fast_request(data, routes):
                 return
         try:
@@ -497,7 +506,7 @@ class ClientConnection(asyncio.Protocol):
         parser = self.parser
         self.http11 = parser.get_http_version() == "1.1"
         method: bytes = parser.get_method()
-        routes = dp.routes  # the table current when the head is complete
+        routes = self.source.routes  # the table current when the head is complete
         chunked = self.chunked
         lines = self.lines
         rule_target: Target | None = None
@@ -643,7 +652,7 @@ class ClientConnection(asyncio.Protocol):
             if not self.queue:
                 self.resume_reading()
             self._start(nxt)
-        elif dp.draining:
+        elif dp.draining or self.source.draining:
             self.close()
 
 

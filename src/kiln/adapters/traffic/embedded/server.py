@@ -7,6 +7,13 @@ involved. Every apply writes the table to ``state_file`` with
 ``kiln.fsio.write_atomic`` (in a worker thread, so the event loop keeps serving)
 and only then swaps it in: a table that was answered 200 survives a crash.
 
+A table's ``listeners`` (the blue/green preview port) are opened on the same
+bind host by ``listeners.PortListeners``: their sockets are bound before the
+table is persisted, so a port that cannot be bound refuses the apply (409 with
+the port named) instead of persisting a table the router cannot serve. A
+restarted router reopens them from the persisted table after the main listener;
+one that cannot be bound then is reported on stderr and in ``/health``.
+
 Once listening, one JSON line goes to stdout (``{"event": "ready", "listen":
 "host:port", ...}``) so a supervisor learns the port it asked the kernel for.
 SIGTERM/SIGINT drain: stop accepting, close idle keep-alive clients, let
@@ -29,6 +36,7 @@ from pathlib import Path
 from prometheus_client.exposition import generate_latest
 
 from kiln.adapters.traffic.embedded.admin import error_response, json_response, serve_admin
+from kiln.adapters.traffic.embedded.listeners import PortListeners
 from kiln.adapters.traffic.embedded.proxy import ClientConnection, DataPlane, idle_sweeper
 from kiln.adapters.traffic.embedded.stats import StatsCollector, StatsView, registry_for
 from kiln.core.traffic.metrics import BackendHealth, DataPlaneHealth, RouterMetrics
@@ -81,6 +89,7 @@ class RouterServer:
         self.config = config
         self.loop = loop
         self.dp = DataPlane(loop)
+        self.listeners = PortListeners(self.dp, config.listen_host)
         self.table: RouteTable | None = None
         self.apply_lock = asyncio.Lock()
         self.data_server: asyncio.AbstractServer | None = None
@@ -112,6 +121,8 @@ class RouterServer:
             self.metrics_server = await asyncio.start_server(
                 self._metrics_http, self.config.metrics_host, self.config.metrics_port
             )
+        if table is not None:
+            await self.listeners.reopen(table)
         idle_sweeper(self.dp)
         host, port = sock.getsockname()[:2]
         return f"{host}:{port}"
@@ -122,6 +133,7 @@ class RouterServer:
         dp.draining = True
         if self.data_server is not None:
             self.data_server.close()
+        self.listeners.close_all()
         dp.close_idle_clients()
         deadline = self.loop.time() + self.config.drain_timeout
         while dp.in_flight > 0 and self.loop.time() < deadline:
@@ -145,17 +157,29 @@ class RouterServer:
     def _install(self, table: RouteTable) -> None:
         self.dp.install(compile_plan(table))
         self.table = table
+        self.listeners.converge(table)
 
     async def apply(self, data: bytes) -> int:
         table = from_json(data)
         async with self.apply_lock:
-            if not must_install(self.table, table):
+            # Bind first: a port that cannot be bound refuses the table before it is
+            # persisted (the same table again retries a port that failed at start).
+            fresh = must_install(self.table, table)
+            bound = self.listeners.bind(table)
+            if not fresh:
+                await self.listeners.start(table, bound)
                 return table.generation
             blob = table.to_json()
-            await self.loop.run_in_executor(
-                None, lambda: write_atomic(self.config.state_file, blob, mode=0o600)
-            )
+            try:
+                await self.loop.run_in_executor(
+                    None, lambda: write_atomic(self.config.state_file, blob, mode=0o600)
+                )
+            except BaseException:
+                for sock in bound.values():
+                    sock.close()
+                raise
             self._install(table)
+            await self.listeners.start(table, bound)
         return table.generation
 
     # -- views ------------------------------------------------------------------------------
@@ -180,6 +204,9 @@ class RouterServer:
         dp = self.dp
         serving = self.table is not None and not dp.draining
         detail = "draining" if dp.draining else "serving" if serving else "no route table yet"
+        extra = self.listeners.describe()
+        if extra:
+            detail += f" ({extra})"
         return DataPlaneHealth(
             serving=serving,
             generation=self.table.generation if self.table else None,
