@@ -285,4 +285,5 @@ def _table(app: App, envs: list[dict[str, Any]]) -> None:
     app.console().print(table)
     for env in envs:
         if env.get("previewUrl"):
-            app.console().print(f"{env['name']} preview: {env['previewUrl']} (the new release only)")
+            url = env["previewUrl"]
+            app.console().print(f"{env['name']} preview: {url} (the new release only)")

@@ -117,3 +117,17 @@ def test_a_preview_header_that_is_not_a_token_is_refused(header: str) -> None:
         base_config(
             "prod", "127.0.0.1:8080", Path("/k.sock"), preview=PreviewRoute(header, Path("/p"))
         )
+
+
+def test_a_preview_port_is_a_frontend_of_its_own_on_the_preview_backend() -> None:
+    preview = PreviewRoute("x-kiln-preview", Path("/run/prod.preview"), 9001)
+    text = base_config("prod", "127.0.0.1:8080", Path("/run/k.sock"), preview=preview)
+    assert (
+        "frontend fe_prod_preview\n    bind 127.0.0.1:9001\n    option forwardfor\n"
+        "    default_backend be_prod_preview\n"
+    ) in text
+    # without a port, no second frontend
+    plain = base_config(
+        "prod", "127.0.0.1:8080", Path("/run/k.sock"), preview=PreviewRoute("x", Path("/p"))
+    )
+    assert "fe_prod_preview" not in plain

@@ -317,7 +317,7 @@ class HAProxyRouter:
         listener = table.listeners[0]
         if len(table.listeners) > 1 or listener.port != port:
             raise InvalidInput(
-                f"this HAProxy has "
+                "this HAProxy has "
                 + (f"its preview port on {port}" if port else "no preview port")
                 + f", the table asks for {', '.join(str(i.port) for i in table.listeners)}",
                 hint="HAProxy opens ports only when it starts: `kiln down`, then deploy",

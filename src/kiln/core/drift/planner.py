@@ -259,7 +259,9 @@ def _route_drift(
     if table.mirror is not None:
         problems.append(f"mirrors to {table.mirror.release}")
     for listener in table.listeners:
-        problems.append(f"port {listener.port} serves {listener.release}, which no rollout declares")
+        problems.append(
+            f"port {listener.port} serves {listener.release}, which no rollout declares"
+        )
     problems.extend(data_plane)
     if not problems:
         return None

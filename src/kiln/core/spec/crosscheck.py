@@ -140,8 +140,7 @@ def environment_findings(env: Mapping[str, object]) -> list[Finding]:
         findings.append(
             Finding(
                 PREVIEW_PORT,
-                f"previewPort {preview[1]} is the environment's own listener port "
-                "(router.listen)",
+                f"previewPort {preview[1]} is the environment's own listener port (router.listen)",
                 hint="choose another port: the preview listener opens beside the main one",
             )
         )

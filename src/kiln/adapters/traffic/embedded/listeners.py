@@ -145,4 +145,3 @@ class PortListeners:
         parts = [f"port {port} serves {lst.release}" for port, lst in sorted(self.open.items())]
         parts += [f"port {port} not open: {why}" for port, why in sorted(self.errors.items())]
         return "; ".join(parts)
-

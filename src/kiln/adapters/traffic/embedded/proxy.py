@@ -502,7 +502,6 @@ class ClientConnection(asyncio.Protocol):
                 ex.request_done = True
 
     def _on_request(self) -> None:
-        dp = self.dp
         parser = self.parser
         self.http11 = parser.get_http_version() == "1.1"
         method: bytes = parser.get_method()
