@@ -1,0 +1,115 @@
+"""Blue/green with a preview port and manual promotion, through the real controller
+and the real embedded router, under load on the main port.
+
+While the preview is open, the environment's `previewPort` serves the new release
+only (no header needed) and `kiln status` names its URL; the main port keeps
+serving the old release. `kiln promote` moves all traffic and closes the preview
+port. No request on the main port fails.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kiln.adapters.store.desired import SqliteDesiredState
+from kiln.bootstrap.runtime import provider
+from tests.e2e.test_bluegreen_manual import instances_of, served, settles_on, wait_for
+from tests.e2e.test_controller_kill9 import (
+    build_version,
+    cli,
+    environment,
+    make_project,
+    router_port,
+)
+from tests.e2e.test_rollout_executor import Traffic
+
+pytestmark = pytest.mark.e2e
+
+SPEC = """\
+service: hello
+build:
+  command: ["python", "app.py"]
+  port: 8000
+  requirements: requirements.txt
+environments:
+  - name: prod
+    replicas: 2
+    allowUnsigned: true
+    gates: [naming]  # this story is about the preview port; gates have their own tests
+    health: {{interval: 50ms, startTimeout: 20s}}
+    strategy:
+      blueGreen: {{previewPort: {port}, autoPromotionSeconds: null}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def refuses_connections(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(2)
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.fixture
+def preview_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, preview_port: int
+) -> Iterator[Path]:
+    yield from make_project(tmp_path, monkeypatch, SPEC.format(port=preview_port))
+
+
+def test_the_preview_port_serves_the_new_release_until_promotion(
+    project: Path, capsys: pytest.CaptureFixture[str], preview_port: int
+) -> None:
+    state_dir = project / ".kiln"
+    v1 = build_version(project, capsys, "v1")
+    assert cli(capsys, "deploy", "prod", v1, "--no-wait")[0] == 0
+    desired = SqliteDesiredState(state_dir / "state.db")
+    runtime = provider("process", state_dir)
+    try:
+        # The first release waits for `kiln promote` too; nothing is stable to keep yet.
+        wait_for(desired, "the first pause", lambda s: str(s.phase) == "stepping")
+        assert cli(capsys, "promote", "prod")[0] == 0
+        wait_for(desired, "the first release", lambda s: str(s.phase) == "succeeded")
+        assert refuses_connections(preview_port)
+        port = router_port(environment(capsys, "prod")["url"])
+        v2 = build_version(project, capsys, "v2")
+        with Traffic(port) as traffic:
+            code, _, err = cli(capsys, "deploy", "prod", v2, "--no-wait")
+            assert code == 0, err
+            state = wait_for(desired, "the preview", lambda s: s.preview and s.weight == 0)
+            new = instances_of(runtime, state.candidate)
+            old = instances_of(runtime, str(state.stable))
+            assert len(new) == 2 and not new & old
+            # The preview port: the new release only, no header needed.
+            settles_on(preview_port, new)
+            assert served(port, 20) <= old
+            url = f"http://127.0.0.1:{preview_port}"
+            assert environment(capsys, "prod")["previewUrl"] == url
+            code, out, _ = cli(capsys, "status", "prod")
+            assert code == 0 and f"prod preview: {url} (the new release only)" in out
+
+            assert cli(capsys, "promote", "prod")[0] == 0
+            wait_for(desired, "the promotion", lambda s: str(s.phase) == "succeeded")
+            settles_on(port, new)
+            assert refuses_connections(preview_port)
+            assert environment(capsys, "prod")["previewUrl"] is None
+        with capsys.disabled():
+            print(f"\nblue/green preview port: ok {traffic.ok}, failed {traffic.failures}")
+        assert traffic.ok > 0
+        assert traffic.failures == []
+        assert traffic.server_errors == 0
+    finally:
+        desired.close()
