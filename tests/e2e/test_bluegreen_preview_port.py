@@ -4,12 +4,13 @@ and the real embedded router, under load on the main port.
 While the preview is open, the environment's `previewPort` serves the new release
 only (no header needed) and `kiln status` names its URL; the main port keeps
 serving the old release. `kiln promote` moves all traffic and closes the preview
-port. No request on the main port fails.
+port; so does `kiln abort` of a later preview. No request on the main port fails.
 """
 
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,10 +53,25 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def refuses_connections(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(2)
-        return probe.connect_ex(("127.0.0.1", port)) != 0
+def listening(port: int, wanted: bool) -> None:
+    """The route follows the persisted state (persist, then act): wait for the port to
+    accept (``wanted``) or refuse connections."""
+    deadline = time.monotonic() + 10
+    while True:
+        with socket.socket() as probe:
+            probe.settimeout(2)
+            if (probe.connect_ex(("127.0.0.1", port)) == 0) == wanted:
+                return
+        assert time.monotonic() < deadline, f"port {port} never {'opened' if wanted else 'closed'}"
+        time.sleep(0.05)
+
+
+def closes(port: int) -> None:
+    listening(port, False)
+
+
+def opens(port: int) -> None:
+    listening(port, True)
 
 
 @pytest.fixture
@@ -64,9 +80,7 @@ def preview_port() -> int:
 
 
 @pytest.fixture
-def project(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, preview_port: int
-) -> Iterator[Path]:
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, preview_port: int) -> Iterator[Path]:
     yield from make_project(tmp_path, monkeypatch, SPEC.format(port=preview_port))
 
 
@@ -83,7 +97,7 @@ def test_the_preview_port_serves_the_new_release_until_promotion(
         wait_for(desired, "the first pause", lambda s: str(s.phase) == "stepping")
         assert cli(capsys, "promote", "prod")[0] == 0
         wait_for(desired, "the first release", lambda s: str(s.phase) == "succeeded")
-        assert refuses_connections(preview_port)
+        closes(preview_port)
         port = router_port(environment(capsys, "prod")["url"])
         v2 = build_version(project, capsys, "v2")
         with Traffic(port) as traffic:
@@ -94,6 +108,7 @@ def test_the_preview_port_serves_the_new_release_until_promotion(
             old = instances_of(runtime, str(state.stable))
             assert len(new) == 2 and not new & old
             # The preview port: the new release only, no header needed.
+            opens(preview_port)
             settles_on(preview_port, new)
             assert served(port, 20) <= old
             url = f"http://127.0.0.1:{preview_port}"
@@ -104,8 +119,24 @@ def test_the_preview_port_serves_the_new_release_until_promotion(
             assert cli(capsys, "promote", "prod")[0] == 0
             wait_for(desired, "the promotion", lambda s: str(s.phase) == "succeeded")
             settles_on(port, new)
-            assert refuses_connections(preview_port)
+            closes(preview_port)
             assert environment(capsys, "prod")["previewUrl"] is None
+
+            # An aborted preview closes the port too; the stable release never moved.
+            v3 = build_version(project, capsys, "v3")
+            code, _, err = cli(capsys, "deploy", "prod", v3, "--no-wait")
+            assert code == 0, err
+            third = wait_for(
+                desired,
+                "the second preview",
+                lambda s: s.preview and s.candidate != state.candidate,
+            )
+            opens(preview_port)
+            settles_on(preview_port, instances_of(runtime, third.candidate))
+            assert cli(capsys, "abort", "prod")[0] == 0
+            wait_for(desired, "the abort", lambda s: str(s.phase) == "rolled-back")
+            closes(preview_port)
+            assert served(port, 20) <= new
         with capsys.disabled():
             print(f"\nblue/green preview port: ok {traffic.ok}, failed {traffic.failures}")
         assert traffic.ok > 0

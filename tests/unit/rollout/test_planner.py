@@ -157,6 +157,10 @@ def run(
             (Preview("x-kiln-preview", None), Pause(None), SetWeight(100), Bake(60.0)),
         ),
         (
+            {"blueGreen": {"previewPort": 9001, "autoPromotionSeconds": None}},
+            (Preview("x-kiln-preview", 9001), Pause(None), SetWeight(100)),
+        ),
+        (
             {"blueGreen": {"autoPromotionSeconds": 0, "prePromotionAnalysis": {"duration": "20s"}}},
             (
                 Preview("x-kiln-preview", None),
@@ -262,6 +266,17 @@ def test_blue_green_waits_for_manual_promotion_behind_the_preview_header() -> No
     paused = [d for d in decisions if d.note.endswith("paused")]
     assert len(paused) == 9  # ready at t=5 s, then every 5 s until the promotion at 50 s
     assert world.routes[-1].weight == 100
+
+
+def test_an_aborted_preview_ends_the_preview_route_and_port() -> None:
+    # The executor opens the preview port exactly while ApplyRoute.preview is True.
+    spec = env(
+        replicas=2, strategy={"blueGreen": {"previewPort": 9001, "autoPromotionSeconds": None}}
+    )
+    state, world, _ = run(spec, abort_at=30.0)
+    assert state.phase is Phase.ROLLED_BACK
+    assert world.routes[0] == ApplyRoute("v1", "v2", 0, True)
+    assert world.routes[-1] == ApplyRoute("v1", "v2", 0, False)
 
 
 def test_rollback_during_bake_when_the_old_instances_are_gone_provisions_fresh_ones() -> None:
