@@ -5,7 +5,10 @@ or answers 503 (HAProxy) once a table no longer names it; it survives a restart.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import http.server
+import os
+import signal
 import socket
 import subprocess
 import threading
@@ -23,10 +26,15 @@ from kiln.adapters.traffic.haproxy import (
     PreviewRoute,
     base_config,
 )
+from kiln.bootstrap import dataplane
+from kiln.bootstrap.down import peer_pid
+from kiln.core.spec.loader import load_spec
+from kiln.core.spec.models import Environment
 from kiln.core.traffic.table import Backend, HeaderMatch, Listener, Release, RouteTable
-from kiln.errors import InvalidInput, Refused
+from kiln.errors import InvalidInput, Refused, Temporary
 
 from .conftest import BackendProc, Processes, free_port, start_backends, start_router
+from .test_haproxy_dataplane import wait_gone
 
 pytestmark = pytest.mark.integration
 
@@ -34,13 +42,17 @@ HEADER = "x-kiln-preview"
 
 
 def preview_table(
-    generation: int, stable: BackendProc, new: BackendProc, port: int | None
+    generation: int,
+    stable: BackendProc,
+    new: BackendProc,
+    port: int | None,
+    environment: str = "dev",
 ) -> RouteTable:
     """What the executor applies during a blue/green preview: all traffic on stable,
     the new release behind the header and (with ``port``) its own listener."""
     return RouteTable(
         generation,
-        "dev",
+        environment,
         (
             Release("stable", 100, (Backend.parse(stable.address),)),
             Release("new", 0, (Backend.parse(new.address),)),
@@ -268,3 +280,58 @@ def test_haproxy_without_a_preview_port_refuses_a_listener(
             router.apply(preview_table(1, stable, new, free_port()))
     finally:
         process.stop()
+
+
+# --- the composition root: `router: {kind: haproxy}` with previewPort -----------------------
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Iterator[Path]:
+    state = tmp_path / ".kiln"
+    for sub in ("", "run", "logs"):
+        (state / sub).mkdir(mode=0o700, exist_ok=True)
+    try:
+        yield state
+    finally:
+        pid = peer_pid(dataplane.haproxy_socket(state, "prod"))
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def haproxy_environment(preview_port: int) -> Environment:
+    spec = load_spec(
+        b"service: hello\nenvironments:\n  - name: prod\n    router: {kind: haproxy}\n"
+        + f"    strategy: {{blueGreen: {{previewPort: {preview_port}}}}}\n".encode()
+    )
+    return spec.environment("prod")
+
+
+def test_a_haproxy_environment_with_a_preview_port_serves_it_across_a_kill(
+    state_dir: Path, procs: Processes
+) -> None:
+    preview_port = free_port()
+    env = haproxy_environment(preview_port)
+    stable, new = start_backends(procs, ["stable", "new"])
+    router = dataplane.router_for(state_dir, env)
+    main = int(dataplane.listen_address(state_dir, env).rsplit(":", 1)[1])
+    assert dataplane.preview_url(state_dir, env) == f"http://127.0.0.1:{preview_port}"
+    router.apply(preview_table(1, stable, new, preview_port, "prod"))
+    assert answers(f"http://127.0.0.1:{preview_port}") == {"new": 20}
+    assert answers(f"http://127.0.0.1:{main}") == {"stable": 20}
+
+    pid = peer_pid(dataplane.haproxy_socket(state_dir, "prod"))
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_gone(pid)
+    dataplane.router_for(state_dir, env)
+    assert answers(f"http://127.0.0.1:{preview_port}") == {"new": 20}
+
+
+def test_a_taken_preview_port_stops_haproxy_with_a_clear_error(state_dir: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        env = haproxy_environment(holder.getsockname()[1])
+        with pytest.raises(Temporary, match="cannot bind socket"):
+            dataplane.router_for(state_dir, env)
