@@ -5,7 +5,6 @@ or answers 503 (HAProxy) once a table no longer names it; it survives a restart.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import http.server
 import os
 import signal
@@ -33,6 +32,7 @@ from kiln.core.spec.models import Environment
 from kiln.core.traffic.table import Backend, HeaderMatch, Listener, Release, RouteTable
 from kiln.errors import InvalidInput, Refused, Temporary
 
+from . import test_haproxy_dataplane
 from .conftest import BackendProc, Processes, free_port, start_backends, start_router
 from .test_haproxy_dataplane import wait_gone
 
@@ -285,18 +285,8 @@ def test_haproxy_without_a_preview_port_refuses_a_listener(
 # --- the composition root: `router: {kind: haproxy}` with previewPort -----------------------
 
 
-@pytest.fixture
-def state_dir(tmp_path: Path) -> Iterator[Path]:
-    state = tmp_path / ".kiln"
-    for sub in ("", "run", "logs"):
-        (state / sub).mkdir(mode=0o700, exist_ok=True)
-    try:
-        yield state
-    finally:
-        pid = peer_pid(dataplane.haproxy_socket(state, "prod"))
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+# the composition root's fixture: a state directory whose HAProxy is killed at teardown
+state_dir = test_haproxy_dataplane.state_dir
 
 
 def haproxy_environment(preview_port: int) -> Environment:

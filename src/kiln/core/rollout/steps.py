@@ -5,7 +5,8 @@ loop. Vocabulary follows Argo Rollouts (setWeight, pause, analysis, bake).
 
 - canary: the spec's steps, then a final ``SetWeight(100)`` if the spec does not
   end there (a canary that never reaches 100% would never complete).
-- blueGreen: ``Preview`` (the new release behind the preview header, 0% weight),
+- blueGreen: ``Preview`` (the new release behind the preview header and, with
+  ``previewPort``, on a listener of its own until promotion; 0% weight),
   the optional pre-promotion analysis, a ``Pause`` for ``autoPromotionSeconds``
   (indefinite when null: waits for ``kiln promote``), ``SetWeight(100)``, the
   optional post-promotion analysis, then ``Bake`` while the old release stays warm.
