@@ -193,6 +193,7 @@ class Dashboard:
         out: dict[str, Any] = {
             "name": name,
             "url": env.get("url"),
+            "previewUrl": env.get("previewUrl"),  # while a blue/green preview port is open
             "leader": bool(env.get("leader")),
             "note": env.get("note") or "",
             "error": env.get("error") or "",

@@ -337,6 +337,14 @@ def test_a_failing_router_shows_as_that_environments_error_not_a_blank_page(
     assert env["rollout"]["steps"]
 
 
+def test_an_open_preview_port_shows_its_url_and_none_otherwise(parts: dict[str, Any]) -> None:
+    (env,) = _dashboard(parts).snapshot()["environments"]
+    assert env["previewUrl"] is None
+    parts["status"]["environments"][0]["previewUrl"] = "http://127.0.0.1:9001"
+    (env,) = _dashboard(parts).snapshot()["environments"]
+    assert env["previewUrl"] == "http://127.0.0.1:9001"
+
+
 def test_a_rolled_back_rollout_keeps_its_reason_and_stops_at_its_step(
     parts: dict[str, Any],
 ) -> None:

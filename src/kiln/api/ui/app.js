@@ -416,7 +416,8 @@
       { class: "env-head" },
       el("h2", { id: `env-${env.name}`, text: env.name }),
       el("span", { class: `badge ${env.leader ? "ok" : "warn"}`, text: env.leader ? "leader" : "follower" }),
-      env.url ? el("a", { href: env.url, rel: "noreferrer noopener", target: "_blank", class: "mono", text: env.url }) : null
+      env.url ? el("a", { href: env.url, rel: "noreferrer noopener", target: "_blank", class: "mono", text: env.url }) : null,
+      env.previewUrl ? el("a", { href: env.previewUrl, rel: "noreferrer noopener", target: "_blank", class: "mono", text: `preview ${env.previewUrl}` }) : null
     );
     return el(
       "section",
