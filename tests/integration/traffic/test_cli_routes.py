@@ -9,9 +9,9 @@ import pytest
 
 from kiln.adapters.traffic.embedded.client import EmbeddedRouterClient
 from kiln.cli.main import main
-from kiln.core.traffic.table import Backend, HeaderMatch, Mirror, Release, RouteTable
+from kiln.core.traffic.table import Backend, HeaderMatch, Listener, Mirror, Release, RouteTable
 
-from .conftest import Processes, start_router
+from .conftest import Processes, free_port, start_router
 
 pytestmark = pytest.mark.integration
 
@@ -20,6 +20,7 @@ def test_routes_show_prints_the_served_table(
     tmp_path: Path, procs: Processes, capsys: pytest.CaptureFixture[str]
 ) -> None:
     router = start_router(procs, tmp_path)
+    preview = free_port()
     table = RouteTable(
         3,
         "dev",
@@ -29,6 +30,7 @@ def test_routes_show_prints_the_served_table(
         ),
         rules=(HeaderMatch("x-preview", "r2", "r2"),),
         mirror=Mirror("r2", 5),
+        listeners=(Listener(preview, "r2"),),
     )
     with EmbeddedRouterClient(socket_path=router.admin) as client:
         client.apply(table)
@@ -41,6 +43,7 @@ def test_routes_show_prints_the_served_table(
         " r1       90%     127.0.0.1:9001",
         " r2       10%     127.0.0.1:9002 127.0.0.1:9003",
         "rule: header x-preview=r2 -> r2",
+        f"listener: port {preview} -> r2 only",
         "mirror: 5% of bodiless requests -> r2",
     ]
     assert main(["routes", "show", "dev", "--admin-socket", sock, "--output", "json"]) == 0
