@@ -1,14 +1,16 @@
 """Blue/green with a preview port and manual promotion, through the real controller
-and the real embedded router, under load on the main port.
+and each real router (embedded, HAProxy), under load on the main port.
 
 While the preview is open, the environment's `previewPort` serves the new release
 only (no header needed) and `kiln status` names its URL; the main port keeps
 serving the old release. `kiln promote` moves all traffic and closes the preview
-port; so does `kiln abort` of a later preview. No request on the main port fails.
+port (HAProxy, which cannot drop a port without a reload, answers 503 there); so
+does `kiln abort` of a later preview. No request on the main port fails.
 """
 
 from __future__ import annotations
 
+import http.client
 import socket
 import time
 from collections.abc import Iterator
@@ -42,6 +44,7 @@ environments:
     allowUnsigned: true
     gates: [naming]  # this story is about the preview port; gates have their own tests
     health: {{interval: 50ms, startTimeout: 20s}}
+    router: {{kind: {kind}}}
     strategy:
       blueGreen: {{previewPort: {port}, autoPromotionSeconds: null}}
 """
@@ -53,25 +56,41 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def listening(port: int, wanted: bool) -> None:
-    """The route follows the persisted state (persist, then act): wait for the port to
-    accept (``wanted``) or refuse connections."""
+def preview_status(port: int) -> int | None:
+    """The status of one GET on the preview port; None when nothing accepts there."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    except ConnectionRefusedError:
+        return None
+    finally:
+        conn.close()
+
+
+def preview_becomes(port: int, wanted: int | None, what: str) -> None:
+    """The route follows the persisted state (persist, then act): wait for it."""
     deadline = time.monotonic() + 10
-    while True:
-        with socket.socket() as probe:
-            probe.settimeout(2)
-            if (probe.connect_ex(("127.0.0.1", port)) == 0) == wanted:
-                return
-        assert time.monotonic() < deadline, f"port {port} never {'opened' if wanted else 'closed'}"
+    while preview_status(port) != wanted:
+        assert time.monotonic() < deadline, f"the preview port never {what}"
         time.sleep(0.05)
 
 
-def closes(port: int) -> None:
-    listening(port, False)
-
-
 def opens(port: int) -> None:
-    listening(port, True)
+    preview_becomes(port, 200, "served")
+
+
+def closes(port: int, kind: str) -> None:
+    """Closed: the embedded router stops listening; HAProxy, which cannot drop a port
+    without a reload, answers 503 from its empty preview backend."""
+    preview_becomes(port, None if kind == "embedded" else 503, "closed")
+
+
+@pytest.fixture(params=["embedded", "haproxy"])
+def router_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture
@@ -80,12 +99,15 @@ def preview_port() -> int:
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, preview_port: int) -> Iterator[Path]:
-    yield from make_project(tmp_path, monkeypatch, SPEC.format(port=preview_port))
+def project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, preview_port: int, router_kind: str
+) -> Iterator[Path]:
+    spec = SPEC.format(port=preview_port, kind=router_kind)
+    yield from make_project(tmp_path, monkeypatch, spec)
 
 
 def test_the_preview_port_serves_the_new_release_until_promotion(
-    project: Path, capsys: pytest.CaptureFixture[str], preview_port: int
+    project: Path, capsys: pytest.CaptureFixture[str], preview_port: int, router_kind: str
 ) -> None:
     state_dir = project / ".kiln"
     v1 = build_version(project, capsys, "v1")
@@ -97,7 +119,7 @@ def test_the_preview_port_serves_the_new_release_until_promotion(
         wait_for(desired, "the first pause", lambda s: str(s.phase) == "stepping")
         assert cli(capsys, "promote", "prod")[0] == 0
         wait_for(desired, "the first release", lambda s: str(s.phase) == "succeeded")
-        closes(preview_port)
+        closes(preview_port, router_kind)
         port = router_port(environment(capsys, "prod")["url"])
         v2 = build_version(project, capsys, "v2")
         with Traffic(port) as traffic:
@@ -119,7 +141,7 @@ def test_the_preview_port_serves_the_new_release_until_promotion(
             assert cli(capsys, "promote", "prod")[0] == 0
             wait_for(desired, "the promotion", lambda s: str(s.phase) == "succeeded")
             settles_on(port, new)
-            closes(preview_port)
+            closes(preview_port, router_kind)
             assert environment(capsys, "prod")["previewUrl"] is None
 
             # An aborted preview closes the port too; the stable release never moved.
@@ -135,10 +157,10 @@ def test_the_preview_port_serves_the_new_release_until_promotion(
             settles_on(preview_port, instances_of(runtime, third.candidate))
             assert cli(capsys, "abort", "prod")[0] == 0
             wait_for(desired, "the abort", lambda s: str(s.phase) == "rolled-back")
-            closes(preview_port)
+            closes(preview_port, router_kind)
             assert served(port, 20) <= new
         with capsys.disabled():
-            print(f"\nblue/green preview port: ok {traffic.ok}, failed {traffic.failures}")
+            print(f"\npreview port ({router_kind}): ok {traffic.ok}, failed {traffic.failures}")
         assert traffic.ok > 0
         assert traffic.failures == []
         assert traffic.server_errors == 0
