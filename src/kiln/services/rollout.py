@@ -287,8 +287,13 @@ class RolloutExecutor:
             seen = self._observe(env, state, tracked)
             decision = planner.decide(env, state, seen)
             if decision.state != state:
-                self._desired.save_rollout(decision.state)  # before acting: crash-safe
+                # The ledger first, then the state, then act (crash-safe). Whoever sees
+                # the saved phase (`kiln deploy` following it, the next environment's
+                # promotion gate) must find its event: a saved `succeeded` without its
+                # deploy.complete read as "has not run healthy". A crash in between
+                # records the transition again on resume rather than never.
                 self._record_transition(env, state, decision)
+                self._desired.save_rollout(decision.state)
             self._apply(env, decision, tracked)
         finally:
             self._listing = None
