@@ -1,18 +1,22 @@
-"""A saved rollout phase never runs ahead of the ledger.
+"""A rollout phase is shown only once the ledger holds its events.
 
-Whoever follows a rollout reads its saved phase (the controller's API, so `kiln
-deploy` and `kiln pipeline run`) and then asks the ledger what happened: the
-promotion gate of the next environment looks for the ``deploy.complete``. So
-when a terminal phase is saved, its event must already be recorded; otherwise
-a reader in between is told the release "has not run healthy".
+Whoever follows a rollout reads its phase through the controller (its API, so
+`kiln deploy` and `kiln pipeline run`) and then asks the ledger what happened:
+the promotion gate of the next environment looks for the ``deploy.complete``.
+So a reader must never get a terminal phase whose event is not recorded yet;
+otherwise it is told the release "has not run healthy". The executor saves a
+transition first (crash-safe, and where a fenced store refuses a stale leader)
+and records it next; ``RolloutExecutor.rollout`` does not answer in between.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,7 +48,7 @@ environments:
 """
 )
 V1, V2 = digest_bytes(b"v1"), digest_bytes(b"v2")
-TERMINAL_EVENT = {Phase.SUCCEEDED: EventKind.DEPLOY_COMPLETE, Phase.ROLLED_BACK: EventKind.ROLLBACK}
+TERMINAL_EVENTS = {EventKind.DEPLOY_COMPLETE, EventKind.ROLLBACK}
 
 
 @dataclass
@@ -61,35 +65,45 @@ class Clock:
         self.at += timedelta(seconds=seconds)
 
 
-class CheckedDesired(SqliteDesiredState):
-    """The real store, checking at every save that the ledger is not behind it."""
+class ReadingRecorder(MemoryRecorder):
+    """Records like the others; just before a terminal event is recorded, another
+    thread reads the rollout the way the controller's API does, and what it got
+    before the event was in (or None: it was kept waiting) is kept in ``early``."""
 
-    def __init__(self, path: Path, ledger: MemoryRecorder) -> None:
-        super().__init__(path)
-        self.ledger = ledger
-        self.saved: list[Phase] = []
+    def __init__(self) -> None:
+        super().__init__()
+        self.read: Callable[[], RolloutState | None] | None = None
+        self.early: list[Phase | None] = []
+        self.readers: list[tuple[threading.Thread, list[RolloutState | None]]] = []
 
-    def save_rollout(self, state: RolloutState) -> None:
-        kind = TERMINAL_EVENT.get(state.phase)
-        if kind is not None:
-            recorded = [
-                e
-                for e in self.ledger.events
-                if e["kind"] is kind and e["details"].get("deployment") == state.deployment
-            ]
-            assert recorded, f"{state.phase} saved before its {kind} was recorded"
-        self.saved.append(state.phase)
-        super().save_rollout(state)
+    def record(self, kind: EventKind, **kw: Any) -> int:
+        if kind in TERMINAL_EVENTS and self.read is not None:
+            read = self.read
+            seen: list[RolloutState | None] = []
+            reader = threading.Thread(target=lambda: seen.append(read()))
+            reader.start()
+            reader.join(0.5)  # ample for a read that is not held back
+            self.early.append(seen[0].phase if seen and seen[0] is not None else None)
+            self.readers.append((reader, seen))
+        return super().record(kind, **kw)
+
+    def shown_later(self) -> list[Phase | None]:
+        """What each held-back reader got in the end."""
+        out = []
+        for reader, seen in self.readers:
+            reader.join(10)
+            out.append(seen[0].phase if seen and seen[0] is not None else None)
+        return out
 
 
 @dataclass
 class Rig:
     tmp: Path
     clock: Clock = field(default_factory=Clock)
-    ledger: MemoryRecorder = field(default_factory=MemoryRecorder)
+    ledger: ReadingRecorder = field(default_factory=ReadingRecorder)
 
-    def executor(self) -> tuple[RolloutExecutor, CheckedDesired]:
-        desired = CheckedDesired(self.tmp / "state.db", self.ledger)
+    def executor(self) -> RolloutExecutor:
+        desired = SqliteDesiredState(self.tmp / "state.db")
 
         def launch(release: Release) -> LaunchSpec:
             return LaunchSpec(
@@ -112,7 +126,8 @@ class Rig:
             launcher=launch,
             actor="test",
         )
-        return executor, desired
+        self.ledger.read = lambda: executor.rollout("dev")
+        return executor
 
 
 def drive(rig: Rig, executor: RolloutExecutor, *, until: Callable[[RolloutState], bool]) -> None:
@@ -129,21 +144,25 @@ def rig(tmp_path: Path) -> Rig:
     return Rig(tmp_path)
 
 
-def test_succeeded_is_saved_only_after_its_deploy_complete_is_recorded(rig: Rig) -> None:
-    executor, desired = rig.executor()
+def test_succeeded_is_shown_only_once_its_deploy_complete_is_recorded(rig: Rig) -> None:
+    executor = rig.executor()
     executor.start("dev", V1)
     drive(rig, executor, until=lambda state: state.phase.terminal)
-    assert (
-        desired.saved[-1] is Phase.SUCCEEDED
-    )  # the check in save_rollout ran  # the check in save_rollout ran
+    assert [e["kind"] for e in rig.ledger.events][-1] is EventKind.DEPLOY_COMPLETE
+    assert rig.ledger.early == [None]  # the reader waited for the event
+    assert rig.ledger.shown_later() == [Phase.SUCCEEDED]
 
 
-def test_rolled_back_is_saved_only_after_its_rollback_is_recorded(rig: Rig) -> None:
-    executor, desired = rig.executor()
+def test_rolled_back_is_shown_only_once_its_rollback_is_recorded(rig: Rig) -> None:
+    executor = rig.executor()
     executor.start("dev", V1)
     drive(rig, executor, until=lambda state: state.phase.terminal)
     executor.start("dev", V2)
     drive(rig, executor, until=lambda state: state.step == 1)  # the pause at 50 %
     executor.signal("dev", Signal.ABORT)
     drive(rig, executor, until=lambda state: state.phase.terminal)
-    assert desired.saved[-1] is Phase.ROLLED_BACK
+    final = executor.rollout("dev")
+    assert final is not None and final.phase is Phase.ROLLED_BACK
+    assert EventKind.ROLLBACK in [e["kind"] for e in rig.ledger.events]
+    assert rig.ledger.early == [None, None]  # deploy.complete of v1, then the rollback
+    assert rig.ledger.shown_later() == [Phase.SUCCEEDED, Phase.ROLLED_BACK]
