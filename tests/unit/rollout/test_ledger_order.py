@@ -14,7 +14,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +22,12 @@ import pytest
 from kiln.adapters.store.desired import SqliteDesiredState
 from kiln.core.digest import digest_bytes
 from kiln.core.ledger.kinds import EventKind
-from kiln.core.release import Release
 from kiln.core.rollout.planner import Phase, RolloutState
-from kiln.core.runtime.model import LaunchSpec
 from kiln.core.spec.loader import load_spec
 from kiln.ports.state import Signal
 from kiln.services.rollout import RolloutExecutor
 from tests.unit.recorder import MemoryRecorder
+from tests.unit.rollout.fakes import Clock, launcher
 from tests.unit.runtime.fakes import FakeProvider
 from tests.unit.traffic.fake_router import FakeRouter
 
@@ -49,20 +47,6 @@ environments:
 )
 V1, V2 = digest_bytes(b"v1"), digest_bytes(b"v2")
 TERMINAL_EVENTS = {EventKind.DEPLOY_COMPLETE, EventKind.ROLLBACK}
-
-
-@dataclass
-class Clock:
-    at: datetime = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.at
-
-    def monotonic(self) -> float:
-        return self.at.timestamp()
-
-    def advance(self, seconds: float) -> None:
-        self.at += timedelta(seconds=seconds)
 
 
 class ReadingRecorder(MemoryRecorder):
@@ -105,17 +89,6 @@ class Rig:
     def executor(self) -> RolloutExecutor:
         desired = SqliteDesiredState(self.tmp / "state.db")
 
-        def launch(release: Release) -> LaunchSpec:
-            return LaunchSpec(
-                service="hello",
-                environment=release.environment,
-                release=release.id,
-                artifact=release.artifact,
-                config_digest=release.config,
-                root=self.tmp,
-                command=("python", "app.py"),
-            )
-
         executor = RolloutExecutor(
             spec=SPEC,
             desired=desired,
@@ -123,7 +96,7 @@ class Rig:
             router=FakeRouter(),
             recorder=self.ledger,
             clock=self.clock,
-            launcher=launch,
+            launcher=launcher(self.tmp),
             actor="test",
         )
         self.ledger.read = lambda: executor.rollout("dev")
