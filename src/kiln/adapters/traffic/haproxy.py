@@ -22,10 +22,11 @@ Release weights (0..100, shared by the release's backends) become per-server
 HAProxy weights (0..256): each server's share ``w_release / n_backends`` is
 scaled so the largest is 256 and rounded, never to 0 for a live share.
 
-Metrics come from ``show stat`` (CSV, parsed into typed rows here at the edge),
-summed per release. HAProxy keeps no latency histogram, so the histograms are
-empty (a judge reads that as inconclusive, never as a pass), and the counters of
-a deleted server disappear with it.
+Metrics (``haproxy_metrics``): counters from ``show stat`` (CSV, parsed into
+typed rows at the edge), summed per release in a ``CountBook`` that keeps the
+last counts of deleted servers, so a release's totals never go backwards; latency
+histograms from HAProxy's request log, which a config built with ``log_fd``
+writes one line per request to a pipe that a ``LatencyLog`` reads.
 
 One header rule is mapped, on the header fixed in the config (the blue/green
 preview): its release's servers go into a second backend ``be_<env>_preview``,
@@ -42,18 +43,23 @@ from dataclasses import dataclass
 from math import gcd, lcm
 from pathlib import Path
 
+from kiln.adapters.traffic.haproxy_metrics import (
+    LOG_FORMAT,
+    CountBook,
+    LatencyLog,
+    Tally,
+    counters,
+)
 from kiln.adapters.traffic.haproxy_runtime import (
     HAProxyProcess,
     RuntimeAPI,
     ServerStat,
+    parse_info,
     parse_stat,
 )
 from kiln.core.traffic.metrics import (
-    LATENCY_BOUNDS,
     BackendHealth,
     DataPlaneHealth,
-    LatencyHistogram,
-    ReleaseMetrics,
     RouterMetrics,
 )
 from kiln.core.traffic.table import Backend, HeaderMatch, RouteTable, from_json, must_install
@@ -104,11 +110,20 @@ def base_config(
     *,
     threads: int = 1,
     preview: PreviewRoute | None = None,
+    log_fd: int | None = None,
 ) -> str:
-    """The static configuration; everything after start goes through the runtime API."""
+    """The static configuration; everything after start goes through the runtime API.
+
+    With ``log_fd``, one line per request (``LOG_FORMAT``) goes to that inherited
+    descriptor (the request-log pipe, see ``haproxy_metrics``), never blocking.
+    """
     be = backend_name(environment)
     route = ""
     preview_backend = ""
+    log_global = log_frontend = ""
+    if log_fd is not None:
+        log_global = f"    log fd@{log_fd} len 1024 format raw local0\n"
+        log_frontend = f'    log global\n    option dontlognull\n    log-format "{LOG_FORMAT}"\n'
     if preview is not None:
         if not _TOKEN.match(preview.header):
             raise InvalidInput(f"preview header {preview.header!r} is not a header name")
@@ -125,7 +140,7 @@ global
     noreuseport
     stats socket {stats_socket} mode 600 level admin
     stats timeout 30s
-
+{log_global}
 defaults
     mode http
     timeout connect 3s
@@ -141,7 +156,7 @@ defaults
 frontend fe_{_safe(environment)}
     bind {listen}
     option forwardfor
-{route}    default_backend {be}
+{log_frontend}{route}    default_backend {be}
 
 backend {be}
     balance roundrobin
@@ -198,6 +213,8 @@ class HAProxyRouter:
         environment: str,
         state_file: Path,
         preview: PreviewRoute | None = None,
+        book: CountBook | None = None,
+        log: LatencyLog | None = None,
     ) -> None:
         self.api = api
         self.environment = environment
@@ -205,6 +222,8 @@ class HAProxyRouter:
         self.preview_backend = preview_backend_name(environment)
         self.state_file = state_file
         self.preview = preview
+        self.book = book if book is not None else CountBook()
+        self.log = log  # the request-log reader, started at the first metrics read
 
     def current(self) -> RouteTable | None:
         try:
@@ -273,6 +292,7 @@ class HAProxyRouter:
             return table.generation
         self._converge(table)
         write_atomic(self.state_file, table.to_json(), mode=0o600)
+        self.book.declare(self._keys(table))
         self.reap()
         return table.generation
 
@@ -383,18 +403,29 @@ class HAProxyRouter:
                 self.api.expect(f"del acl {values} {old}")
 
     def reap(self) -> list[str]:
-        """Delete drained servers that no table wants and that hold no session."""
+        """Delete drained servers that no table wants and that hold no session; their
+        last counts stay in their release's totals (``CountBook.retire``)."""
         wanted = self._wanted(self.current())
+        idle = [
+            (be, name)
+            for be, rows in self._rows().items()
+            for name, row in rows.items()
+            if name not in wanted[be] and row.current_sessions == 0
+        ]
+        if not idle:
+            return []
+        for be, name in idle:
+            self.api.expect(f"set server {be}/{name} state maint")
+        identity, _ = self._identity()
+        final = self._rows()  # in maintenance: these counts no longer move
         deleted: list[str] = []
-        for be, rows in self._rows().items():
-            for name, row in rows.items():
-                if name in wanted[be] or row.current_sessions > 0:
-                    continue
-                self.api.expect(f"set server {be}/{name} state maint")
-                answer = self.api.command(f"del server {be}/{name}").strip()
-                if answer.startswith("Server deleted"):
-                    deleted.append(name)
-                # else: idle or queued connections remain; a later reap will finish it.
+        for be, name in idle:
+            answer = self.api.command(f"del server {be}/{name}").strip()
+            row = final[be].get(name)
+            if answer.startswith("Server deleted") and row is not None:
+                self.book.retire(f"{be}/{name}", _counters(row), identity=identity)
+                deleted.append(name)
+            # else: idle or queued connections remain; a later reap will finish it.
         return deleted
 
     def settle(self, timeout: float = 10.0) -> bool:
@@ -417,26 +448,36 @@ class HAProxyRouter:
             for name, (_, release, _) in servers.items()
         }
 
+    def _keys(self, table: RouteTable | None) -> dict[str, str]:
+        """``backend/server`` -> release, the book's keys, for ``table``."""
+        return {f"{be}/{name}": release for (be, name), release in self._owners(table).items()}
+
+    def _identity(self) -> tuple[str, int]:
+        """Which HAProxy process answers (its counters are its own), and its DroppedLogs."""
+        info = parse_info(self.api.command("show info"))
+        identity = f"{info['Pid']}@{info.get('Start_time_sec', '')}"
+        return identity, int(info.get("DroppedLogs") or 0)
+
     def metrics(self) -> RouterMetrics:
+        if self.log is not None and self.log.start():
+            self.log.drain()
         current = self.current()
-        owners = self._owners(current)
-        sums: dict[str, list[int]] = {}
-        for be, rows in self._rows().items():
-            for name, row in rows.items():
-                release = owners.get((be, name))
-                if release is None:
-                    continue
-                acc = sums.setdefault(release, [0, 0, 0])
-                acc[0] += sum(row.responses)
-                acc[1] += row.responses[4]
-                acc[2] += row.connect_errors + row.response_errors
-        empty = LatencyHistogram(LATENCY_BOUNDS, (0,) * (len(LATENCY_BOUNDS) + 1), 0.0)
+        self.book.declare(self._keys(current))
+        identity, dropped = self._identity()
+        live = {
+            f"{be}/{name}": _counters(row)
+            for be, rows in self._rows().items()
+            for name, row in rows.items()
+        }
+        totals = self.book.read(
+            identity=identity,
+            dropped=dropped,
+            live=live,
+            releases=[r.name for r in current.releases] if current else [],
+        )
         return RouterMetrics(
             generation=current.generation if current else None,
-            releases=tuple(
-                ReleaseMetrics(release, req, e5, conn, empty)
-                for release, (req, e5, conn) in sorted(sums.items())
-            ),
+            releases=tuple(tally.metrics(release) for release, tally in sorted(totals.items())),
         )
 
     def health(self) -> DataPlaneHealth:
@@ -463,6 +504,10 @@ def _preview_rule(table: RouteTable | None) -> HeaderMatch | None:
         return None
     headers = [r for r in table.rules if isinstance(r, HeaderMatch)]
     return headers[0] if len(headers) == 1 else None
+
+
+def _counters(row: ServerStat) -> Tally:
+    return counters(sum(row.responses), row.responses[4], row.connect_errors + row.response_errors)
 
 
 def _is_up(status: str) -> bool:
