@@ -198,5 +198,6 @@ def test_log_lines_lost_while_nobody_reads_are_counted_as_unknown_latency(
         assert a.requests == a.latency.count == 600
         assert a.latency.counts[-1] == dropped == book.lost
         assert a.latency.quantile(0.99) is None
+        assert f"{dropped} request log lines lost" in reader.health().detail
     finally:
         rig.stop()

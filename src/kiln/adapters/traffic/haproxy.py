@@ -480,6 +480,12 @@ class HAProxyRouter:
             releases=tuple(tally.metrics(release) for release, tally in sorted(totals.items())),
         )
 
+    def _lost_lines(self) -> str:
+        lost = self.book.lost
+        if not lost:
+            return ""
+        return f"; {lost} request log lines lost (counted as latency unknown)"
+
     def health(self) -> DataPlaneHealth:
         current = self.current()
         try:
@@ -490,7 +496,7 @@ class HAProxyRouter:
         return DataPlaneHealth(
             serving=current is not None,
             generation=current.generation if current else None,
-            detail="serving" if current else "no route table yet",
+            detail=("serving" if current else "no route table yet") + self._lost_lines(),
             backends=tuple(
                 BackendHealth(owners.get((be, name), ""), row.address, _is_up(row.status), 0)
                 for be, by_name in rows.items()

@@ -42,6 +42,7 @@ import select
 import stat
 import threading
 from bisect import bisect_left
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,7 @@ from kiln.fsio import write_atomic
 LOG_FORMAT = "k1 %b %s %ST %Ta"
 LOG_FD = 9  # the descriptor HAProxy inherits the pipe on (``log fd@9``)
 PIPE_SIZE = 1 << 20
+BATCH_SECONDS = 0.02  # at 40k req/s, 800 lines (~30 KB) wait in the pipe between reads
 _BUCKETS = len(LATENCY_BOUNDS) + 1
 
 
@@ -147,17 +149,20 @@ class CountBook:
     # The log reader's side.
 
     def observe(self, lines: list[bytes]) -> None:
-        """Add request log lines (``LOG_FORMAT``) to their servers' histograms."""
+        """Add request log lines (``LOG_FORMAT``) to their servers' histograms.
+
+        Lines repeat (a few servers, statuses and milliseconds), so identical ones
+        are counted first, in C, and each distinct line is parsed once."""
         with self.lock:
-            for line in lines:
+            for line, times in Counter(lines).items():
                 parts = line.split()
                 if len(parts) != 5 or parts[0] != b"k1":
-                    self.malformed += 1
+                    self.malformed += times
                     continue
                 try:
                     status, ms = int(parts[3]), int(parts[4])
                 except ValueError:
-                    self.malformed += 1
+                    self.malformed += times
                     continue
                 if not 100 <= status <= 599 or ms < 0 or parts[2] == b"<NOSRV>":
                     continue  # no server answered: show stat counts no response either
@@ -165,8 +170,8 @@ class CountBook:
                 tally = self.latency.get(key)
                 if tally is None:
                     tally = self.latency[key] = Tally()
-                tally.buckets[bucket_of(ms)] += 1
-                tally.latency_sum += (ms + 0.5) / 1000
+                tally.buckets[bucket_of(ms)] += times
+                tally.latency_sum += (ms + 0.5) / 1000 * times
 
     # The router's side.
 
@@ -364,6 +369,8 @@ class LatencyLog:
         while not self._stop.is_set():
             if poller.poll(200):
                 self.drain()
+                # Read in batches: a wake-up per line would cost more than the lines.
+                self._stop.wait(BATCH_SECONDS)
 
     def drain(self) -> None:
         """Read every line in the pipe now (the thread's work; a caller may run it
