@@ -16,12 +16,9 @@ as a share of requests. Side by side in one run; read ratios, not absolute req/s
 
 from __future__ import annotations
 
-import argparse
 import os
-import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -30,7 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_router import _cpu_seconds, _free_port, _wait_port, _wrk
+from benchmarks.bench_router import (
+    _cpu_seconds,
+    _free_port,
+    _wrk,
+    bench_arguments,
+    start_static_backend,
+)
 from benchmarks.common import report
 from kiln.adapters.traffic.haproxy import HAProxyProcess, HAProxyRouter, base_config
 from kiln.adapters.traffic.haproxy_metrics import LOG_FD, CountBook, LatencyLog
@@ -57,18 +60,7 @@ def _proxies(work: Path) -> Iterator[dict[str, Proxy]]:
     started: list[HAProxyProcess] = []
     readers: list[LatencyLog] = []
     try:
-        backend_port = _free_port()
-        static = work / "static.cfg"
-        static.write_text(
-            "global\n    nbthread 1\n"
-            "defaults\n    mode http\n    timeout client 30s\n    timeout server 30s\n"
-            "    timeout connect 5s\n"
-            f"frontend static\n    bind 127.0.0.1:{backend_port}\n"
-            "    http-request return status 200 content-type text/plain string ok\n"
-        )
-        haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
-        static_proc = subprocess.Popen([haproxy, "-db", "-f", str(static)])
-        _wait_port(backend_port)
+        backend_port, static_proc = start_static_backend(work)
         table = RouteTable(1, "bench", (Release("r", 100, (Backend("127.0.0.1", backend_port),)),))
         out: dict[str, Proxy] = {}
         for name, logged in (("plain", False), ("logged", True)):
@@ -113,17 +105,7 @@ def _logged(proxy: Proxy) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench_haproxy_log")
-    parser.add_argument("--quick", action="store_true", help="smoke-sized run")
-    parser.add_argument("--runs", type=int, default=None)
-    parser.add_argument("--seconds", type=float, default=None)
-    args = parser.parse_args(argv)
-    runs = args.runs or (1 if args.quick else 5)
-    seconds = args.seconds or (1.5 if args.quick else 5.0)
-    for tool in ("wrk", "haproxy"):
-        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
-            print(f"bench_haproxy_log: {tool} is not installed; skipping", file=sys.stderr)
-            return 1
+    runs, seconds, _ = bench_arguments("bench_haproxy_log", argv, 5)
     names = ("plain", "logged")
     rps: dict[str, list[float]] = {n: [] for n in names}
     cpu: dict[str, list[float]] = {n: [] for n in names}

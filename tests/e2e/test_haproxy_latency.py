@@ -26,23 +26,15 @@ from tests.e2e.test_controller_kill9 import (
     make_project,
     router_port,
 )
+from tests.e2e.test_haproxy_environment import SPEC as HAPROXY_SPEC
 from tests.e2e.test_rollout_executor import Traffic
 
 pytestmark = pytest.mark.e2e
 
-SPEC = """\
-service: hello
-build:
-  command: ["python", "app.py"]
-  port: 8000
-  requirements: requirements.txt
-environments:
-  - name: prod
-    replicas: 1
-    allowUnsigned: true
-    gates: [naming]  # this story is about the data plane; the gates have their own tests
-    health: {interval: 50ms, startTimeout: 20s}
-    router: {kind: haproxy}
+# The story of test_haproxy_environment, one replica, judged on latency instead.
+SPEC = (
+    HAPROXY_SPEC.split("    analysis:")[0].replace("replicas: 2", "replicas: 1")
+    + """\
     analysis:
       metrics:
         - name: p95
@@ -59,6 +51,7 @@ environments:
           - analysis: {duration: 5s}
           - setWeight: 100
 """
+)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from kiln.adapters.traffic.haproxy_rules import cookie_regex
 from kiln.core.traffic.table import Backend, CookieMatch, Mirror, Release, RouteTable, Sticky
 from kiln.errors import InvalidInput
 
-from .conftest import BackendProc, Processes, free_port, start_backends
+from .conftest import Processes, free_port, start_backends
 
 pytestmark = pytest.mark.integration
 
@@ -41,8 +41,12 @@ def haproxy(tmp_path: Path) -> Iterator[tuple[HAProxyRouter, str, HAProxyProcess
         process.stop()
 
 
-def releases(*items: tuple[str, int, BackendProc]) -> tuple[Release, ...]:
-    return tuple(Release(name, weight, (Backend.parse(b.address),)) for name, weight, b in items)
+def three_releases(procs: Processes) -> tuple[Release, ...]:
+    """a at 100 %, b and c at 0 % (reached only through rules), one backend each."""
+    return tuple(
+        Release(name, 100 if name == "a" else 0, (Backend.parse(b.address),))
+        for name, b in zip("abc", start_backends(procs, ["a", "b", "c"]), strict=True)
+    )
 
 
 def answer(url: str, cookie: str | None) -> str:
@@ -54,8 +58,7 @@ def test_cookie_rules_route_by_value_and_change_without_reload(
     haproxy: tuple[HAProxyRouter, str, HAProxyProcess], procs: Processes
 ) -> None:
     router, url, process = haproxy
-    a, b, c = start_backends(procs, ["a", "b", "c"])
-    rels = releases(("a", 100, a), ("b", 0, b), ("c", 0, c))
+    rels = three_releases(procs)
     rules = (
         CookieMatch("cohort", "beta", "b"),
         CookieMatch("cohort", "v$1.x", "b"),
@@ -92,8 +95,7 @@ def test_what_the_haproxy_router_cannot_map_is_refused_clearly(
     haproxy: tuple[HAProxyRouter, str, HAProxyProcess], procs: Processes
 ) -> None:
     router, _, _ = haproxy
-    a, b, c = start_backends(procs, ["a", "b", "c"])
-    rels = releases(("a", 100, a), ("b", 0, b), ("c", 0, c))
+    rels = three_releases(procs)
     three = (
         CookieMatch("k", "1", "a"),
         CookieMatch("k", "2", "b"),
