@@ -5,8 +5,10 @@ restart, and lost log lines counted as unknown latency, never dropped silently."
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,8 +18,12 @@ import pytest
 from kiln.adapters.traffic.haproxy import HAProxyProcess, HAProxyRouter, base_config
 from kiln.adapters.traffic.haproxy_metrics import LOG_FD, CountBook, LatencyLog
 from kiln.adapters.traffic.haproxy_runtime import RuntimeAPI, parse_info
+from kiln.core.analysis import Fail
+from kiln.core.spec.models import AnalysisMetric, MetricSourceKind
 from kiln.core.traffic.metrics import LATENCY_BOUNDS, ReleaseMetrics, RouterMetrics
 from kiln.core.traffic.table import Backend, Release, RouteTable
+from kiln.ports.clock import SystemClock
+from kiln.services.analysis import AnalysisSession, RouterSource
 
 from .conftest import BackendProc, Processes, free_port, start_backends
 
@@ -130,6 +136,46 @@ def test_latency_histograms_per_release_match_the_requests_sent(rig: Rig, procs:
     assert 60 * 0.030 <= b.latency.sum_seconds <= 60 * 1.0
     # The sub-millisecond bucket stays empty: HAProxy's timers are whole milliseconds.
     assert a.latency.counts[0] == 0 and b.latency.counts[0] == 0
+
+
+def total_logged(count: int) -> Callable[[RouterMetrics], bool]:
+    def ready(metrics: RouterMetrics) -> bool:
+        return sum(m.latency.count for m in metrics.releases) == count
+
+    return ready
+
+
+def send_concurrently(url: str, count: int, workers: int = 8) -> None:
+    with ThreadPoolExecutor(workers) as pool:
+        for _ in pool.map(lambda _: send(url, count // workers), range(workers)):
+            pass
+
+
+def test_a_sequential_latency_judge_fails_a_slower_canary_on_haproxy_histograms(
+    rig: Rig, procs: Processes
+) -> None:
+    (fast,) = start_backends(procs, ["fast"])
+    (slow,) = start_backends(procs, ["slow"], delay_ms=30)
+    router = rig.router(CountBook())
+    router.apply(table(1, ("stable", 50, fast), ("canary", 50, slow)))
+    metric = AnalysisMetric.model_validate(
+        {"name": "p95", "metric": "latency-p95", "judge": "sequential"}, strict=False
+    )
+    session = AnalysisSession.start(
+        step=0, canary="canary", baseline="stable", deadline=math.inf, metrics=[metric]
+    )
+    sources = {MetricSourceKind.ROUTER: RouterSource(router, SystemClock())}
+    session.poll(sources, now=0.0)  # the first reading starts the clock
+    sent = 0
+    for _ in range(8):
+        send_concurrently(rig.url, 200)
+        sent += 200
+        settled(router, total_logged(sent))
+        session.poll(sources, now=0.0)
+        if isinstance(session.last["p95"], Fail):
+            break
+    verdict = session.last["p95"]
+    assert isinstance(verdict, Fail), verdict
 
 
 def test_counters_never_go_backwards_when_servers_are_deleted_or_haproxy_restarts(
