@@ -3,11 +3,21 @@ across server deletion and HAProxy restarts, lost lines charged as unknown laten
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
 
-from kiln.adapters.traffic.haproxy_metrics import CountBook, Tally, bucket_of, counters
+from kiln.adapters.traffic.haproxy_metrics import (
+    KEEP_RELEASES,
+    CountBook,
+    LatencyLog,
+    Tally,
+    bucket_of,
+    counters,
+    make_fifo,
+)
 from kiln.core.traffic.metrics import LATENCY_BOUNDS
 from kiln.errors import ConfigError
 
@@ -115,6 +125,20 @@ def test_lost_lines_count_as_unknown_latency_in_every_current_release() -> None:
     assert totals["a"].buckets[-1] == 6 and totals["b"].buckets[-1] == 4
 
 
+def test_the_book_keeps_a_bounded_number_of_old_releases() -> None:
+    book = CountBook()
+    for n in range(KEEP_RELEASES + 10):
+        key = f"be_dev/s_{n}"
+        book.declare({key: f"r{n}"})
+        book.retire(key, counters(n + 1, 0, 0), identity="1@1")
+    totals = book.read(identity="1@1", dropped=0, live={}, releases=["r0"])
+    old = [f"r{n}" for n in range(KEEP_RELEASES + 10)]
+    # The current release, then the most recently met others.
+    assert list(totals) == ["r0", *old[-KEEP_RELEASES:]]
+    assert totals["r0"].requests == 1
+    assert set(book.owner.values()) == set(totals)
+
+
 def test_the_book_survives_a_restart_through_its_file(tmp_path: Path) -> None:
     path = tmp_path / "counts.json"
     book = CountBook(path)
@@ -146,3 +170,39 @@ def test_a_tally_round_trips_and_rejects_a_wrong_shape() -> None:
     assert Tally.from_json(tally.to_json()) == tally
     with pytest.raises(ValueError, match="wrong number of buckets"):
         Tally.from_json([1, 0, 0, [1, 2], 0.0])
+
+
+def test_no_reader_starts_without_the_request_log_pipe(tmp_path: Path) -> None:
+    # An HAProxy started before the request log existed: adopted, no histograms.
+    log = LatencyLog(tmp_path / "missing.log", CountBook())
+    assert not log.start() and not log.running
+    log.close()
+
+
+def test_a_reader_reads_whole_lines_from_the_pipe(tmp_path: Path) -> None:
+    fifo = tmp_path / "requests.log"
+    make_fifo(fifo)
+    make_fifo(fifo)  # kept when it is there
+    book = CountBook()
+    book.declare({A1: "a"})
+    log = LatencyLog(fifo, book)
+    assert log.start()
+    try:
+        assert not LatencyLog(fifo, CountBook()).start()  # one reader at a time
+        writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        os.write(writer, b"k1 be_dev s_a1 200 1\nk1 be_dev s_a1 20")
+        os.write(writer, b"0 2\n")
+        os.close(writer)
+        deadline = time.monotonic() + 5
+        while sum(book.latency.get(A1, Tally()).buckets) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        log.drain()
+        assert sum(book.latency[A1].buckets) == 2 and book.malformed == 0
+    finally:
+        log.close()
+
+
+def test_a_file_where_the_pipe_belongs_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "requests.log").write_text("")
+    with pytest.raises(ConfigError, match="not a named pipe"):
+        make_fifo(tmp_path / "requests.log")

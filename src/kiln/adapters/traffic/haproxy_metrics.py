@@ -56,6 +56,7 @@ from kiln.fsio import write_atomic
 LOG_FORMAT = "k1 %b %s %ST %Ta"
 LOG_FD = 9  # the descriptor HAProxy inherits the pipe on (``log fd@9``)
 PIPE_SIZE = 1 << 20
+KEEP_RELEASES = 32  # releases no longer in the table whose totals the book keeps
 BATCH_SECONDS = 0.02  # at 40k req/s, 800 lines (~30 KB) wait in the pipe between reads
 _BUCKETS = len(LATENCY_BOUNDS) + 1
 
@@ -234,6 +235,7 @@ class CountBook:
                 self.lost += lost
                 for release in releases:
                     self.retired.setdefault(release, Tally()).buckets[-1] += lost
+            self._forget(releases, live)
             totals = {release: tally.copy() for release, tally in self.retired.items()}
             for source in (self.live, self.latency):
                 for key, tally in source.items():
@@ -242,6 +244,18 @@ class CountBook:
                         totals.setdefault(owner, Tally()).add(tally)
         self.save()
         return totals
+
+    def _forget(self, releases: list[str], live: dict[str, Tally]) -> None:
+        """Bound the book: keep the current releases and the ``KEEP_RELEASES`` others
+        the book met last (no judge reads a release that left the table long ago),
+        and the servers of those releases."""
+        current = set(releases)
+        others = [r for r in self.retired if r not in current]
+        for release in others[: max(0, len(others) - KEEP_RELEASES)]:
+            del self.retired[release]
+        kept = current | set(self.retired)
+        for key in [k for k, r in self.owner.items() if r not in kept and k not in live]:
+            del self.owner[key]
 
     def _keep(self, key: str, tally: Tally) -> None:
         release = self.owner.get(key)
@@ -352,6 +366,9 @@ class LatencyLog:
         try:
             # Read-write: a FIFO with no writer left would otherwise poll as hung up.
             fd = os.open(self.fifo, os.O_RDWR | os.O_NONBLOCK)
+        except FileNotFoundError:  # an HAProxy started without the request log
+            os.close(lock_fd)
+            return False
         except OSError:
             os.close(lock_fd)
             raise
