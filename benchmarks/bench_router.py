@@ -143,6 +143,20 @@ def _environment(work: Path) -> Iterator[dict[str, tuple[str, int]]]:
                 proc.stdout.close()
 
 
+def _machine_ticks() -> list[int]:
+    """The machine's CPU time counters (user nice system idle iowait irq softirq steal)."""
+    return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+
+
+def _busy_and_steal(before: list[int], after: list[int]) -> dict[str, float]:
+    delta = [a - b for a, b in zip(after, before, strict=True)]
+    total = sum(delta) or 1
+    return {
+        "busy_pct": 100 * (total - delta[3] - delta[4]) / total,
+        "steal_pct": 100 * delta[7] / total,
+    }
+
+
 def _pin(pid: int, cpus: set[int], realtime: bool) -> None:
     """Pin every thread of ``pid`` to ``cpus``; with ``realtime`` also SCHED_FIFO."""
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -231,7 +245,7 @@ def _phase(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Capacity, then added latency at half of it, with one placement for everything."""
     prefix, where = _place(urls, placement, realtime)
-    load_before = os.getloadavg()[0]
+    load_before, ticks_before = os.getloadavg()[0], _machine_ticks()
     for name in NAMES:  # warm connections and pools
         _wrk(urls[name][0], 1, prefix)
     thr: dict[str, list[float]] = {n: [] for n in NAMES}
@@ -253,7 +267,7 @@ def _phase(
         for proxy in PROXIES:
             base[proxy].append(_loadgen(urls["direct"][0], lat_seconds, rate[proxy], prefix))
             lat[proxy].append(_loadgen(urls[proxy][0], lat_seconds, rate[proxy], prefix))
-    load_after = os.getloadavg()[0]
+    load_after, machine = os.getloadavg()[0], _busy_and_steal(ticks_before, _machine_ticks())
 
     def med(samples: list[dict[str, float]], key: str) -> float:
         return statistics.median(s[key] for s in samples)
@@ -284,6 +298,7 @@ def _phase(
                     "direct_p99_ms": med(base[name], "p99_ms"),
                     "added_service_p99_ms": added(name, "service_p99_ms"),
                     "send_lag_p99_ms": med(base[name] + lat[name], "send_lag_p99_ms"),
+                    "gen_cpu_us_per_req": med(lat[name], "generator_cpu_us_per_req"),
                     "load_1m": med(lat[name], "loadavg_1m"),
                     "errors": sum(s["errors"] for s in lat[name]),
                 }
@@ -293,6 +308,9 @@ def _phase(
         "where": where,
         "realtime": realtime,
         "loadavg_1m": {"start": load_before, "end": load_after},
+        # Over the whole phase: how busy all CPUs were (every job on the machine) and
+        # how much time the hypervisor took from this VM.
+        "machine": machine,
         "samples_rps": thr,
         "samples_cpu_us_per_req": cpu,
         "samples_latency": {"proxy": lat, "direct": base},
@@ -381,7 +399,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{kiln['added_p999_ms']:.2f} ms @ {kiln['rate_50pct']}/s, HAProxy "
             f"{hap['added_p50_ms']:.2f}/{hap['added_p99_ms']:.2f}/{hap['added_p999_ms']:.2f} ms "
             f"@ {hap['rate_50pct']}/s (generator send lag p99 {lag:.2f} ms, "
-            f"load {phases[placement]['loadavg_1m']['end']:.1f})"
+            f"load {phases[placement]['loadavg_1m']['end']:.1f}, CPUs "
+            f"{phases[placement]['machine']['busy_pct']:.0f}% busy, steal "
+            f"{phases[placement]['machine']['steal_pct']:.1f}%)"
         )
         if lag > 2.5:
             print(

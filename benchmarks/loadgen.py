@@ -87,6 +87,11 @@ def _run_delay_ns() -> int:
         return 0
 
 
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
 class LoadGenerator:
     def __init__(self, url: str, rate: float, seconds: float, connections: int) -> None:
         parts = urlsplit(url)
@@ -110,6 +115,7 @@ class LoadGenerator:
         self.completed = 0
         self.open: set[_Connection] = set()
         self.run_delay_ms = 0.0
+        self.cpu_seconds = 0.0
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -168,10 +174,11 @@ class LoadGenerator:
             else:
                 done.set_result(None)
 
-        waited = _run_delay_ns()
+        waited, used = _run_delay_ns(), _cpu_seconds()
         tick()
         await done
         self.run_delay_ms = (_run_delay_ns() - waited) / 1e6
+        self.cpu_seconds = _cpu_seconds() - used
         # Let the requests in flight finish (bounded), then close.
         deadline = loop.time() + 5.0
         while (self.backlog or any(c.busy for c in self.open)) and loop.time() < deadline:
@@ -211,8 +218,10 @@ class LoadGenerator:
             "service_p50_ms": pct(50, services),
             "service_p99_ms": pct(99, services),
             "service_p999_ms": pct(99.9, services),
-            # Time this process was runnable but waiting for a CPU during the run.
+            # Time this process was runnable but waiting for a CPU during the run, and
+            # the CPU it used per request sent (its own share of a shared CPU).
             "generator_cpu_wait_ms": self.run_delay_ms,
+            "generator_cpu_us_per_req": self.cpu_seconds / max(1, self.sent) * 1e6,
             "loadavg_1m": os.getloadavg()[0],
         }
 
