@@ -6,20 +6,36 @@ Proxies under test, each a single process/thread: HAProxy 2.6 driven by kiln's
 ``HAProxyRouter`` (the production config from ``base_config``) and ``kiln
 router`` (uvloop + httptools). Both route one release to the backend.
 
+Each placement is a phase of its own, capacity then latency, the same for every
+target:
+
+- ``pinned`` (the headline): the proxy under test alone on CPU 1, the backend and
+  the client (wrk or the generator) on CPU 0, so the client's own CPU never delays
+  the proxy and capacity is the proxy's one core;
+- ``shared``: nothing pinned, everything competes for every CPU (the earlier
+  method; on a busy 2-core machine it mostly measures the scheduler).
+
+``--realtime`` also runs the backend, both proxies and the clients SCHED_FIFO
+(root or CAP_SYS_NICE), so other jobs of a shared machine cannot preempt them;
+every target alike. On a quiet machine it changes little; on a busy one it is
+the difference between measuring the proxies and measuring the neighbours.
+
 1. Capacity: ``wrk -t2 -c32`` against direct, HAProxy and kiln, interleaved,
    ``--runs`` times. Besides req/s, the **CPU time per request** of the one
    process serving each target (utime + stime from /proc/PID/stat over the run,
-   divided by the requests): on a shared machine req/s swing with the scheduler,
-   CPU per request much less, so both are headline figures.
-2. Added latency at 50 % of each proxy's own measured capacity: the open-loop
-   generator ``benchmarks.loadgen`` sends at that fixed rate to the proxy and,
-   right before, to the backend directly; added p50/p99 = proxy - direct, per
-   repetition, then the median.
+   divided by the requests).
+2. Added latency at 50 % of each proxy's own capacity (from step 1, same phase):
+   the open-loop generator ``benchmarks.loadgen`` sends at that fixed rate to the
+   proxy and, right before, to the backend directly; added p50/p99/p99.9 = proxy
+   - direct, per repetition, then the median. Latency counts from when each
+   request was *due*, so the generator's own lateness is in both terms; it is
+   reported (send lag, its CPU wait and CPU per request) with the machine's load,
+   busy and steal time of the phase.
 
 Medians of ``--runs`` repetitions; table + JSON through ``benchmarks.common``.
-Nothing is pinned or niced: read ratios and CPU per request, not absolute req/s.
 
     .venv/bin/python -m benchmarks.bench_router [--quick] [--runs N] [--seconds S]
+        [--placement pinned|shared|both] [--realtime]
 """
 
 from __future__ import annotations
