@@ -187,7 +187,7 @@ def _place(
 ) -> tuple[list[str], dict[str, str]]:
     """Place the serving processes for one phase; return the command prefix for the
     client (wrk or the generator) and a description of where everything runs."""
-    every = set(range(os.cpu_count() or 1))
+    every = os.sched_getaffinity(0)  # the CPUs this benchmark may use
     if placement == "shared":
         for _, pid in urls.values():
             _pin(pid, every, realtime)
