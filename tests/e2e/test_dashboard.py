@@ -147,7 +147,8 @@ def test_the_dashboard_follows_a_canary_live_and_keeps_its_token_secret(
         succeeded = wait_for(desired, "v2 released", lambda s: str(s.phase) == "succeeded")
         with capsys.disabled():
             print(f"\npromote -> the page shows succeeded: {shown:.2f} s")
-        assert succeeded.candidate == env.locator(".stable dd.mono").last.text_content()
+        # The stable section may render a poll after the phase: wait for it, do not read once.
+        expect(env.locator(".stable dd.mono").last).to_have_text(succeeded.candidate)
         expect(env.locator("ol.steps li[data-state=done]")).to_have_count(3)
         expect(env.locator(".stable .digest")).to_have_text(f"sha256:{v2_short}")
         expect(env.locator(".weights .pct")).to_have_text(["100%"], timeout=TIMEOUT_MS)
