@@ -768,7 +768,14 @@ class RolloutExecutor:
                 },
             )
         self._record_passed_analyses(env, before, after)
-        if after.phase is Phase.ROLLING_BACK and before.phase is not Phase.ROLLING_BACK:
+        rolling = {Phase.ROLLING_BACK, Phase.ROLLED_BACK}
+        if (
+            after.phase in rolling
+            and before.phase not in rolling
+            # A rollback to warm instances ends in the decision that starts it; an
+            # analysis failure is recorded as a verdict either way.
+            and (after.phase is Phase.ROLLING_BACK or "analysis" in after.reason)
+        ):
             self._recorder.record(
                 EventKind.ANALYSIS_VERDICT
                 if "analysis" in after.reason
