@@ -99,8 +99,7 @@ def test_the_default_baseline_is_the_stable_release() -> None:
 
 def test_fresh_loads_from_yaml() -> None:
     spec = load_spec(
-        b"service: shop\nenvironments:\n  - name: prod\n"
-        b"    strategy: {canary: {baseline: fresh}}\n"
+        b"service: shop\nenvironments:\n  - name: prod\n    strategy: {canary: {baseline: fresh}}\n"
     )
     canary = spec.environments[0].strategy.canary
     assert canary is not None and canary.baseline is BaselineKind.FRESH
@@ -235,7 +234,7 @@ def test_after_the_last_analysis_the_route_drops_the_baseline_then_it_is_decommi
     before, decision = retired
     assert before.phase is Phase.STEPPING
     assert decision.state.phase is Phase.STEPPING  # still pausing: the baseline left early
-    kinds = [type(a).__name__ for a in decision.actions if not type(a).__name__ == "Wait"]
+    kinds = [type(a).__name__ for a in decision.actions if type(a).__name__ != "Wait"]
     assert kinds.index("ApplyRoute") < kinds.index("Decommission")
     assert world.decommissioned.count(BASE) == 1
     assert world.ready[BASE] == 0

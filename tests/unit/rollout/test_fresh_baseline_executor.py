@@ -147,7 +147,5 @@ def test_a_bad_canary_rolls_back_and_its_baseline_goes_with_it(rig: Any) -> None
     assert failed["baseline"] == {"kind": "fresh", "release": baseline, "instances": 1}
     left = {i.labels[RELEASE] for i in provider.list()}
     assert left == {v1}
-    assert {i.labels[ARTIFACT] for i in provider.list()} == {
-        executor._desired.release(v1).artifact
-    }
+    assert {i.labels[ARTIFACT] for i in provider.list()} == {executor._desired.release(v1).artifact}
     assert [(r.name, r.weight) for r in router.current().releases] == [(v1, 100)]
