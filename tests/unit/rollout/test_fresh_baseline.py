@@ -9,6 +9,9 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
+from kiln.core.drift.model import Destroy, ExtraInstance
+from kiln.core.drift.model import Observed as Seen
+from kiln.core.drift.planner import ROLLOUT_NOTE, plan
 from kiln.core.rollout import baseline as fresh
 from kiln.core.rollout.planner import (
     AnalysisOutcome,
@@ -29,6 +32,7 @@ from kiln.core.rollout.steps import steps_for
 from kiln.core.spec.loader import load_spec
 from kiln.core.spec.models import BaselineKind, Environment
 from kiln.errors import SpecError
+from tests.unit.drift.builders import R1, desired, inst, table
 
 BASE = fresh.name_for("v1")
 
@@ -317,3 +321,20 @@ def test_without_a_fresh_baseline_nothing_changes() -> None:
     assert [a for a in decision.actions if isinstance(a, EnsureInstances)] == [
         EnsureInstances("v2", 2)
     ]
+
+
+# --- after the rollout: drift treats a leftover group as an undeclared release --------
+
+
+def test_drift_leaves_a_baseline_alone_during_a_rollout_and_removes_it_after() -> None:
+    group = replace(R1, id=fresh.name_for(R1.id))  # same artifact and config, its own name
+    serving = [inst(1), inst(2)]
+    left = inst(3, group)
+    world = Seen([*serving, left], table((R1, 100, serving)))
+
+    during = plan(desired(rollout=True), world)
+    assert (during.findings, during.actions, during.note) == ((), (), ROLLOUT_NOTE)
+
+    after = plan(desired(), world)
+    assert after.findings == (ExtraInstance(left.id.value, group.id, f"is not release {R1.id}"),)
+    assert after.actions == (Destroy(left.id.value, "not the declared release"),)
