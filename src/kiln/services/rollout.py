@@ -895,9 +895,9 @@ class RolloutExecutor:
         name = planner.baseline_for(env, state)
         if name is None:
             return {"kind": "none"}
-        running = [
-            i for i in self._instances(environment).get(name, []) if i.state is State.RUNNING
-        ]
+        # Listed here rather than through the tick's cache: the API's threads ask too.
+        selector = {SERVICE: self.spec.service, ENVIRONMENT: environment, RELEASE: name}
+        running = [i for i in self._provider.list(selector) if i.state is State.RUNNING]
         kind = "fresh" if name == state.baseline else "stable"
         return {"kind": kind, "release": name, "instances": len(running)}
 
