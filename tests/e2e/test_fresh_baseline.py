@@ -109,15 +109,20 @@ def leftovers(world: World, group: str) -> list[str]:
     ]
 
 
-def test_a_good_canary_is_judged_against_a_fresh_baseline_that_is_then_removed(
-    world: World,
-) -> None:
+def first_release(world: World) -> tuple[str, str]:
+    """v1 deployed (a first release has no baseline); its id and its baseline group's name."""
     first = executor(world, spec())
     first.start("prod", V1)
     assert first.run("prod", timeout=60).phase is Phase.SUCCEEDED
     v1 = world.desired.environment("prod").stable
     assert v1 is not None
-    group = fresh.name_for(v1)
+    return v1, fresh.name_for(v1)
+
+
+def test_a_good_canary_is_judged_against_a_fresh_baseline_that_is_then_removed(
+    world: World,
+) -> None:
+    v1, group = first_release(world)
 
     spy = Spy(RouterSource(world.router, SystemClock()))
     running = executor(world, spec(), spy)
@@ -146,12 +151,7 @@ def test_a_good_canary_is_judged_against_a_fresh_baseline_that_is_then_removed(
 
 
 def test_a_bad_canary_rolls_back_and_leaves_no_baseline_instance(world: World) -> None:
-    first = executor(world, spec())
-    first.start("prod", V1)
-    assert first.run("prod", timeout=60).phase is Phase.SUCCEEDED
-    v1 = world.desired.environment("prod").stable
-    assert v1 is not None
-    group = fresh.name_for(v1)
+    v1, group = first_release(world)
 
     running = executor(world, spec(error_rate=0.3, window="30s"))
     tables, _, on_decision = watch(world, group)

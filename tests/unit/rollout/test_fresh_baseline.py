@@ -254,47 +254,46 @@ def test_a_failed_analysis_rolls_back_and_takes_the_baseline_with_the_canary() -
     assert world.ready[BASE] == 0
 
 
+def stepping(step: int, weight: int) -> RolloutState:
+    """A persisted rollout at ``step`` with the canary at ``weight``, with a fresh baseline."""
+    return RolloutState(
+        "prod", "v2", "v1", Phase.STEPPING, started=0.0, step=step, step_started=50.0,
+        weight=weight, baseline=BASE,
+    )  # fmt: skip
+
+
+def seeing(weight: int, **baseline: object) -> Observed:
+    """Candidates and stable ready and routed at ``weight``; the baseline as given."""
+    return Observed(
+        now=52.0, candidate_ready=3, stable_ready=4, route_weight=weight,
+        **baseline,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
 def test_a_controller_killed_between_the_route_and_the_decommission_finishes_it() -> None:
     # Persisted state is past the last analysis; the baseline's instances still run.
-    state = RolloutState(
-        "prod", "v2", "v1", Phase.STEPPING, started=0.0, step=4, step_started=50.0,
-        weight=60, baseline=BASE,
-    )  # fmt: skip
-    seen = Observed(
-        now=52.0, candidate_ready=3, stable_ready=4, route_weight=60, baseline_ready=3,
-        baseline_present=3, route_baseline=0,
-    )  # fmt: skip
-    decision = decide(TWO_ANALYSES, state, seen)
+    seen = seeing(60, baseline_ready=3, baseline_present=3, route_baseline=0)
+    decision = decide(TWO_ANALYSES, stepping(4, 60), seen)
     assert Decommission(BASE) in decision.actions
-    again = decide(TWO_ANALYSES, state, replace(seen, baseline_ready=0, baseline_present=0))
+    gone = replace(seen, baseline_ready=0, baseline_present=0)
+    again = decide(TWO_ANALYSES, stepping(4, 60), gone)
     assert not any(isinstance(a, Decommission) for a in again.actions)
 
 
 def test_a_router_still_serving_the_baseline_after_analysis_is_converged_first() -> None:
-    state = RolloutState(
-        "prod", "v2", "v1", Phase.STEPPING, started=0.0, step=4, step_started=50.0,
-        weight=60, baseline=BASE,
-    )  # fmt: skip
-    seen = Observed(
-        now=52.0, candidate_ready=3, stable_ready=4, route_weight=60, baseline_ready=3,
-        baseline_present=3, route_baseline=40,
-    )  # fmt: skip
-    actions = decide(TWO_ANALYSES, state, seen).actions
+    seen = seeing(60, baseline_ready=3, baseline_present=3, route_baseline=40)
+    actions = decide(TWO_ANALYSES, stepping(4, 60), seen).actions
     route = next(a for a in actions if isinstance(a, ApplyRoute))
     assert route.baseline is None and route.weight == 60
     assert actions.index(route) < actions.index(Decommission(BASE))
 
 
 def test_a_failed_baseline_instance_is_replaced_as_a_baseline_from_the_same_budget() -> None:
-    state = RolloutState(
-        "prod", "v2", "v1", Phase.STEPPING, started=0.0, step=1, step_started=5.0,
-        weight=25, baseline=BASE,
+    seen = seeing(
+        25, baseline_ready=0, baseline_present=1, baseline_failed=("shop-prod-0001",),
+        route_baseline=25,
     )  # fmt: skip
-    seen = Observed(
-        now=6.0, candidate_ready=1, stable_ready=4, route_weight=25, baseline_ready=0,
-        baseline_present=1, baseline_failed=("shop-prod-0001",), route_baseline=25,
-    )  # fmt: skip
-    decision = decide(TWO_ANALYSES, state, seen)
+    decision = decide(TWO_ANALYSES, stepping(1, 25), seen)
     assert decision.actions == (ReplaceInstance(BASE, "shop-prod-0001"),)
     assert decision.state.replacements == 1
 
