@@ -75,7 +75,7 @@ from kiln.core.spec.models import (
 )
 from kiln.core.traffic.table import Backend, HeaderMatch, RouteTable
 from kiln.core.traffic.table import Release as RouteRelease
-from kiln.errors import NotFound, Refused
+from kiln.errors import KilnError, NotFound, Refused
 from kiln.ports.clock import Clock
 from kiln.ports.ledger import Recorder
 from kiln.ports.metrics import MetricSource
@@ -884,10 +884,13 @@ class RolloutExecutor:
                 },
             )
 
-    def baseline_info(self, environment: str, state: RolloutState | None = None) -> dict[str, Any]:
+    def baseline_info(
+        self, environment: str, state: RolloutState | None = None, *, count: bool = True
+    ) -> dict[str, Any]:
         """Which baseline the rollout's analysis compares with at ``state``'s step (the
         persisted rollout by default): ``fresh`` (the group started with the canary)
-        or ``stable`` (the stable release's warm instances), its name and instances."""
+        or ``stable`` (the stable release's warm instances), its name, and (``count``)
+        how many of its instances run; ``None`` when the provider cannot say now."""
         env = self._environment(environment)
         state = state or self._desired.rollout(environment)
         if state is None:
@@ -895,11 +898,18 @@ class RolloutExecutor:
         name = planner.baseline_for(env, state)
         if name is None:
             return {"kind": "none"}
-        # Listed here rather than through the tick's cache: the API's threads ask too.
-        selector = {SERVICE: self.spec.service, ENVIRONMENT: environment, RELEASE: name}
-        running = [i for i in self._provider.list(selector) if i.state is State.RUNNING]
         kind = "fresh" if name == state.baseline else "stable"
-        return {"kind": kind, "release": name, "instances": len(running)}
+        info: dict[str, Any] = {"kind": kind, "release": name}
+        if count:
+            # Listed here rather than through the tick's cache: the API's threads ask too.
+            selector = {SERVICE: self.spec.service, ENVIRONMENT: environment, RELEASE: name}
+            try:
+                listed = self._provider.list(selector)
+            except KilnError:
+                info["instances"] = None  # a status read never fails for a count
+            else:
+                info["instances"] = len([i for i in listed if i.state is State.RUNNING])
+        return info
 
     def _weights(self, env: Environment, state: RolloutState) -> dict[str, int]:
         if state.stable is None:
