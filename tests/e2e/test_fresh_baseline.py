@@ -33,24 +33,11 @@ pytestmark = pytest.mark.e2e
 
 world = stories.world  # the same rig: process provider, embedded router, in-memory ledger
 
-SPEC = """\
-service: hello
-environments:
-  - name: prod
-    replicas: 2
-    config: {{ERROR_RATE: "{error_rate}"}}
-    health: {{interval: 50ms, startTimeout: 20s}}
-    analysis:
-      metrics:
-        - {{name: errors, metric: error-rate, judge: sequential, minSamples: 30}}
-    strategy:
-      canary:
-        baseline: fresh
-        steps:
-          - setWeight: 25
-          - analysis: {{duration: {window}}}
-          - setWeight: 100
-"""
+# The executor stories' spec, with a fresh baseline and a 25% canary (so stable keeps 50%).
+SPEC = stories.SPEC.replace(
+    "      canary:\n        steps:", "      canary:\n        baseline: fresh\n        steps:"
+).replace("setWeight: 50", "setWeight: 25")
+assert "baseline: fresh" in SPEC and "setWeight: 25" in SPEC
 
 
 def spec(error_rate: float = 0.0, window: str = "6s") -> ServiceSpec:

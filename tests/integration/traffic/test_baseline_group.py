@@ -5,22 +5,18 @@ Real HAProxy, the real embedded router, real backends."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from kiln.adapters.traffic.embedded.client import EmbeddedRouterClient
 from kiln.bootstrap import dataplane
-from kiln.bootstrap.down import peer_pid
 from kiln.core.rollout import baseline as fresh
 from kiln.core.spec.loader import load_spec
 from kiln.core.traffic.table import Backend, Release, RouteTable
 from kiln.ports.traffic import Router
+from tests.integration.traffic import test_haproxy_dataplane as dataplane_tests
 from tests.integration.traffic.conftest import Processes, start_backends, start_router
 
 pytestmark = pytest.mark.integration
@@ -29,18 +25,7 @@ STABLE, CANARY = "rel-1111111111111111", "rel-2222222222222222"
 GROUP = fresh.name_for(STABLE)
 
 
-@pytest.fixture
-def state_dir(tmp_path: Path) -> Iterator[Path]:
-    state = tmp_path / ".kiln"
-    for sub in ("", "run", "logs"):
-        (state / sub).mkdir(mode=0o700, exist_ok=True)
-    try:
-        yield state
-    finally:
-        pid = peer_pid(dataplane.haproxy_socket(state, "prod"))
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+state_dir = dataplane_tests.state_dir  # the HAProxy stories' state dir, cleaned up after
 
 
 def serve_and_count(router: Router, port: int, procs: Processes) -> None:
