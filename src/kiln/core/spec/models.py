@@ -339,7 +339,7 @@ class AnalysisMetric(Model):
     judge: Annotated[Judge, LAX] = Field(
         Judge.SEQUENTIAL,
         description="sequential (anytime-valid, stops early), comparative (Mann-Whitney U "
-        "against a fresh baseline) or threshold (Argo/Flagger semantics).",
+        "against the baseline, see canary.baseline) or threshold (Argo/Flagger semantics).",
     )
     max: float | None = Field(None, description="threshold: fail above this value.")
     min: float | None = Field(None, description="threshold: fail below this value.")
