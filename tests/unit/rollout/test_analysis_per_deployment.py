@@ -11,11 +11,10 @@ from typing import Any
 from kiln.adapters.store.desired import SqliteDesiredState
 from kiln.core.digest import digest_bytes
 from kiln.core.ledger.kinds import EventKind
-from kiln.core.release import Release
-from kiln.core.runtime.model import LaunchSpec
 from kiln.core.spec.loader import load_spec
 from kiln.ports.clock import SystemClock
 from kiln.services.rollout import RolloutExecutor
+from tests.unit.rollout.fakes import launcher
 from tests.unit.runtime.fakes import FakeProvider
 from tests.unit.traffic.fake_router import FakeRouter
 
@@ -50,17 +49,6 @@ class Recorder:
 def test_the_second_deployment_gets_its_own_analysis_session(tmp_path: Path) -> None:
     desired = SqliteDesiredState(tmp_path / "state.db")
 
-    def launch(release: Release) -> LaunchSpec:
-        return LaunchSpec(
-            service="hello",
-            environment=release.environment,
-            release=release.id,
-            artifact=release.artifact,
-            config_digest=release.config,
-            root=tmp_path,
-            command=("python", "app.py"),
-        )
-
     executor = RolloutExecutor(
         spec=SPEC,
         desired=desired,
@@ -68,7 +56,7 @@ def test_the_second_deployment_gets_its_own_analysis_session(tmp_path: Path) -> 
         router=FakeRouter(),
         recorder=Recorder(),
         clock=SystemClock(),
-        launcher=launch,
+        launcher=launcher(tmp_path),
         actor="test",
     )
     try:
