@@ -12,13 +12,13 @@ import pytest
 from kiln.adapters.store.desired import SqliteDesiredState
 from kiln.core.digest import digest_bytes
 from kiln.core.ledger.kinds import EventKind
-from kiln.core.release import Release
 from kiln.core.rollout import baseline as fresh
 from kiln.core.rollout.planner import Decision
-from kiln.core.runtime.model import ARTIFACT, RELEASE, LaunchSpec
+from kiln.core.runtime.model import ARTIFACT, RELEASE
 from kiln.core.spec.loader import load_spec
 from kiln.ports.clock import SystemClock
 from kiln.services.rollout import RolloutExecutor
+from tests.unit.rollout.fakes import launcher
 from tests.unit.runtime.fakes import FakeProvider
 from tests.unit.traffic.fake_router import FakeRouter
 
@@ -58,18 +58,6 @@ class Recorder:
 @pytest.fixture
 def rig(tmp_path: Path) -> Any:
     desired = SqliteDesiredState(tmp_path / "state.db")
-
-    def launch(release: Release) -> LaunchSpec:
-        return LaunchSpec(
-            service="hello",
-            environment=release.environment,
-            release=release.id,
-            artifact=release.artifact,
-            config_digest=release.config,
-            root=tmp_path,
-            command=("python", "app.py"),
-        )
-
     provider, router, recorder = FakeProvider(), FakeRouter(), Recorder()
     executor = RolloutExecutor(
         spec=SPEC,
@@ -78,7 +66,7 @@ def rig(tmp_path: Path) -> Any:
         router=router,
         recorder=recorder,
         clock=SystemClock(),
-        launcher=launch,
+        launcher=launcher(tmp_path),
         actor="test",
     )
     executor.start("prod", digest_bytes(b"v1"))
