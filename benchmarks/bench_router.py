@@ -6,20 +6,36 @@ Proxies under test, each a single process/thread: HAProxy 2.6 driven by kiln's
 ``HAProxyRouter`` (the production config from ``base_config``) and ``kiln
 router`` (uvloop + httptools). Both route one release to the backend.
 
+Each placement is a phase of its own, capacity then latency, the same for every
+target:
+
+- ``pinned`` (the headline): the proxy under test alone on CPU 1, the backend and
+  the client (wrk or the generator) on CPU 0, so the client's own CPU never delays
+  the proxy and capacity is the proxy's one core;
+- ``shared``: nothing pinned, everything competes for every CPU (the earlier
+  method; on a busy 2-core machine it mostly measures the scheduler).
+
+``--realtime`` also runs the backend, both proxies and the clients SCHED_FIFO
+(root or CAP_SYS_NICE), so other jobs of a shared machine cannot preempt them;
+every target alike. On a quiet machine it changes little; on a busy one it is
+the difference between measuring the proxies and measuring the neighbours.
+
 1. Capacity: ``wrk -t2 -c32`` against direct, HAProxy and kiln, interleaved,
    ``--runs`` times. Besides req/s, the **CPU time per request** of the one
    process serving each target (utime + stime from /proc/PID/stat over the run,
-   divided by the requests): on a shared machine req/s swing with the scheduler,
-   CPU per request much less, so both are headline figures.
-2. Added latency at 50 % of each proxy's own measured capacity: the open-loop
-   generator ``benchmarks.loadgen`` sends at that fixed rate to the proxy and,
-   right before, to the backend directly; added p50/p99 = proxy - direct, per
-   repetition, then the median.
+   divided by the requests).
+2. Added latency at 50 % of each proxy's own capacity (from step 1, same phase):
+   the open-loop generator ``benchmarks.loadgen`` sends at that fixed rate to the
+   proxy and, right before, to the backend directly; added p50/p99/p99.9 = proxy
+   - direct, per repetition, then the median. Latency counts from when each
+   request was *due*, so the generator's own lateness is in both terms; it is
+   reported (send lag, its CPU wait and CPU per request) with the machine's load,
+   busy and steal time of the phase.
 
 Medians of ``--runs`` repetitions; table + JSON through ``benchmarks.common``.
-Nothing is pinned or niced: read ratios and CPU per request, not absolute req/s.
 
     .venv/bin/python -m benchmarks.bench_router [--quick] [--runs N] [--seconds S]
+        [--placement pinned|shared|both] [--realtime]
 """
 
 from __future__ import annotations
@@ -35,7 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -45,6 +61,13 @@ from kiln.adapters.traffic.haproxy import HAProxyProcess, HAProxyRouter, base_co
 from kiln.core.traffic.table import Backend, Release, RouteTable
 
 CONNECTIONS = 32
+NAMES = ("direct", "haproxy", "kiln")
+PROXIES = ("haproxy", "kiln")
+# Pinned placement: the proxy under test alone on one CPU; the backend and the client
+# (wrk or the generator) on another, so the client's CPU never delays the proxy.
+PROXY_CPU = 1
+GENERATOR_CPU = 0
+RT_PRIORITY = 10
 
 
 def _free_port() -> int:
@@ -161,9 +184,60 @@ def _environment(work: Path) -> Iterator[dict[str, tuple[str, int]]]:
                 proc.stdout.close()
 
 
-def _wrk(url: str, seconds: float) -> dict[str, float]:
+def _machine_ticks() -> list[int]:
+    """The machine's CPU time counters (user nice system idle iowait irq softirq steal)."""
+    return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+
+
+def _busy_and_steal(before: list[int], after: list[int]) -> dict[str, float]:
+    delta = [a - b for a, b in zip(after, before, strict=True)]
+    total = sum(delta) or 1
+    return {
+        "busy_pct": 100 * (total - delta[3] - delta[4]) / total,
+        "steal_pct": 100 * delta[7] / total,
+    }
+
+
+def _pin(pid: int, cpus: set[int], realtime: bool) -> None:
+    """Pin every thread of ``pid`` to ``cpus``; with ``realtime`` also SCHED_FIFO."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        tid = int(task.name)
+        os.sched_setaffinity(tid, cpus)
+        if realtime:
+            os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(RT_PRIORITY))
+
+
+def _place(
+    urls: dict[str, tuple[str, int]], placement: str, realtime: bool
+) -> tuple[list[str], dict[str, str]]:
+    """Place the serving processes for one phase; return the command prefix for the
+    client (wrk or the generator) and a description of where everything runs."""
+    every = os.sched_getaffinity(0)  # the CPUs this benchmark may use
+    if placement == "shared":
+        for _, pid in urls.values():
+            _pin(pid, every, realtime)
+        where = {"all": f"cpus {sorted(every)}, nothing pinned"}
+        prefix: list[str] = []
+    else:
+        _pin(urls["direct"][1], {GENERATOR_CPU}, realtime)
+        for proxy in PROXIES:
+            _pin(urls[proxy][1], {PROXY_CPU}, realtime)
+        where = {
+            "proxy": f"cpu {PROXY_CPU} alone",
+            "backend+client": f"cpu {GENERATOR_CPU}",
+        }
+        prefix = ["taskset", "-c", str(GENERATOR_CPU)]
+    if realtime:
+        prefix = [*prefix, "chrt", "-f", str(RT_PRIORITY)]
+    return prefix, where
+
+
+def _wrk(url: str, seconds: float, prefix: Sequence[str] = ()) -> dict[str, float]:
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s", "--latency", url],
+        [
+            *prefix,
+            *("wrk", "-t2", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s", "--latency", url),
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -175,9 +249,10 @@ def _wrk(url: str, seconds: float) -> dict[str, float]:
     return {"rps": rps, "requests": total, "non_2xx": float(errors.group(1)) if errors else 0.0}
 
 
-def _loadgen(url: str, seconds: float, rate: float) -> dict[str, float]:
+def _loadgen(url: str, seconds: float, rate: float, prefix: Sequence[str] = ()) -> dict[str, float]:
     out = subprocess.run(
         [
+            *prefix,
             sys.executable,
             "-m",
             "benchmarks.loadgen",
@@ -200,33 +275,40 @@ def _loadgen(url: str, seconds: float, rate: float) -> dict[str, float]:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    runs, seconds, quick = bench_arguments("bench_router", argv, 3)
-    names = ("direct", "haproxy", "kiln")
-    proxies = ("haproxy", "kiln")
-    lat_seconds = max(1.0, seconds * (0.8 if quick else 0.7))
-    with tempfile.TemporaryDirectory() as tmp, _environment(Path(tmp)) as urls:
-        for name in names:  # warm connections and pools
-            _wrk(urls[name][0], 1)
-        thr: dict[str, list[float]] = {n: [] for n in names}
-        cpu: dict[str, list[float]] = {n: [] for n in names}
-        for _ in range(runs):
-            for name in names:
-                url, pid = urls[name]
-                before = _cpu_seconds(pid)
-                got = _wrk(url, seconds)
-                cpu[name].append((_cpu_seconds(pid) - before) / got["requests"] * 1e6)
-                thr[name].append(got["rps"])
-        rps = {n: statistics.median(v) for n, v in thr.items()}
-        cpu_us = {n: statistics.median(v) for n, v in cpu.items()}
-        rate = {p: 0.5 * rps[p] for p in proxies}
-        # Per repetition and proxy: direct then proxy at the proxy's half capacity.
-        lat: dict[str, list[dict[str, float]]] = {p: [] for p in proxies}
-        base: dict[str, list[dict[str, float]]] = {p: [] for p in proxies}
-        for _ in range(runs):
-            for proxy in proxies:
-                base[proxy].append(_loadgen(urls["direct"][0], lat_seconds, rate[proxy]))
-                lat[proxy].append(_loadgen(urls[proxy][0], lat_seconds, rate[proxy]))
+def _phase(
+    urls: dict[str, tuple[str, int]],
+    placement: str,
+    *,
+    realtime: bool,
+    runs: int,
+    seconds: float,
+    lat_seconds: float,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Capacity, then added latency at half of it, with one placement for everything."""
+    prefix, where = _place(urls, placement, realtime)
+    load_before, ticks_before = os.getloadavg()[0], _machine_ticks()
+    for name in NAMES:  # warm connections and pools
+        _wrk(urls[name][0], 1, prefix)
+    thr: dict[str, list[float]] = {n: [] for n in NAMES}
+    cpu: dict[str, list[float]] = {n: [] for n in NAMES}
+    for _ in range(runs):
+        for name in NAMES:
+            url, pid = urls[name]
+            before = _cpu_seconds(pid)
+            got = _wrk(url, seconds, prefix)
+            cpu[name].append((_cpu_seconds(pid) - before) / got["requests"] * 1e6)
+            thr[name].append(got["rps"])
+    rps = {n: statistics.median(v) for n, v in thr.items()}
+    cpu_us = {n: statistics.median(v) for n, v in cpu.items()}
+    rate = {p: 0.5 * rps[p] for p in PROXIES}
+    # Per repetition and proxy: direct then proxy at the proxy's half capacity.
+    lat: dict[str, list[dict[str, float]]] = {p: [] for p in PROXIES}
+    base: dict[str, list[dict[str, float]]] = {p: [] for p in PROXIES}
+    for _ in range(runs):
+        for proxy in PROXIES:
+            base[proxy].append(_loadgen(urls["direct"][0], lat_seconds, rate[proxy], prefix))
+            lat[proxy].append(_loadgen(urls[proxy][0], lat_seconds, rate[proxy], prefix))
+    load_after, machine = os.getloadavg()[0], _busy_and_steal(ticks_before, _machine_ticks())
 
     def med(samples: list[dict[str, float]], key: str) -> float:
         return statistics.median(s[key] for s in samples)
@@ -237,41 +319,107 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     rows: list[dict[str, Any]] = []
-    for name in names:
+    for name in NAMES:
         row: dict[str, Any] = {
+            "placement": placement,
             "target": name,
             "rps_median": round(rps[name]),
             "x_haproxy": rps[name] / rps["haproxy"],
             "cpu_us_per_req": cpu_us[name],
             "cpu_x_haproxy": cpu_us[name] / cpu_us["haproxy"],
         }
-        if name in proxies:
+        if name in PROXIES:
             row.update(
                 {
                     "rate_50pct": round(rate[name]),
-                    "p50_ms": med(lat[name], "p50_ms"),
-                    "p99_ms": med(lat[name], "p99_ms"),
-                    "direct_p50_ms": med(base[name], "p50_ms"),
-                    "direct_p99_ms": med(base[name], "p99_ms"),
                     "added_p50_ms": added(name, "p50_ms"),
                     "added_p99_ms": added(name, "p99_ms"),
+                    "added_p999_ms": added(name, "p999_ms"),
+                    "p99_ms": med(lat[name], "p99_ms"),
+                    "direct_p99_ms": med(base[name], "p99_ms"),
+                    "added_service_p99_ms": added(name, "service_p99_ms"),
+                    "send_lag_p99_ms": med(base[name] + lat[name], "send_lag_p99_ms"),
+                    "gen_cpu_us_per_req": med(lat[name], "generator_cpu_us_per_req"),
+                    "load_1m": med(lat[name], "loadavg_1m"),
                     "errors": sum(s["errors"] for s in lat[name]),
                 }
             )
         rows.append(row)
-    lag = max(med(base[p] + lat[p], "send_lag_p99_ms") for p in proxies)
+    meta = {
+        "where": where,
+        "realtime": realtime,
+        "loadavg_1m": {"start": load_before, "end": load_after},
+        # Over the whole phase: how busy all CPUs were (every job on the machine) and
+        # how much time the hypervisor took from this VM.
+        "machine": machine,
+        "samples_rps": thr,
+        "samples_cpu_us_per_req": cpu,
+        "samples_latency": {"proxy": lat, "direct": base},
+    }
+    return rows, meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench_router")
+    parser.add_argument("--quick", action="store_true", help="smoke-sized run")
+    parser.add_argument("--runs", type=int, default=None)
+    parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument(
+        "--placement",
+        choices=("pinned", "shared", "both"),
+        default="both",
+        help="pinned: the proxy alone on one CPU, backend and client on another (the "
+        "headline); shared: nothing pinned (everything competes for every CPU)",
+    )
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="run the backend, proxies and clients SCHED_FIFO (root or CAP_SYS_NICE): "
+        "keeps other jobs of a shared machine from preempting them, alike for every target",
+    )
+    args = parser.parse_args(argv)
+    runs = args.runs or (1 if args.quick else 3)
+    seconds = args.seconds or (1.5 if args.quick else 5.0)
+    for tool in ("wrk", "haproxy", "taskset", "chrt"):
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
+            print(f"bench_router: {tool} is not installed; skipping", file=sys.stderr)
+            return 1
+    placements = ["shared", "pinned"] if args.placement == "both" else [args.placement]
+    if "pinned" in placements and (os.cpu_count() or 1) < 2:
+        print("bench_router: pinning needs 2 CPUs; measuring shared only", file=sys.stderr)
+        placements = ["shared"]
+    if args.realtime:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(RT_PRIORITY))
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        except PermissionError:
+            print("bench_router: --realtime needs root or CAP_SYS_NICE", file=sys.stderr)
+            return 2
+    lat_seconds = max(1.0, seconds * (0.8 if args.quick else 0.7))
+    rows: list[dict[str, Any]] = []
+    phases: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp, _environment(Path(tmp)) as urls:
+        for placement in placements:
+            got, phases[placement] = _phase(
+                urls,
+                placement,
+                realtime=args.realtime,
+                runs=runs,
+                seconds=seconds,
+                lat_seconds=lat_seconds,
+            )
+            rows.extend(got)
     meta = {
         "runs": runs,
         "seconds": seconds,
         "latency_seconds": lat_seconds,
         "connections": CONNECTIONS,
+        "cpus": os.cpu_count(),
+        "headline": "pinned" if "pinned" in placements else "shared",
         "throughput_tool": "wrk -t2 -c32",
         "latency_tool": "benchmarks.loadgen (open loop, fixed rate, 1 ms send batches, "
         "latency from the due time)",
-        "samples_rps": thr,
-        "samples_cpu_us_per_req": cpu,
-        "samples_latency": {"proxy": lat, "direct": base},
-        "generator_send_lag_p99_ms": lag,
+        "phases": phases,
         "cpu_note": "CPU time of the one process serving each target (direct: the backend) "
         "per request during the wrk runs; less sensitive to a shared machine than req/s",
         "targets": {
@@ -280,21 +428,28 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     report("bench_router", rows, meta)
-    print(
-        f"kiln: throughput {rps['kiln'] / rps['haproxy']:.2f}x HAProxy, "
-        f"CPU per request {cpu_us['kiln']:.1f} us vs HAProxy {cpu_us['haproxy']:.1f} us "
-        f"({cpu_us['haproxy'] / cpu_us['kiln']:.2f}x HAProxy's efficiency); "
-        f"added p50/p99 at 50% load: kiln {added('kiln', 'p50_ms'):.2f}/"
-        f"{added('kiln', 'p99_ms'):.2f} ms @ {round(rate['kiln'])}/s, HAProxy "
-        f"{added('haproxy', 'p50_ms'):.2f}/{added('haproxy', 'p99_ms'):.2f} ms "
-        f"@ {round(rate['haproxy'])}/s (generator send lag p99 {lag:.2f} ms)"
-    )
-    if lag > 1.0:
+    for placement in placements:
+        by = {r["target"]: r for r in rows if r["placement"] == placement}
+        kiln, hap = by["kiln"], by["haproxy"]
+        lag = max(kiln["send_lag_p99_ms"], hap["send_lag_p99_ms"])
         print(
-            "warning: the load generator itself sent requests up to "
-            f"{lag:.1f} ms late: the machine is too busy for the latency figures to be "
-            "the proxies'; read throughput and CPU per request"
+            f"{placement}{' realtime' if args.realtime else ''}: kiln throughput "
+            f"{kiln['x_haproxy']:.2f}x HAProxy, CPU per request {kiln['cpu_us_per_req']:.1f} us "
+            f"vs {hap['cpu_us_per_req']:.1f} us; added p50/p99/p99.9 at 50% load: kiln "
+            f"{kiln['added_p50_ms']:.2f}/{kiln['added_p99_ms']:.2f}/"
+            f"{kiln['added_p999_ms']:.2f} ms @ {kiln['rate_50pct']}/s, HAProxy "
+            f"{hap['added_p50_ms']:.2f}/{hap['added_p99_ms']:.2f}/{hap['added_p999_ms']:.2f} ms "
+            f"@ {hap['rate_50pct']}/s (generator send lag p99 {lag:.2f} ms, "
+            f"load {phases[placement]['loadavg_1m']['end']:.1f}, CPUs "
+            f"{phases[placement]['machine']['busy_pct']:.0f}% busy, steal "
+            f"{phases[placement]['machine']['steal_pct']:.1f}%)"
         )
+        if lag > 2.5:
+            print(
+                f"warning ({placement}): the load generator itself sent requests up to "
+                f"{lag:.1f} ms late (its 1 ms batches account for about 1-2 ms): the machine "
+                "is too busy for the latency figures to be the proxies'"
+            )
     return 0
 
 

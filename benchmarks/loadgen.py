@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections import deque
 from time import perf_counter_ns
@@ -42,6 +43,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.due = 0  # when the request in flight was due (perf_counter_ns)
+        self.sent = 0  # when it was actually written
         self.busy = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -52,8 +54,9 @@ class _Connection(asyncio.Protocol):
         self.busy = True
         assert self.transport is not None
         self.transport.write(self.gen.request)
+        self.sent = sent = perf_counter_ns()
         if due >= self.gen.count_from:
-            self.gen.lags.append(perf_counter_ns() - due)
+            self.gen.lags.append(sent - due)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -66,13 +69,27 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         status = self.parser.get_status_code()
         self.busy = False
-        self.gen.answered(self, self.due, 200 <= status < 400)
+        self.gen.answered(self, self.due, self.sent, 200 <= status < 400)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.busy:
             self.gen.errors += 1
             self.busy = False
         self.gen.dropped(self)
+
+
+def _run_delay_ns() -> int:
+    """Nanoseconds this process has spent runnable but not running (Linux schedstat)."""
+    try:
+        with open("/proc/self/schedstat") as f:
+            return int(f.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
 
 
 class LoadGenerator:
@@ -91,11 +108,14 @@ class LoadGenerator:
         self.backlog: deque[int] = deque()  # due times waiting for a free connection
         self.latencies: list[int] = []
         self.lags: list[int] = []  # how late each request was sent: the generator's own delay
+        self.services: list[int] = []  # from the actual send to the answer (hides omission)
         self.count_from = 0  # requests due before this are warm-up
         self.errors = 0
         self.sent = 0
         self.completed = 0
         self.open: set[_Connection] = set()
+        self.run_delay_ms = 0.0
+        self.cpu_seconds = 0.0
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -103,11 +123,13 @@ class LoadGenerator:
         self.open.add(conn)
         return conn
 
-    def answered(self, conn: _Connection, due: int, ok: bool) -> None:
+    def answered(self, conn: _Connection, due: int, sent: int, ok: bool) -> None:
         if due >= self.count_from:
             self.completed += 1
             if ok:
-                self.latencies.append(perf_counter_ns() - due)
+                now = perf_counter_ns()
+                self.latencies.append(now - due)
+                self.services.append(now - sent)
             else:
                 self.errors += 1
         if self.backlog:
@@ -152,8 +174,11 @@ class LoadGenerator:
             else:
                 done.set_result(None)
 
+        waited, used = _run_delay_ns(), _cpu_seconds()
         tick()
         await done
+        self.run_delay_ms = (_run_delay_ns() - waited) / 1e6
+        self.cpu_seconds = _cpu_seconds() - used
         # Let the requests in flight finish (bounded), then close.
         deadline = loop.time() + 5.0
         while (self.backlog or any(c.busy for c in self.open)) and loop.time() < deadline:
@@ -167,6 +192,7 @@ class LoadGenerator:
     def _summary(self, unanswered: int) -> dict[str, Any]:
         lat = sorted(self.latencies)
         lags = sorted(self.lags)
+        services = sorted(self.services)
 
         def pct(p: float, values: list[int] = lat) -> float:
             if not values:
@@ -183,10 +209,20 @@ class LoadGenerator:
             "p99_ms": pct(99),
             "p999_ms": pct(99.9),
             "max_ms": lat[-1] / 1e6 if lat else float("nan"),
-            # Sent this late after being due (batching, a busy or descheduled generator):
-            # part of every latency above, whatever the target.
+            # Sent this late after being due (batching, a busy or descheduled generator,
+            # no free connection): part of every latency above, whatever the target.
             "send_lag_p50_ms": pct(50, lags),
             "send_lag_p99_ms": pct(99, lags),
+            # From the actual write to the answer: what a closed-loop tool reports. It
+            # hides coordinated omission; shown only to tell the generator's share.
+            "service_p50_ms": pct(50, services),
+            "service_p99_ms": pct(99, services),
+            "service_p999_ms": pct(99.9, services),
+            # Time this process was runnable but waiting for a CPU during the run, and
+            # the CPU it used per request sent (its own share of a shared CPU).
+            "generator_cpu_wait_ms": self.run_delay_ms,
+            "generator_cpu_us_per_req": self.cpu_seconds / max(1, self.sent) * 1e6,
+            "loadavg_1m": os.getloadavg()[0],
         }
 
 

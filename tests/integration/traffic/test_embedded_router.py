@@ -94,6 +94,11 @@ def test_the_router_runs_on_uvloop(env: Env) -> None:
     assert env.router.ready["loop"] == "uvloop"
 
 
+def test_the_start_up_heap_is_frozen_before_serving(env: Env) -> None:
+    # Modules, the table and the listeners leave the collector's view (settle_heap).
+    assert int(str(env.router.ready["gc_frozen"])) > 10_000
+
+
 def test_the_admin_socket_is_private(env: Env) -> None:
     mode = stat.S_IMODE(env.router.admin.stat().st_mode)
     assert mode == 0o600

@@ -36,7 +36,11 @@ def test_it_holds_the_offered_rate_and_times_every_answer(procs: Processes) -> N
     )
     assert got["errors"] == 0
     assert got["completed"] == 400
-    assert 0 < got["p50_ms"] <= got["p99_ms"] <= got["max_ms"]
+    assert 0 < got["p50_ms"] <= got["p99_ms"] <= got["p999_ms"] <= got["max_ms"]
+    # From the actual send, never longer than from the due time.
+    assert 0 < got["service_p50_ms"] <= got["p50_ms"]
+    assert got["service_p999_ms"] <= got["p999_ms"]
+    assert got["loadavg_1m"] >= 0 and got["generator_cpu_wait_ms"] >= 0
 
 
 def test_a_stalled_target_shows_as_latency_not_as_a_lower_rate(procs: Processes) -> None:
@@ -52,3 +56,5 @@ def test_a_stalled_target_shows_as_latency_not_as_a_lower_rate(procs: Processes)
     assert got["p50_ms"] >= 800
     assert got["max_ms"] >= 1300
     assert got["send_lag_p99_ms"] >= 500  # sent late: no connection was free
+    # Timed from the actual send (what a closed-loop tool reports), the wait vanishes.
+    assert 800 <= got["service_p50_ms"] <= got["service_p999_ms"] < 1200

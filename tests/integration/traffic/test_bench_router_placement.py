@@ -1,0 +1,50 @@
+"""The router benchmark's placements put processes where they say (no timing)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+from benchmarks import bench_router
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def sleepers() -> Iterator[dict[str, tuple[str, int]]]:
+    procs = [subprocess.Popen(["sleep", "60"]) for _ in bench_router.NAMES]
+    try:
+        yield {
+            name: (f"http://127.0.0.1:1/{name}", proc.pid)
+            for name, proc in zip(bench_router.NAMES, procs, strict=True)
+        }
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def test_pinned_gives_the_proxies_a_cpu_of_their_own(
+    sleepers: dict[str, tuple[str, int]],
+) -> None:
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("pinning needs two CPUs")
+    prefix, where = bench_router._place(sleepers, "pinned", realtime=False)
+    assert prefix == ["taskset", "-c", str(bench_router.GENERATOR_CPU)]
+    assert os.sched_getaffinity(sleepers["direct"][1]) == {bench_router.GENERATOR_CPU}
+    for proxy in bench_router.PROXIES:
+        assert os.sched_getaffinity(sleepers[proxy][1]) == {bench_router.PROXY_CPU}
+    assert set(where) == {"proxy", "backend+client"}
+    # Shared afterwards: every process may run anywhere again, the client unprefixed.
+    prefix, _ = bench_router._place(sleepers, "shared", realtime=False)
+    assert prefix == []
+    every = os.sched_getaffinity(0)
+    assert all(os.sched_getaffinity(pid) == every for _, pid in sleepers.values())
+
+
+def test_busy_and_steal_come_from_the_cpu_counters() -> None:
+    # user nice system idle iowait irq softirq steal
+    got = bench_router._busy_and_steal([0] * 8, [20, 0, 10, 60, 0, 0, 0, 10])
+    assert got == {"busy_pct": 40.0, "steal_pct": 10.0}
