@@ -121,6 +121,18 @@ def kill_controller(state_dir: Path) -> int:
     raise AssertionError(f"controller {pid} survived SIGKILL")
 
 
+def only_the_new_release_runs(state_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """After the rollout: its two instances, nothing else, no orphan."""
+    env = environment(capsys, "prod")  # a live controller again: it ran recover()
+    candidate = env["stable"]
+    assert isinstance(candidate, dict)
+    instances = provider("process", state_dir).list({ENVIRONMENT: "prod"})
+    assert [i for i in instances if i.state is State.ORPHAN] == []
+    running = [i for i in instances if i.state is State.RUNNING]
+    assert {i.labels[RELEASE] for i in running} == {candidate["id"]}
+    assert len(running) == 2
+
+
 def test_kill9_at_every_step_boundary_resumes(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -171,14 +183,7 @@ def test_kill9_at_every_step_boundary_resumes(
     finally:
         desired.close()
 
-    env = environment(capsys, "prod")  # a live controller again: it ran recover()
-    candidate = env["stable"]
-    assert isinstance(candidate, dict)
-    instances = provider("process", state_dir).list({ENVIRONMENT: "prod"})
-    assert [i for i in instances if i.state is State.ORPHAN] == []
-    running = [i for i in instances if i.state is State.RUNNING]
-    assert {i.labels[RELEASE] for i in running} == {candidate["id"]}
-    assert len(running) == 2
+    only_the_new_release_runs(state_dir, capsys)
 
 
 ANALYSIS = CANARY.replace("analysis: {duration: 20s}", "analysis: {duration: 22s}")

@@ -42,3 +42,12 @@ def test_the_live_view_marks_the_current_step() -> None:
     assert "  ▶ analysis 8s" in text
     assert "    setWeight 100" in text
     assert "canary_rate=0.0125" in text
+
+
+def test_the_plain_line_shows_a_fresh_baseline_and_what_stable_keeps() -> None:
+    rollout = ENV["rollout"] | {
+        "weight": 25,
+        "baseline": {"kind": "fresh", "release": "rel-old+baseline", "instances": 1},
+    }
+    line = watch_line(ENV | {"rollout": rollout})
+    assert "new 25% / fresh baseline 25% (1 instance(s)) / stable 50%" in line

@@ -212,10 +212,18 @@ def watch_line(env: dict[str, Any]) -> str:
         for name, values in sorted((rollout.get("analysis") or {}).items())
     )
     verdict = rollout.get("reason") or env.get("error") or env.get("note") or ""
+    split = f"new {weight}% / stable {100 - weight}%"
+    baseline = rollout.get("baseline") or {}
+    if baseline.get("kind") == "fresh":  # the fresh baseline group's share comes from stable's
+        share = min(weight, 100 - weight)
+        split = (
+            f"new {weight}% / fresh baseline {share}% ({baseline.get('instances', 0)} "
+            f"instance(s)) / stable {100 - weight - share}%"
+        )
     parts = [
         f"{env['name']}: {rollout.get('phase', '?')}",
         f"step {min(step + 1, len(steps))}/{len(steps)} {current}",
-        f"new {weight}% / stable {100 - weight}%",
+        split,
     ]
     if figures:
         parts.append(figures)

@@ -239,6 +239,10 @@ class Controller:
         if executor is not None and state is not None:
             out["rollout"]["steps"] = executor.steps(name, fast_track=state.fast_track)
             out["rollout"]["analysis"] = executor.analysis_figures(name)
+            # Counting instances lists the provider: only worth it for a fresh group.
+            out["rollout"]["baseline"] = executor.baseline_info(
+                name, state, count=state.baseline is not None and not state.phase.terminal
+            )
         if worker is not None:
             out["note"] = worker.last.note if worker.last else ""
             out["error"] = worker.error

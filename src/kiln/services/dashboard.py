@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kiln.core.digest import Digest, short
+from kiln.core.rollout import baseline as fresh
 from kiln.core.rollout.planner import Phase, RolloutState
 from kiln.core.runtime.model import ENVIRONMENT, Instance, State
 from kiln.core.spec.models import Environment
@@ -280,6 +281,8 @@ class Dashboard:
                 if release.name == stable
                 else "previous"
                 if release.name == previous
+                else "baseline"  # the fresh baseline group (kiln.core.rollout.baseline)
+                if fresh.stable_of(release.name) is not None
                 else "other"
             )
             out.append(

@@ -13,6 +13,13 @@ One ``tick`` is one cycle for one environment:
 So a controller killed anywhere resumes from the persisted state: the next tick
 observes the world as it really is and converges (docs/rollouts.md).
 
+A canary with ``baseline: fresh`` also runs a baseline group: instances of the
+stable release launched under the name ``<stable>+baseline``
+(``kiln.core.rollout.baseline``), which is all that tells them apart from the
+stable ones (their label, their route-table entry, their router metrics). The
+executor starts it with the canary (one provider ``create`` for each group, then
+one wait for both) and judges the canary against it.
+
 Traffic only ever reaches instances whose readiness probe passed: route tables are
 built from ready instances, and an instance that fails its probes
 ``failureThreshold`` times in a row is reported to the planner as failed, which
@@ -33,6 +40,7 @@ from kiln.core.canonical import canonical_json
 from kiln.core.digest import Digest, digest_bytes
 from kiln.core.ledger.kinds import EventKind
 from kiln.core.release import Release, ReleaseId, resolved_config
+from kiln.core.rollout import baseline as fresh
 from kiln.core.rollout import planner
 from kiln.core.rollout.planner import (
     FAST_TRACK,
@@ -55,13 +63,20 @@ from kiln.core.runtime.model import (
     SERVICE,
     Healthy,
     Instance,
+    InstanceId,
     LaunchSpec,
     State,
 )
-from kiln.core.spec.models import Environment, Judge, MetricSourceKind, ServiceSpec
+from kiln.core.spec.models import (
+    BaselineKind,
+    Environment,
+    Judge,
+    MetricSourceKind,
+    ServiceSpec,
+)
 from kiln.core.traffic.table import Backend, HeaderMatch, Listener, RouteTable
 from kiln.core.traffic.table import Release as RouteRelease
-from kiln.errors import NotFound, Refused
+from kiln.errors import KilnError, NotFound, Refused
 from kiln.ports.clock import Clock
 from kiln.ports.ledger import Recorder
 from kiln.ports.metrics import MetricSource
@@ -91,6 +106,9 @@ class _Tracked:
     failures: dict[str, int] = field(default_factory=dict)  # instance -> consecutive failed probes
     failed: set[str] = field(default_factory=set)  # reported to the planner, not yet replaced
     session: AnalysisSession | None = None
+    # The last analysis outcome observed, with its (deployment, step): what the ledger's
+    # analysis.verdict says once the rollout moves past that step.
+    outcome: tuple[str, int, planner.AnalysisOutcome] | None = None
     since: float = 0.0  # wall time this process began tracking the environment
 
 
@@ -161,8 +179,16 @@ class RolloutExecutor:
         self._desired.put_release(release, document)
         now = self._wall()
         deployment = f"dep-{secrets.token_hex(6)}"
+        canary = env.strategy.canary
+        baseline = (
+            fresh.name_for(stable)
+            if stable is not None and canary is not None and canary.baseline is BaselineKind.FRESH
+            else None
+        )
         state = replace(
-            RolloutState.begin(environment, release.id, stable, now), deployment=deployment
+            RolloutState.begin(environment, release.id, stable, now),
+            deployment=deployment,
+            baseline=baseline,
         )
         self._desired.save_rollout(state)
         info = self._commit_info(artifact)
@@ -170,6 +196,8 @@ class RolloutExecutor:
             "deployment": deployment,
             "strategy": "canary" if env.strategy.canary is not None else "bluegreen",
         }
+        if baseline is not None:
+            details["baseline"] = baseline
         if info.commit:
             details["commit"] = info.commit
         if info.commit_time:
@@ -367,12 +395,18 @@ class RolloutExecutor:
         mine = self._instances(env.name)
         candidate = self._probe(env, mine.get(state.candidate, []), tracked)
         stable = self._probe(env, mine.get(state.stable, []), tracked) if state.stable else []
+        group = mine.get(state.baseline, []) if state.baseline else []
+        baseline = self._probe(env, group, tracked)
+        group_ids = {i.id.value for i in group}
         table = self._router_table()
         weight: int | None = None
         preview = False
+        route_baseline = 0
         if table is not None:
             entry = table.release(state.candidate)
             weight = entry.weight if entry is not None else 0
+            served = table.release(state.baseline) if state.baseline else None
+            route_baseline = served.weight if served is not None else 0
             if state.stable is None and entry is not None and entry.backends:
                 weight = state.weight  # first release: it takes all traffic whatever the plan
             preview = any(
@@ -381,7 +415,8 @@ class RolloutExecutor:
         signals = self._desired.take_signals(env.name)
         now = self._wall()
         analysis = self._analysis_outcome(env, state, tracked, now)
-        failed = tuple(sorted(tracked.failed))
+        tracked.outcome = (state.deployment, state.step, analysis)
+        failed = tuple(sorted(tracked.failed - group_ids))
         return Observed(
             now=now,
             candidate_ready=len(candidate),
@@ -392,6 +427,10 @@ class RolloutExecutor:
             analysis=analysis,
             promote_requested=Signal.PROMOTE in signals,
             abort_requested=Signal.ABORT in signals,
+            baseline_ready=len(baseline),
+            baseline_present=len(group),
+            baseline_failed=tuple(sorted(tracked.failed & group_ids)),
+            route_baseline=route_baseline,
         )
 
     def _instances(self, environment: str) -> dict[str, list[Instance]]:
@@ -457,10 +496,14 @@ class RolloutExecutor:
 
     def _apply(self, env: Environment, decision: Decision, tracked: _Tracked) -> None:
         state = decision.state
+        ensured = False
         for action in decision.actions:
             match action:
-                case EnsureInstances(release, count):
-                    self._ensure(env, ReleaseId(release), count, tracked)
+                case EnsureInstances():
+                    if not ensured:  # every group of the decision at once (canary + baseline)
+                        wanted = [a for a in decision.actions if isinstance(a, EnsureInstances)]
+                        self._ensure_all(env, wanted, tracked)
+                        ensured = True
                 case ReplaceInstance(release, instance):
                     self._replace(env, ReleaseId(release), instance, tracked)
                 case ApplyRoute():
@@ -477,15 +520,22 @@ class RolloutExecutor:
     def _ensure(
         self, env: Environment, release_id: ReleaseId, count: int, tracked: _Tracked
     ) -> None:
-        running = [
-            i
-            for i in self._instances(env.name).get(release_id, [])
-            if i.state is State.RUNNING and i.id.value not in tracked.failed
-        ]
-        missing = count - len(running)
-        if missing <= 0:
-            return
-        self._provision(env, release_id, missing, tracked)
+        self._ensure_all(env, [EnsureInstances(release_id, count)], tracked)
+
+    def _ensure_all(
+        self, env: Environment, wanted: list[EnsureInstances], tracked: _Tracked
+    ) -> None:
+        missing: list[tuple[ReleaseId, int]] = []
+        for action in wanted:
+            running = [
+                i
+                for i in self._instances(env.name).get(action.release, [])
+                if i.state is State.RUNNING and i.id.value not in tracked.failed
+            ]
+            if action.count > len(running):
+                missing.append((ReleaseId(action.release), action.count - len(running)))
+        if missing:
+            self._provision_all(env, missing, tracked)
 
     def provision(self, environment: str, release_id: ReleaseId, count: int) -> list[str]:
         """Start ``count`` fresh instances of ``release_id`` and wait for them; the
@@ -521,13 +571,31 @@ class RolloutExecutor:
     def _provision(
         self, env: Environment, release_id: ReleaseId, missing: int, tracked: _Tracked
     ) -> list[str]:
-        release = self._desired.release(release_id)
+        return self._provision_all(env, [(release_id, missing)], tracked)
+
+    def _launch(self, name: ReleaseId) -> LaunchSpec:
+        """What to start for the group ``name``: a release, or a fresh baseline group
+        (the stable release's launch spec under the group's name)."""
+        stable = fresh.stable_of(name)
+        release = self._desired.release(ReleaseId(stable) if stable else name)
         if release is None:
-            raise NotFound(f"release {release_id} is not known to this controller")
+            raise NotFound(f"release {stable or name} is not known to this controller")
+        spec = self._launcher(release)
+        return replace(spec, release=name) if stable else spec
+
+    def _provision_all(
+        self, env: Environment, missing: list[tuple[ReleaseId, int]], tracked: _Tracked
+    ) -> list[str]:
+        """Create every group's missing instances first, then wait for all of them:
+        a canary and its fresh baseline start together."""
+        launches = [(name, self._launch(name), count) for name, count in missing]
         self._forget_listing(env.name)
-        created = self._provider.create(self._launcher(release), missing)
+        created: dict[str, ReleaseId] = {}
+        for name, spec, count in launches:
+            created.update((i.id.value, name) for i in self._provider.create(spec, count))
+        ids = [InstanceId(value) for value in created]
         results = self._provider.wait_ready(
-            [i.id for i in created], timeout=env.health.start_timeout, interval=env.health.interval
+            ids, timeout=env.health.start_timeout, interval=env.health.interval
         )
         for instance_id, result in results.items():
             if not isinstance(result, Healthy):
@@ -536,7 +604,7 @@ class RolloutExecutor:
                     EventKind.HEALTH_FAILURE,
                     actor=self._actor,
                     environment=env.name,
-                    release=release_id,
+                    release=created[instance_id.value],
                     details={
                         "deployment": self._deployment(env.name),
                         "detected_at": _rfc3339(self._wall()),
@@ -567,9 +635,11 @@ class RolloutExecutor:
         self._ensure(env, release_id, want, tracked)
 
     def _route(self, env: Environment, state: RolloutState, action: ApplyRoute) -> None:
-        ready = self._ready_backends(env, [r for r in (action.stable, action.candidate) if r])
+        names = [r for r in (action.stable, action.baseline, action.candidate) if r]
+        ready = self._ready_backends(env, names)
         stable_b = ready.get(action.stable, ()) if action.stable else ()
         candidate_b = ready.get(action.candidate, ())
+        baseline_b = ready.get(action.baseline, ()) if action.baseline else ()
         releases: list[RouteRelease] = []
         if not stable_b and not candidate_b:
             return  # nothing ready to send traffic to: keep serving the current table
@@ -580,7 +650,11 @@ class RolloutExecutor:
         ):
             releases.append(RouteRelease(action.stable, 100, stable_b))
         elif action.stable is not None:
-            releases.append(RouteRelease(action.stable, 100 - action.weight, stable_b))
+            # A baseline share with no ready baseline instance stays with stable.
+            share = action.baseline_weight if baseline_b else 0
+            releases.append(RouteRelease(action.stable, 100 - action.weight - share, stable_b))
+            if action.baseline is not None and share:
+                releases.append(RouteRelease(action.baseline, share, baseline_b))
             releases.append(RouteRelease(action.candidate, action.weight, candidate_b))
         rules: tuple[HeaderMatch, ...] = ()
         listeners: tuple[Listener, ...] = ()
@@ -663,7 +737,7 @@ class RolloutExecutor:
         return AnalysisSession.resume(
             step=step,
             canary=state.candidate,
-            baseline=state.stable,
+            baseline=planner.baseline_for(env, state),
             deadline=started + duration,
             metrics=chosen,
             rounds=rounds,
@@ -708,10 +782,18 @@ class RolloutExecutor:
                     "step": after.step,
                     "phase": str(after.phase),
                     "note": decision.note,
-                    "weights": self._weights(after),
+                    "weights": self._weights(env, after),
                 },
             )
-        if after.phase is Phase.ROLLING_BACK and before.phase is not Phase.ROLLING_BACK:
+        self._record_passed_analyses(env, before, after)
+        rolling = {Phase.ROLLING_BACK, Phase.ROLLED_BACK}
+        if (
+            after.phase in rolling
+            and before.phase not in rolling
+            # A rollback to warm instances ends in the decision that starts it; an
+            # analysis failure is recorded as a verdict either way.
+            and (after.phase is Phase.ROLLING_BACK or "analysis" in after.reason)
+        ):
             self._recorder.record(
                 EventKind.ANALYSIS_VERDICT
                 if "analysis" in after.reason
@@ -724,6 +806,7 @@ class RolloutExecutor:
                     "verdict": "fail",
                     "reasons": [after.reason],
                     "detected_at": _rfc3339(after.detected_at or self._wall()),
+                    "baseline": self.baseline_info(env.name, before),
                 },
             )
         if (
@@ -786,9 +869,77 @@ class RolloutExecutor:
                 },
             )
 
-    def _weights(self, state: RolloutState) -> dict[str, int]:
+    def _record_passed_analyses(
+        self, env: Environment, before: RolloutState, after: RolloutState
+    ) -> None:
+        """One ``analysis.verdict`` per analysis step the rollout moved past: what was
+        decided, against which baseline, with the figures."""
+        if after.phase not in {Phase.STEPPING, Phase.SUCCEEDED} or after.step <= before.step:
+            return
+        steps = FAST_TRACK if after.fast_track else steps_for(env)
+        tracked = self._track(env.name)
+        session = tracked.session
+        for index in range(before.step, min(after.step, len(steps))):
+            if not isinstance(steps[index], Analyze):
+                continue
+            ran = session is not None and session.belongs_to(after.deployment, index)
+            seen = tracked.outcome
+            status = seen[2] if seen is not None and seen[:2] == (after.deployment, index) else None
+            # Past an analysis step without a pass: promoted by hand over an inconclusive one.
+            verdict = "pass" if isinstance(status, planner.Passed) else "inconclusive"
+            self._recorder.record(
+                EventKind.ANALYSIS_VERDICT,
+                actor=self._actor,
+                environment=env.name,
+                release=after.candidate,
+                details={
+                    "deployment": after.deployment,
+                    "step": index,
+                    "verdict": verdict,
+                    "summary": status.summary if isinstance(status, planner.Passed) else "",
+                    "baseline": self.baseline_info(env.name, replace(before, step=index)),
+                    "figures": session.figures() if session is not None and ran else {},
+                },
+            )
+
+    def baseline_info(
+        self, environment: str, state: RolloutState | None = None, *, count: bool = True
+    ) -> dict[str, Any]:
+        """Which baseline the rollout's analysis compares with at ``state``'s step (the
+        persisted rollout by default): ``fresh`` (the group started with the canary)
+        or ``stable`` (the stable release's warm instances), its name, and (``count``)
+        how many of its instances run; ``None`` when the provider cannot say now."""
+        env = self._environment(environment)
+        state = state or self._desired.rollout(environment)
+        if state is None:
+            return {}
+        name = planner.baseline_for(env, state)
+        if name is None:
+            return {"kind": "none"}
+        kind = "fresh" if name == state.baseline else "stable"
+        info: dict[str, Any] = {"kind": kind, "release": name}
+        if count:
+            # Listed here rather than through the tick's cache: the API's threads ask too.
+            selector = {SERVICE: self.spec.service, ENVIRONMENT: environment, RELEASE: name}
+            try:
+                listed = self._provider.list(selector)
+            except KilnError:
+                info["instances"] = None  # a status read never fails for a count
+            else:
+                info["instances"] = len([i for i in listed if i.state is State.RUNNING])
+        return info
+
+    def _weights(self, env: Environment, state: RolloutState) -> dict[str, int]:
         if state.stable is None:
             return {state.candidate: 100} if state.weight or state.phase is Phase.SUCCEEDED else {}
+        group = planner.baseline_for(env, state)
+        if group is not None and group != state.stable:
+            share = fresh.share(state.weight)
+            return {
+                state.stable: 100 - state.weight - share,
+                group: share,
+                state.candidate: state.weight,
+            }
         return {state.stable: 100 - state.weight, state.candidate: state.weight}
 
     # --- helpers -------------------------------------------------------------------------

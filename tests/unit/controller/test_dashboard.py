@@ -505,3 +505,23 @@ def test_the_local_reader_token_is_read_only_stable_and_private(tmp_path: Path) 
     token_file = tmp_path / "run" / "dashboard.token"
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     assert reader not in (tmp_path / "keys" / "api-tokens.json").read_text()
+
+
+def test_a_fresh_baseline_group_is_shown_in_its_role(parts: dict[str, Any]) -> None:
+    parts["router"].apply(
+        RouteTable(
+            2,
+            "prod",
+            (
+                Route("rel-a", 50, (Backend("127.0.0.1", 20001),)),
+                Route("rel-a+baseline", 25, (Backend("127.0.0.1", 20003),)),
+                Route("rel-b", 25, (Backend("127.0.0.1", 20002),)),
+            ),
+        )
+    )
+    (env,) = _dashboard(parts).snapshot()["environments"]
+    assert [(w["release"], w["weight"], w["role"]) for w in env["weights"]] == [
+        ("rel-a", 50, "stable"),
+        ("rel-a+baseline", 25, "baseline"),
+        ("rel-b", 25, "candidate"),
+    ]

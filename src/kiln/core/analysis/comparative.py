@@ -7,10 +7,11 @@ Argo Rollouts' Kayenta provider for how a score maps to a result.
 
 * Data points: one value per side and per ``interval`` window (Kayenta's
   ``step``): the window's error rate, latency quantile, request rate or query
-  value, for the canary and for a **fresh baseline** -- instances of the stable
-  release started with the canary and given the same share of traffic, so that
-  both sides have the same age, warmth and load. Windows with no value are
-  dropped (Kayenta removes NaNs).
+  value, for the canary and for its baseline -- the stable release, or with
+  ``canary.baseline: fresh`` instances of the stable release started with the
+  canary and given the same share of traffic, so that both sides have the same
+  age, warmth and load (``kiln.core.rollout.baseline``). Windows with no value
+  are dropped (Kayenta removes NaNs).
 * Per-metric classification (MannWhitneyClassifier): a Mann-Whitney U test of
   canary against baseline (``scipy.stats.mannwhitneyu``, two-sided) with the
   Hodges-Lehmann estimate of the shift and its ``confidence`` interval. The

@@ -20,6 +20,13 @@ Order of precedence in one decision, each a reason a reviewer can read:
 
 The stable release keeps all its replicas until the rollout completes, so a
 rollback is one atomic route change to warm instances.
+
+A rollout with a fresh baseline (``RolloutState.baseline``, set at start from
+``canary.baseline: fresh``) provisions the baseline group with the canary, as
+many instances and the same weight (``kiln.core.rollout.baseline``), until the
+last analysis step is done; from then on, and on every way out (promotion,
+rollback), the route leaves it out and it is decommissioned. Its failed
+instances are replaced like the canary's, from the same budget.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import math
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from kiln.core.rollout import baseline as fresh
 from kiln.core.rollout.steps import (
     Analyze,
     Bake,
@@ -74,6 +82,7 @@ class RolloutState:
     deployment: str = ""  # the ledger's id of this attempt (docs/ledger.md)
     fast_track: bool = False  # `kiln rollback`: straight to 100% once ready, no analysis
     detected_at: float | None = None  # when the failure that started a rollback was seen
+    baseline: str | None = None  # the fresh baseline group's name; None: judged against stable
 
     @classmethod
     def begin(
@@ -119,6 +128,10 @@ class Observed:
     analysis: AnalysisOutcome = Pending()
     promote_requested: bool = False
     abort_requested: bool = False
+    baseline_ready: int = 0
+    baseline_present: int = 0  # baseline instances in any state (decommission until none)
+    baseline_failed: tuple[str, ...] = ()  # baseline instances that failed health
+    route_baseline: int = 0  # the baseline group's weight the router serves
 
 
 # --- actions -------------------------------------------------------------------------
@@ -138,12 +151,15 @@ class ReplaceInstance:
 
 @dataclass(frozen=True)
 class ApplyRoute:
-    """The whole split, applied atomically: candidate ``weight``%, stable the rest."""
+    """The whole split, applied atomically: candidate ``weight``%, the fresh baseline
+    group (if any) ``baseline_weight``%, stable the rest."""
 
     stable: str | None
     candidate: str
     weight: int
     preview: bool
+    baseline: str | None = None
+    baseline_weight: int = 0
 
 
 @dataclass(frozen=True)
@@ -195,7 +211,7 @@ def decide(env: Environment, state: RolloutState, seen: Observed) -> Decision:
             return guard
     if state.phase is Phase.ROLLING_BACK:
         return _roll_back(env, state, seen)
-    healed = _replace_failed(env, state, seen)
+    healed = _replace_failed(env, steps, state, seen)
     if healed is not None:
         return healed
     if state.phase is Phase.PROVISIONING:
@@ -226,23 +242,28 @@ def _guards(
     return None
 
 
-def _replace_failed(env: Environment, state: RolloutState, seen: Observed) -> Decision | None:
-    if not seen.failed_instances:
+def _replace_failed(
+    env: Environment, steps: tuple[Step, ...], state: RolloutState, seen: Observed
+) -> Decision | None:
+    failed = [(state.candidate, i) for i in seen.failed_instances]
+    if state.baseline is not None and baseline_live(steps, state):
+        failed += [(state.baseline, i) for i in seen.baseline_failed]
+    if not failed:
         return None
     budget = env.health.max_replacements - state.replacements
-    if budget < len(seen.failed_instances):
+    if budget < len(failed):
         if env.rollback.on_health_failure:
             return _begin_rollback(
                 env,
                 state,
                 seen,
-                f"health: {len(seen.failed_instances)} instance(s) failed after "
+                f"health: {len(failed)} instance(s) failed after "
                 f"{state.replacements} replacement(s) "
                 f"(maxReplacements {env.health.max_replacements})",
             )
         return Decision(state, (Wait("health failures; rollback on health disabled"),), "stuck")
-    actions = tuple(ReplaceInstance(state.candidate, i) for i in seen.failed_instances)
-    new = replace(state, replacements=state.replacements + len(seen.failed_instances))
+    actions = tuple(ReplaceInstance(release, i) for release, i in failed)
+    new = replace(state, replacements=state.replacements + len(failed))
     return Decision(new, actions, f"replacing {len(actions)} failed instance(s)")
 
 
@@ -250,14 +271,49 @@ def _provision(
     env: Environment, steps: tuple[Step, ...], state: RolloutState, seen: Observed
 ) -> Decision:
     want = _wanted_candidates(env, steps, 0)
-    if seen.candidate_ready >= want:
+    ensure = _ensure(steps, state, want)
+    if _enough(steps, state, seen, want):
         new = replace(state, phase=Phase.STEPPING, step=0, step_started=seen.now)
         return _step(env, steps, new, seen, note_prefix=f"{want} instance(s) ready; ")
+    with_baseline = f" (+{seen.baseline_ready}/{want} baseline)" if len(ensure) > 1 else ""
     return Decision(
         state,
-        (EnsureInstances(state.candidate, want), Wait(f"waiting for {want} ready instance(s)")),
-        f"provisioning: {seen.candidate_ready}/{want} ready",
+        (*ensure, Wait(f"waiting for {want} ready instance(s)")),
+        f"provisioning: {seen.candidate_ready}/{want} ready{with_baseline}",
     )
+
+
+def baseline_live(steps: tuple[Step, ...], state: RolloutState) -> bool:
+    """True while the rollout's fresh baseline group should exist and take traffic:
+    from provisioning until its last analysis step is done."""
+    if state.baseline is None or state.phase not in {Phase.PROVISIONING, Phase.STEPPING}:
+        return False
+    last = fresh.last_analysis(steps)
+    return last is not None and state.step <= last
+
+
+def baseline_for(env: Environment, state: RolloutState) -> str | None:
+    """The release name analysis compares the canary with at the current step: the
+    fresh baseline group while it lives, else the stable release itself."""
+    steps = FAST_TRACK if state.fast_track else steps_for(env)
+    if state.baseline is not None and baseline_live(steps, state):
+        return state.baseline
+    return state.stable
+
+
+def _ensure(steps: tuple[Step, ...], state: RolloutState, want: int) -> tuple[EnsureInstances, ...]:
+    """Candidates, and as many baseline instances while the baseline lives: one
+    decision, so the executor starts both groups together."""
+    out: tuple[EnsureInstances, ...] = (EnsureInstances(state.candidate, want),)
+    if state.baseline is not None and baseline_live(steps, state):
+        out += (EnsureInstances(state.baseline, want),)
+    return out
+
+
+def _enough(steps: tuple[Step, ...], state: RolloutState, seen: Observed, want: int) -> bool:
+    if seen.candidate_ready < want:
+        return False
+    return not baseline_live(steps, state) or seen.baseline_ready >= want
 
 
 def _wanted_candidates(env: Environment, steps: tuple[Step, ...], index: int) -> int:
@@ -276,8 +332,13 @@ def _step(
 ) -> Decision:
     actions: list[Action | Wait] = []
     # Converge the router on the declared split before anything else.
-    if seen.route_weight != state.weight or seen.route_preview != state.preview:
-        actions.append(_route(state))
+    declared = _route(state, steps)
+    if (
+        seen.route_weight != state.weight
+        or seen.route_preview != state.preview
+        or seen.route_baseline != declared.baseline_weight
+    ):
+        actions.append(declared)
     # Advance through every step that completes now, in one decision.
     for _ in range(len(steps) + 1):
         if state.step >= len(steps):
@@ -287,7 +348,9 @@ def _step(
         if isinstance(outcome, Decision):
             if outcome.state.phase in {Phase.ROLLING_BACK, Phase.ROLLED_BACK}:
                 return outcome  # the rollback's one route change replaces anything pending
-            return Decision(outcome.state, (*actions, *outcome.actions), note_prefix + outcome.note)
+            actions.extend(outcome.actions)
+            actions.extend(_retire_baseline(steps, outcome.state, seen, actions))
+            return Decision(outcome.state, tuple(actions), note_prefix + outcome.note)
         next_state, step_actions = outcome
         actions.extend(step_actions)
         state = replace(next_state, step=state.step + 1, step_started=seen.now)
@@ -295,6 +358,23 @@ def _step(
         # to the step just entered, and signals are consumed by the step they ended.
         seen = replace(seen, analysis=Pending(), promote_requested=False)
     raise AssertionError("step loop did not terminate")  # pragma: no cover
+
+
+def _retire_baseline(
+    steps: tuple[Step, ...], state: RolloutState, seen: Observed, pending: list[Action | Wait]
+) -> list[Action]:
+    """Once the analysed steps are done: the route without the baseline group, then
+    its instances decommissioned. Decided from what is observed, so a controller
+    killed in between finishes the job on its next tick."""
+    if state.baseline is None or baseline_live(steps, state):
+        return []
+    routed = [a for a in pending if isinstance(a, ApplyRoute)]
+    # The split the router will serve after ``pending``: does it still send the baseline traffic?
+    stale = routed[-1].baseline_weight > 0 if routed else seen.route_baseline > 0
+    out: list[Action] = [_route(state, steps)] if stale else []
+    if seen.baseline_present:
+        out.append(Decommission(state.baseline))
+    return out
 
 
 def _advance(
@@ -309,20 +389,20 @@ def _advance(
     match step:
         case SetWeight(weight):
             want = _wanted_candidates(env, steps, state.step)
-            if seen.candidate_ready < want:
+            if not _enough(steps, state, seen, want):
                 return Decision(
                     state,
                     (
-                        EnsureInstances(state.candidate, want),
+                        *_ensure(steps, state, want),
                         Wait(f"no traffic until {want} instance(s) are ready"),
                     ),
                     f"scaling to {want} instance(s) before setWeight {weight}",
                 )
             new = replace(state, weight=weight, preview=state.preview and weight < 100)
-            return new, ([_route(new)] if new.weight != state.weight else [])
+            return new, ([_route(new, steps)] if new.weight != state.weight else [])
         case Preview():
             new = replace(state, preview=True)
-            return new, [_route(new)]
+            return new, [_route(new, steps)]
         case Pause(None):
             if seen.promote_requested:
                 return state, []
@@ -364,6 +444,8 @@ def _succeed(
     final.append(MarkStable(state.candidate))
     if state.stable is not None and state.stable != state.candidate:
         final.append(Decommission(state.stable))
+    if state.baseline is not None and seen.baseline_present:
+        final.append(Decommission(state.baseline))
     return Decision(done, tuple(final), prefix + "promoted: 100% on the new release")
 
 
@@ -389,6 +471,12 @@ def _roll_back(env: Environment, state: RolloutState, seen: Observed) -> Decisio
             ),
             f"rolling back: {state.reason}",
         )
+    # The fresh baseline leaves with the canary, in the same decision as the route change.
+    retire = (
+        (Decommission(state.baseline),)
+        if state.baseline is not None and seen.baseline_present
+        else ()
+    )
     done = replace(state, phase=Phase.ROLLED_BACK, weight=0, preview=False)
     return Decision(
         done,
@@ -396,11 +484,17 @@ def _roll_back(env: Environment, state: RolloutState, seen: Observed) -> Decisio
             _route(done),
             MarkStable(state.stable),
             Decommission(state.candidate),
+            *retire,
             EnsureInstances(state.stable, env.replicas),
         ),
         f"rolled back: {state.reason}",
     )
 
 
-def _route(state: RolloutState) -> ApplyRoute:
+def _route(state: RolloutState, steps: tuple[Step, ...] = ()) -> ApplyRoute:
+    if state.baseline is not None and baseline_live(steps, state):
+        share = fresh.share(state.weight)
+        return ApplyRoute(
+            state.stable, state.candidate, state.weight, state.preview, state.baseline, share
+        )
     return ApplyRoute(state.stable, state.candidate, state.weight, state.preview)

@@ -339,7 +339,7 @@ class AnalysisMetric(Model):
     judge: Annotated[Judge, LAX] = Field(
         Judge.SEQUENTIAL,
         description="sequential (anytime-valid, stops early), comparative (Mann-Whitney U "
-        "against a fresh baseline) or threshold (Argo/Flagger semantics).",
+        "against the baseline, see canary.baseline) or threshold (Argo/Flagger semantics).",
     )
     max: float | None = Field(None, description="threshold: fail above this value.")
     min: float | None = Field(None, description="threshold: fail below this value.")
@@ -442,6 +442,13 @@ def _default_steps() -> list[CanaryStep]:
     ]
 
 
+class BaselineKind(StrEnum):
+    """What a canary's analysis compares the canary with."""
+
+    STABLE = "stable"  # the stable release's own (warm) instances
+    FRESH = "fresh"  # fresh instances of the stable release, started beside the canary
+
+
 class Canary(Model):
     """Shift traffic in steps, judging the canary between them."""
 
@@ -450,6 +457,29 @@ class Canary(Model):
         min_length=1,
         description="In order; the default moves 20% then 50% then 100%, judging in between.",
     )
+    # The default stays `stable`: a fresh baseline costs as many extra instances as
+    # the canary has, and their start-up, for every rollout (docs/analysis.md).
+    baseline: Annotated[BaselineKind, LAX] = Field(
+        BaselineKind.STABLE,
+        description=(
+            "What analysis compares the canary with: `stable` (the warm stable instances) "
+            "or `fresh` (as many new instances of the stable release as the canary has, "
+            "started with it and sent the same weight)."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _fresh_needs_analysis(self) -> Canary:
+        if self.baseline is BaselineKind.FRESH and not any(
+            step.analysis is not None for step in self.steps
+        ):
+            raise LocatedValueError(
+                ("baseline",),
+                "`baseline: fresh` but no canary step is an analysis",
+                expected="at least one `- analysis: {...}` step, or `baseline: stable`",
+                hint="a fresh baseline only exists to be compared with during analysis steps",
+            )
+        return self
 
 
 class BlueGreen(Model):
