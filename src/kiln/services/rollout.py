@@ -13,6 +13,15 @@ One ``tick`` is one cycle for one environment:
 So a controller killed anywhere resumes from the persisted state: the next tick
 observes the world as it really is and converges (docs/rollouts.md).
 
+Fencing: while the controller leads an environment it gives this executor the
+term's epoch (``lead``). Every state write then carries it (the store refuses a
+stale one), each tick and each outside action (creating or destroying an
+instance, pushing a route table) first checks the term is still current, and
+route tables carry the epoch in their generation's high bits, so a table a
+stale leader pushes loses against any table of a newer term
+(``kiln.core.traffic.table.next_generation``). A stale term raises
+``StaleLeader``; the controller stands down.
+
 Traffic only ever reaches instances whose readiness probe passed: route tables are
 built from ready instances, and an instance that fails its probes
 ``failureThreshold`` times in a row is reported to the planner as failed, which
@@ -58,9 +67,9 @@ from kiln.core.runtime.model import (
     State,
 )
 from kiln.core.spec.models import Environment, Judge, MetricSourceKind, ServiceSpec
-from kiln.core.traffic.table import Backend, HeaderMatch, RouteTable
+from kiln.core.traffic.table import Backend, HeaderMatch, RouteTable, next_generation
 from kiln.core.traffic.table import Release as RouteRelease
-from kiln.errors import NotFound, Refused
+from kiln.errors import NotFound, Refused, StaleLeader
 from kiln.ports.clock import Clock
 from kiln.ports.ledger import Recorder
 from kiln.ports.metrics import MetricSource
@@ -126,9 +135,41 @@ class RolloutExecutor:
         }
         self._commit_info = commit_info or (lambda _digest: CommitInfo())
         self._tracked: dict[str, _Tracked] = {}
+        # The epoch of the term this controller leads each environment in; an
+        # environment without one is driven unfenced (tests, one-shot tools).
+        self._terms: dict[str, int] = {}
         # One provider listing per tick and environment (a listing scans /proc);
         # dropped whenever this executor creates or destroys an instance.
         self._listing: dict[str, dict[str, list[Instance]]] | None = None
+
+    # --- fencing -------------------------------------------------------------------------
+
+    def lead(self, environment: str, epoch: int | None) -> None:
+        """Drive ``environment`` in term ``epoch`` from now on (None: stop fencing it).
+        A new term forgets what the last one tracked: its analysis session is
+        rebuilt from the journal, as after a restart."""
+        if epoch is None:
+            self._terms.pop(environment, None)
+            return
+        if self._terms.get(environment) != epoch:
+            self._tracked.pop(environment, None)
+        self._terms[environment] = epoch
+
+    def epoch(self, environment: str) -> int | None:
+        return self._terms.get(environment)
+
+    def check_term(self, environment: str) -> None:
+        """``StaleLeader`` if a newer term than ours exists (a cheap read; the writes
+        themselves are checked in their own transactions)."""
+        mine = self._terms.get(environment)
+        if mine is None:
+            return
+        current = self._desired.term(environment)
+        if current != mine:
+            raise StaleLeader(
+                f"{environment}: this controller's term {mine} is over (current term {current})",
+                hint="another controller leads it now; this one stands down",
+            )
 
     # --- starting ------------------------------------------------------------------------
 
@@ -152,13 +193,14 @@ class RolloutExecutor:
                 f"{environment} already runs {release.label}",
                 hint="deploy a different artifact, or change the environment's config",
             )
-        self._desired.put_release(release, document)
+        epoch = self._terms.get(environment)
+        self._desired.put_release(release, document, epoch=epoch)
         now = self._wall()
         deployment = f"dep-{secrets.token_hex(6)}"
         state = replace(
             RolloutState.begin(environment, release.id, stable, now), deployment=deployment
         )
-        self._desired.save_rollout(state)
+        self._desired.save_rollout(state, epoch=epoch)
         info = self._commit_info(artifact)
         details: dict[str, Any] = {
             "deployment": deployment,
@@ -225,7 +267,7 @@ class RolloutExecutor:
             deployment=f"rbk-{secrets.token_hex(6)}",
             fast_track=True,
         )
-        self._desired.save_rollout(state)
+        self._desired.save_rollout(state, epoch=self._terms.get(environment))
         self._recorder.record(
             EventKind.ROLLOUT_STEP,
             actor=actor or self._actor,
@@ -242,7 +284,7 @@ class RolloutExecutor:
                 f"{environment} has no rollout in progress to {signal}",
                 hint=f"`kiln status {environment}` shows what it runs",
             )
-        self._desired.signal(environment, signal)
+        self._desired.signal(environment, signal, epoch=self._terms.get(environment))
         self._recorder.record(
             EventKind.ROLLOUT_STEP,
             actor=actor or self._actor,
@@ -280,6 +322,7 @@ class RolloutExecutor:
         state = self._desired.rollout(environment)
         if state is None:
             raise NotFound(f"{environment} has no rollout", hint=f"run `kiln deploy {environment}`")
+        self.check_term(environment)
         tracked = self._track(environment)
         self._listing = {}
         try:
@@ -287,7 +330,8 @@ class RolloutExecutor:
             seen = self._observe(env, state, tracked)
             decision = planner.decide(env, state, seen)
             if decision.state != state:
-                self._desired.save_rollout(decision.state)  # before acting: crash-safe
+                # Before acting, crash-safe; refused if our term is over.
+                self._desired.save_rollout(decision.state, epoch=self._terms.get(environment))
                 self._record_transition(env, state, decision)
             self._apply(env, decision, tracked)
         finally:
@@ -334,7 +378,7 @@ class RolloutExecutor:
             )
             return state
         resumed = replace(state, step_started=self._wall())
-        self._desired.save_rollout(resumed)
+        self._desired.save_rollout(resumed, epoch=self._terms.get(env.name))
         self._record_resume(
             env, state, "resumed after a controller restart: analysis window restarted"
         )
@@ -366,7 +410,7 @@ class RolloutExecutor:
             preview = any(
                 isinstance(r, HeaderMatch) and r.release == state.candidate for r in table.rules
             )
-        signals = self._desired.take_signals(env.name)
+        signals = self._desired.take_signals(env.name, epoch=self._terms.get(env.name))
         now = self._wall()
         analysis = self._analysis_outcome(env, state, tracked, now)
         failed = tuple(sorted(tracked.failed))
@@ -436,8 +480,10 @@ class RolloutExecutor:
         if journal is None:
             return session.poll(self._sources, now=now)
 
+        epoch = self._terms.get(env.name)
+
         def record(seq: int, body: dict[str, Any]) -> None:
-            journal.append_round(env.name, state.deployment, state.step, seq, body)
+            journal.append_round(env.name, state.deployment, state.step, seq, body, epoch=epoch)
 
         return session.poll(self._sources, now=now, record=record)
 
@@ -458,7 +504,9 @@ class RolloutExecutor:
                 case Decommission(release):
                     self._decommission(env, state, ReleaseId(release))
                 case MarkStable(release):
-                    self._desired.set_stable(env.name, ReleaseId(release))
+                    self._desired.set_stable(
+                        env.name, ReleaseId(release), epoch=self._terms.get(env.name)
+                    )
                 case Wait():
                     pass
 
@@ -499,10 +547,11 @@ class RolloutExecutor:
         if not ready:
             return None  # nothing ready to send traffic to: keep serving the current table
         current = self._router.current()
-        generation = (current.generation if current is not None else 0) + 1
+        generation = next_generation(current, self._terms.get(env.name))
         table = RouteTable(generation, env.name, (RouteRelease(release_id, 100, ready),))
         if current is not None and _same_split(current, table) and not force:
             return None
+        self.check_term(env.name)
         self._router.apply(table)
         return table
 
@@ -513,6 +562,7 @@ class RolloutExecutor:
         if release is None:
             raise NotFound(f"release {release_id} is not known to this controller")
         self._forget_listing(env.name)
+        self.check_term(env.name)
         created = self._provider.create(self._launcher(release), missing)
         results = self._provider.wait_ready(
             [i.id for i in created], timeout=env.health.start_timeout, interval=env.health.interval
@@ -575,10 +625,11 @@ class RolloutExecutor:
         if action.preview and candidate_b and strategy is not None:
             rules = (HeaderMatch(strategy.preview_header, PREVIEW_VALUE, action.candidate),)
         current = self._router.current()
-        generation = (current.generation if current is not None else 0) + 1
+        generation = next_generation(current, self._terms.get(env.name))
         table = RouteTable(generation, env.name, tuple(releases), rules)
         if current is not None and _same_split(current, table):
             return
+        self.check_term(env.name)
         self._router.apply(table)
         weights = {r.name: r.weight for r in releases}
         self._recorder.record(
@@ -625,7 +676,9 @@ class RolloutExecutor:
             return
         tracked.session = self._session(env, state, step, names, duration, [])
         if self._journal is not None:
-            self._journal.forget_rounds(env.name, keep=(state.deployment, step))
+            self._journal.forget_rounds(
+                env.name, keep=(state.deployment, step), epoch=self._terms.get(env.name)
+            )
 
     def _session(
         self,
@@ -669,6 +722,7 @@ class RolloutExecutor:
             instance = by_id.get(value)
             if instance is not None:
                 self._forget_listing(env.name)
+                self.check_term(env.name)
                 self._provider.destroy(instance.id, drain_timeout=DRAIN_TIMEOUT)
 
     # --- the ledger ----------------------------------------------------------------------
