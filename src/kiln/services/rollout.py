@@ -178,6 +178,7 @@ class RolloutExecutor:
     ) -> RolloutState:
         """Begin moving ``environment`` to ``artifact``: a new release, a persisted rollout."""
         env = self._environment(environment)
+        self.check_term(environment)
         current = self._desired.rollout(environment)
         if current is not None and not current.phase.terminal:
             raise Refused(
@@ -236,6 +237,7 @@ class RolloutExecutor:
         provisioned if the old ones are gone.
         """
         self._environment(environment)
+        self.check_term(environment)
         current = self._desired.rollout(environment)
         if current is not None and not current.phase.terminal:
             self.signal(environment, Signal.ABORT, actor=actor)
@@ -278,6 +280,7 @@ class RolloutExecutor:
         return state
 
     def signal(self, environment: str, signal: Signal, *, actor: str | None = None) -> None:
+        self.check_term(environment)
         state = self._desired.rollout(environment)
         if state is None or state.phase.terminal:
             raise Refused(
