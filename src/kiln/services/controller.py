@@ -111,6 +111,7 @@ class Controller:
             self.leader.release(environment)
             return False
         self._terms[environment] = epoch
+        log.info("%s: leading in term %d", environment, epoch)
         executor = self.executors.get(environment)
         if executor is not None:
             executor.lead(environment, epoch)

@@ -52,6 +52,8 @@ def main(argv: list[str]) -> int:
     state_dir, tree = Path(argv[0]), Path(argv[1])
     pending = list(argv[2:])
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    (state_dir / "logs").mkdir(exist_ok=True)  # the router's log, as `kiln` makes it
     clock = SystemClock()
     desired = SqliteDesiredState(state_dir / "state.db")
     provider = runtime_boot.provider("process", state_dir)
@@ -103,7 +105,10 @@ def main(argv: list[str]) -> int:
         controller.claim_environments()
         if pending and env.name in leader.held():
             state = desired.rollout(env.name)
-            if state is None or state.phase.terminal:
+            settled = state is None or (
+                state.phase.terminal and desired.environment(env.name).stable == state.candidate
+            )
+            if settled:  # the last one finished and its release is marked stable
                 controller.deploy(env.name, pending.pop(0), actor="test")
     controller.stop()
     leader.close()
