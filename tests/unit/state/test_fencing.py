@@ -182,7 +182,7 @@ def test_next_generation(served: int | None, epoch: int | None, expected: int) -
 
 
 def test_a_leader_facing_a_newer_terms_table_is_stale() -> None:
-    with pytest.raises(StaleLeader, match="serves a table of term 2, newer than .* term 1"):
+    with pytest.raises(StaleLeader, match=r"serves a table of term 2, newer than .* term 1"):
         next_generation(_table((2 << TERM_SHIFT) + 1), 1)
 
 

@@ -33,7 +33,6 @@ import psycopg
 
 from kiln.errors import ConfigError
 
-
 _TERMS_TABLE = (
     "CREATE TABLE IF NOT EXISTS kiln_leader_terms ("
     " namespace TEXT NOT NULL, environment TEXT NOT NULL, epoch BIGINT NOT NULL,"
