@@ -89,14 +89,21 @@ class Controller:
         if self.spec is None:
             return []
         led: list[str] = []
+        held = self.leader.held()
         for env in self.spec.environments:
-            above = self.desired.term(env.name) if self.desired is not None else 0
+            above = 0 if env.name in held else self._last_term(env.name)
             if self.leader.try_acquire(env.name, above=above) and self._open_term(env.name):
                 led.append(env.name)
         for name in led:
             if name in self.executors:
                 self._ensure_worker(name)
         return led
+
+    def _last_term(self, environment: str) -> int:
+        """The newest term seen: the store's, or the router's table's if newer."""
+        term = self.desired.term(environment) if self.desired is not None else 0
+        executor = self.executors.get(environment)
+        return max(term, executor.served_term()) if executor is not None else term
 
     def _open_term(self, environment: str) -> bool:
         """Open the term of the lock we hold (once per acquisition) and give its epoch to

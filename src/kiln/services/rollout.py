@@ -67,9 +67,15 @@ from kiln.core.runtime.model import (
     State,
 )
 from kiln.core.spec.models import Environment, Judge, MetricSourceKind, ServiceSpec
-from kiln.core.traffic.table import Backend, HeaderMatch, RouteTable, next_generation
+from kiln.core.traffic.table import (
+    TERM_SHIFT,
+    Backend,
+    HeaderMatch,
+    RouteTable,
+    next_generation,
+)
 from kiln.core.traffic.table import Release as RouteRelease
-from kiln.errors import NotFound, Refused, StaleLeader
+from kiln.errors import KilnError, NotFound, Refused, StaleLeader
 from kiln.ports.clock import Clock
 from kiln.ports.ledger import Recorder
 from kiln.ports.metrics import MetricSource
@@ -157,6 +163,16 @@ class RolloutExecutor:
 
     def epoch(self, environment: str) -> int | None:
         return self._terms.get(environment)
+
+    def served_term(self) -> int:
+        """The term of the route table the router serves (0: none, or unreachable). A
+        new term must start above it, or this executor would find itself stale at
+        its first push (a state directory whose ``state.db`` was lost, say)."""
+        try:
+            current = self._router.current()
+        except KilnError:
+            return 0
+        return current.generation >> TERM_SHIFT if current is not None else 0
 
     def check_term(self, environment: str) -> None:
         """``StaleLeader`` if a newer term than ours exists (a cheap read; the writes

@@ -40,6 +40,9 @@ class Unfenced:
     def check_term(self, environment: str) -> None:
         pass
 
+    def served_term(self) -> int:
+        return 0
+
 
 def wait_for(condition: Any, seconds: float = 5.0) -> None:
     deadline = time.monotonic() + seconds

@@ -22,7 +22,8 @@ from kiln.core.release import Release
 from kiln.core.rollout.planner import Phase, RolloutState
 from kiln.core.runtime.model import LaunchSpec
 from kiln.core.spec.loader import load_spec
-from kiln.core.traffic.table import TERM_SHIFT
+from kiln.core.traffic.table import TERM_SHIFT, Backend, RouteTable
+from kiln.core.traffic.table import Release as RouteRelease
 from kiln.errors import StaleLeader
 from kiln.ports.clock import SystemClock
 from kiln.ports.state import Signal
@@ -222,3 +223,32 @@ def test_a_controller_whose_term_is_over_stands_down_logs_once_and_claims_again(
         executor.start("prod", V1)  # the new term writes
     finally:
         controller.stop()
+
+
+def test_a_new_term_starts_above_the_routers_table_when_the_store_lost_its_terms(
+    rig: Rig,
+) -> None:
+    """A state.db lost or restored from an old backup while the router kept serving
+    the table of term 4: the next leader starts above it, not stale at its first push."""
+    rig.router.apply(
+        RouteTable(
+            (4 << TERM_SHIFT) + 2, "prod", (RouteRelease("r1", 100, (Backend("127.0.0.1", 9),)),)
+        )
+    )
+    executor = rig.executor("controller:a")
+    controller = Controller(
+        spec=SPEC,
+        leader=SwappableLock(),
+        clock=SystemClock(),
+        address="a",
+        desired=rig.desired,
+        executors={"prod": executor},
+    )
+    try:
+        assert controller.claim_environments() == ["prod"]
+        assert rig.desired.term("prod") == 5 == executor.epoch("prod")
+    finally:
+        controller.stop()  # its worker ticks no more: the test drives the executor
+    executor.start("prod", V1)
+    rig.until_paused(executor)  # it pushed its own table over the old one
+    assert rig.router.current().generation >> TERM_SHIFT == 5  # type: ignore[union-attr]
