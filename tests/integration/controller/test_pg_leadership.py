@@ -17,20 +17,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from kiln.adapters.store.desired import SqliteDesiredState
 from kiln.adapters.store.pgleader import PostgresLeaderLock, lock_key
 from kiln.core.digest import digest_bytes
-from kiln.core.release import Release
-from kiln.core.runtime.model import LaunchSpec
 from kiln.core.spec.loader import load_spec
 from kiln.errors import StaleLeader
 from kiln.ports.clock import SystemClock
-from kiln.ports.state import Signal
+from kiln.ports.state import DesiredState, Signal
 from kiln.services.controller import Controller
 from kiln.services.rollout import RolloutExecutor
-from tests.unit.recorder import MemoryRecorder
-from tests.unit.runtime.fakes import FakeProvider
-from tests.unit.traffic.fake_router import FakeRouter
+from tests.unit.rollout.test_fencing import Rig
 
 pytestmark = pytest.mark.integration
 
@@ -161,56 +156,28 @@ def test_every_acquisition_is_a_new_term_above_the_last_and_above_the_store(
     assert b.try_acquire("prod", above=3) and b.epoch("prod") == 11  # never back
 
 
+def fenced(lock: PostgresLeaderLock, executor: RolloutExecutor, store: DesiredState) -> Controller:
+    return Controller(
+        spec=SPEC,
+        leader=lock,
+        clock=SystemClock(),
+        address=executor.spec.service,
+        desired=store,
+        executors={"prod": executor},
+    )
+
+
 def test_a_leader_whose_session_was_cut_is_refused_and_stands_down(
     dsn: str, locks: tuple[PostgresLeaderLock, PostgresLeaderLock], tmp_path: Path
 ) -> None:
     """The old leader's session is terminated; it has not noticed yet (its lock
     object still says it leads) when the other controller takes over in a newer
     term; every write the old one then makes is refused and its worker stands down."""
-    store = SqliteDesiredState(tmp_path / "state.db")
-    router, provider = FakeRouter(), FakeProvider()
-
-    def executor(actor: str) -> RolloutExecutor:
-        def launch(release: Release) -> LaunchSpec:
-            return LaunchSpec(
-                service="hello",
-                environment=release.environment,
-                release=release.id,
-                artifact=release.artifact,
-                config_digest=release.config,
-                root=tmp_path,
-                command=("python", "app.py"),
-            )
-
-        return RolloutExecutor(
-            spec=SPEC,
-            desired=store,
-            provider=provider,
-            router=router,
-            recorder=MemoryRecorder(),
-            clock=SystemClock(),
-            launcher=launch,
-            actor=actor,
-            journal=store,
-        )
-
-    old_exec, new_exec = executor("controller:old"), executor("controller:new")
-    old = Controller(
-        spec=SPEC,
-        leader=locks[0],
-        clock=SystemClock(),
-        address="old",
-        desired=store,
-        executors={"prod": old_exec},
-    )
-    new = Controller(
-        spec=SPEC,
-        leader=locks[1],
-        clock=SystemClock(),
-        address="new",
-        desired=store,
-        executors={"prod": new_exec},
-    )
+    rig = Rig(tmp_path, spec=SPEC)
+    store = rig.desired
+    old_exec, new_exec = rig.executor("controller:old"), rig.executor("controller:new")
+    old = fenced(locks[0], old_exec, store)
+    new = fenced(locks[1], new_exec, store)
     try:
         assert "prod" in old.claim_environments()
         first = locks[0].epoch("prod")

@@ -18,10 +18,9 @@ import pytest
 
 from kiln.adapters.store.desired import SqliteDesiredState
 from kiln.core.digest import digest_bytes
-from kiln.core.release import Release
 from kiln.core.rollout.planner import Phase, RolloutState
-from kiln.core.runtime.model import LaunchSpec
 from kiln.core.spec.loader import load_spec
+from kiln.core.spec.models import ServiceSpec
 from kiln.core.traffic.table import TERM_SHIFT, Backend, RouteTable
 from kiln.core.traffic.table import Release as RouteRelease
 from kiln.errors import StaleLeader
@@ -30,7 +29,7 @@ from kiln.ports.state import Signal
 from kiln.services.controller import Controller
 from kiln.services.rollout import RolloutExecutor
 from tests.unit.recorder import MemoryRecorder
-from tests.unit.runtime.fakes import FakeProvider
+from tests.unit.runtime.fakes import FakeProvider, launch_of
 from tests.unit.traffic.fake_router import FakeRouter
 
 SPEC = load_spec(
@@ -52,7 +51,10 @@ V1, V2 = digest_bytes(b"v1"), digest_bytes(b"v2")
 
 @dataclass
 class Rig:
+    """Shared stores and fakes; each ``executor`` is one controller's."""
+
     tmp: Path
+    spec: ServiceSpec = SPEC
     provider: FakeProvider = field(default_factory=FakeProvider)
     router: FakeRouter = field(default_factory=FakeRouter)
     ledger: MemoryRecorder = field(default_factory=MemoryRecorder)
@@ -62,25 +64,14 @@ class Rig:
         self.desired = SqliteDesiredState(self.tmp / "state.db")
 
     def executor(self, actor: str) -> RolloutExecutor:
-        def launch(release: Release) -> LaunchSpec:
-            return LaunchSpec(
-                service="hello",
-                environment=release.environment,
-                release=release.id,
-                artifact=release.artifact,
-                config_digest=release.config,
-                root=self.tmp,
-                command=("python", "app.py"),
-            )
-
         return RolloutExecutor(
-            spec=SPEC,
+            spec=self.spec,
             desired=self.desired,
             provider=self.provider,
             router=self.router,
             recorder=self.ledger,
             clock=SystemClock(),
-            launcher=launch,
+            launcher=launch_of(self.tmp),
             actor=actor,
             journal=self.desired,
         )
