@@ -11,12 +11,10 @@ from typing import Any
 from kiln.adapters.store.desired import SqliteDesiredState
 from kiln.core.digest import digest_bytes
 from kiln.core.ledger.kinds import EventKind
-from kiln.core.release import Release
-from kiln.core.runtime.model import LaunchSpec
 from kiln.core.spec.loader import load_spec
 from kiln.ports.clock import SystemClock
 from kiln.services.rollout import RolloutExecutor
-from tests.unit.runtime.fakes import FakeProvider
+from tests.unit.runtime.fakes import FakeProvider, launch_of
 from tests.unit.traffic.fake_router import FakeRouter
 
 SPEC = load_spec(
@@ -50,16 +48,7 @@ class Recorder:
 def test_the_second_deployment_gets_its_own_analysis_session(tmp_path: Path) -> None:
     desired = SqliteDesiredState(tmp_path / "state.db")
 
-    def launch(release: Release) -> LaunchSpec:
-        return LaunchSpec(
-            service="hello",
-            environment=release.environment,
-            release=release.id,
-            artifact=release.artifact,
-            config_digest=release.config,
-            root=tmp_path,
-            command=("python", "app.py"),
-        )
+    launch = launch_of(tmp_path)
 
     executor = RolloutExecutor(
         spec=SPEC,
