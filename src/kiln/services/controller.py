@@ -289,6 +289,8 @@ class Controller:
 
     def environment_status(self, name: str, *, leader: bool) -> dict[str, Any]:
         out: dict[str, Any] = {"name": name, "leader": leader, "url": self.urls.get(name)}
+        if leader and name in self._terms:
+            out["term"] = self._terms[name]  # the fencing epoch this controller leads in
         if self.desired is None:
             return out
         declared = self.desired.environment(name)

@@ -198,11 +198,13 @@ def test_a_controller_whose_term_is_over_stands_down_logs_once_and_claims_again(
     try:
         assert controller.claim_environments() == ["prod"]
         assert rig.desired.term("prod") == 1 and executor.epoch("prod") == 1
+        assert controller.environment_status("prod", leader=True)["term"] == 1
         worker = controller._workers["prod"]
         rig.desired.open_term("prod", 2)  # another controller won the environment
         wait_for(lambda: not worker.thread.is_alive())
         assert worker.error.startswith("stood down: prod: this controller's term 1 is over")
         assert lock.released == ["prod"]
+        assert "term" not in controller.environment_status("prod", leader=False)
         downs = [r for r in caplog.records if "standing down" in r.getMessage()]
         assert len(downs) == 1 and downs[0].levelno == logging.WARNING
         with pytest.raises(StaleLeader):  # still fenced while it is not leading
