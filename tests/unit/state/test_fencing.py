@@ -9,6 +9,7 @@ own generation rule.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -195,3 +196,13 @@ def test_a_stale_leaders_table_loses_against_its_successors() -> None:
     assert must_install(served, successor)
     with pytest.raises(Refused, match="not newer than the served generation"):
         must_install(successor, stale)
+
+
+def test_the_fencing_benchmark_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks import bench_fencing
+
+    monkeypatch.chdir(tmp_path)
+    assert bench_fencing.main(["--quick"]) == 0
+    payload = json.loads((tmp_path / ".bench" / "fencing.json").read_text())
+    assert [row["case"] for row in payload["rows"]] == ["a rollout write", "a tick's reads"]
+    assert all(row["ratio"] > 0 for row in payload["rows"])
