@@ -182,10 +182,7 @@ class RolloutExecutor:
             return
         current = self._desired.term(environment)
         if current != mine:
-            raise StaleLeader(
-                f"{environment}: this controller's term {mine} is over (current term {current})",
-                hint="another controller leads it now; this one stands down",
-            )
+            raise StaleLeader.term_over(environment, mine, current)
 
     # --- starting ------------------------------------------------------------------------
 

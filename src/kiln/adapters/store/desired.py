@@ -173,10 +173,7 @@ class SqliteDesiredState:
             return
         current = self.term(environment)
         if current != epoch:
-            raise StaleLeader(
-                f"{environment}: this controller's term {epoch} is over (current term {current})",
-                hint="another controller leads it now; this one stands down",
-            )
+            raise StaleLeader.term_over(environment, epoch, current)
 
     def put_release(
         self, release: Release, document: Mapping[str, Any], *, epoch: int | None = None
