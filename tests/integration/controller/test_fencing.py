@@ -117,6 +117,23 @@ class Site:
         finally:
             ledger.close()
 
+    def released(self) -> RolloutState:
+        """Wait for the rollout to succeed and its last action (marking the release
+        stable, after the route and any decommission) to be done."""
+
+        def settled() -> bool:
+            state = self.rollout()
+            return (
+                state is not None
+                and state.phase.terminal
+                and self.desired.environment("prod").stable == state.candidate
+            )
+
+        self.wait_for(settled, "v2 released")
+        state = self.rollout()
+        assert state is not None and state.phase is Phase.SUCCEEDED
+        return state
+
     def paused_at_50(self) -> RolloutState:
         """Promote v1 (the first release) at its pause; wait for v2 to hold at its
         pause step with half the traffic."""
@@ -173,9 +190,7 @@ def test_a_paused_leader_whose_lock_passed_is_refused_and_stands_down(site: Site
     site.start("b")
     site.wait_for(lambda: site.desired.term("prod") == 2, "b opens term 2")
     site.desired.signal("prod", Signal.PROMOTE)  # b carries v2 to the end
-    site.wait_for(lambda: (s := site.rollout()) is not None and s.phase.terminal, "v2 done")
-    done = site.rollout()
-    assert done is not None and done.phase is Phase.SUCCEEDED
+    done = site.released()
     assert done.deployment == before.deployment  # b resumed a's rollout, not a new one
     table = site.table()
     assert table is not None and table.generation >> TERM_SHIFT == 2
@@ -214,9 +229,7 @@ def test_restarting_the_only_controller_opens_a_new_term_and_resumes(site: Site)
     site.wait_for(lambda: site.desired.term("prod") == 2, "the restarted controller opens term 2")
     assert site.rollout() == before  # resumed where it was, not restarted
     site.desired.signal("prod", Signal.PROMOTE)
-    site.wait_for(lambda: (s := site.rollout()) is not None and s.phase.terminal, "v2 done")
-    done = site.rollout()
-    assert done is not None and done.phase is Phase.SUCCEEDED
+    done = site.released()
     assert done.deployment == before.deployment
     table = site.table()
     assert table is not None and table.generation >> TERM_SHIFT == 2
