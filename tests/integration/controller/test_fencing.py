@@ -118,8 +118,8 @@ class Site:
             ledger.close()
 
     def released(self) -> RolloutState:
-        """Wait for the rollout to succeed and its last action (marking the release
-        stable, after the route and any decommission) to be done."""
+        """Wait for the rollout to succeed and its last actions (the route, marking
+        the release stable, decommissioning the old one) to be done."""
 
         def settled() -> bool:
             state = self.rollout()
@@ -127,6 +127,7 @@ class Site:
                 state is not None
                 and state.phase.terminal
                 and self.desired.environment("prod").stable == state.candidate
+                and {release for _, release in self.instances()} == {state.candidate}
             )
 
         self.wait_for(settled, "v2 released")
@@ -196,7 +197,7 @@ def test_a_paused_leader_whose_lock_passed_is_refused_and_stands_down(site: Site
     assert table is not None and table.generation >> TERM_SHIFT == 2
     assert table.release(done.candidate).weight == 100  # type: ignore[union-attr]
     serving = site.instances()
-    assert [release for _, release in serving].count(done.candidate) == 1  # replicas: 1
+    assert [release for _, release in serving] == [done.candidate]  # replicas: 1
     a_actions = site.actions_of(a)
 
     os.kill(a.pid, signal.SIGCONT)
@@ -233,5 +234,5 @@ def test_restarting_the_only_controller_opens_a_new_term_and_resumes(site: Site)
     assert done.deployment == before.deployment
     table = site.table()
     assert table is not None and table.generation >> TERM_SHIFT == 2
-    assert [release for _, release in site.instances()].count(done.candidate) == 1
+    assert [release for _, release in site.instances()] == [done.candidate]
     assert "standing down" not in site.log("a2")
