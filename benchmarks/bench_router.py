@@ -69,26 +69,51 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def start_static_backend(work: Path) -> tuple[int, subprocess.Popen[bytes]]:
+    """An HAProxy frontend answering ``200 ok`` itself (far faster than any Python
+    app); its port and process, once it listens."""
+    port = _free_port()
+    static = work / "static.cfg"
+    static.write_text(
+        "global\n    nbthread 1\n"
+        "defaults\n    mode http\n    timeout client 30s\n    timeout server 30s\n"
+        "    timeout connect 5s\n"
+        f"frontend static\n    bind 127.0.0.1:{port}\n"
+        "    http-request return status 200 content-type text/plain string ok\n"
+    )
+    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    proc = subprocess.Popen([haproxy, "-db", "-f", str(static)], stderr=subprocess.DEVNULL)
+    _wait_port(port)
+    return port, proc
+
+
+def bench_arguments(prog: str, argv: list[str] | None, runs: int) -> tuple[int, float, bool]:
+    """(runs, seconds per run, quick) from the command line; exits with a message
+    when wrk or haproxy is missing."""
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--quick", action="store_true", help="smoke-sized run")
+    parser.add_argument("--runs", type=int, default=None)
+    parser.add_argument("--seconds", type=float, default=None)
+    args = parser.parse_args(argv)
+    for tool in ("wrk", "haproxy"):
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
+            raise SystemExit(f"{prog}: {tool} is not installed; skipping")
+    quick = bool(args.quick)
+    return (
+        args.runs or (1 if quick else runs),
+        args.seconds or (1.5 if quick else 5.0),
+        quick,
+    )
+
+
 @contextmanager
 def _environment(work: Path) -> Iterator[dict[str, tuple[str, int]]]:
     """Start backend, HAProxy proxy and kiln router; yield name -> (URL, pid)."""
     procs: list[subprocess.Popen[bytes]] = []
     haproxy_proxy: HAProxyProcess | None = None
     try:
-        backend_port = _free_port()
-        static = work / "static.cfg"
-        static.write_text(
-            "global\n    nbthread 1\n"
-            "defaults\n    mode http\n    timeout client 30s\n    timeout server 30s\n"
-            "    timeout connect 5s\n"
-            f"frontend static\n    bind 127.0.0.1:{backend_port}\n"
-            "    http-request return status 200 content-type text/plain string ok\n"
-        )
-        haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
-        procs.append(
-            subprocess.Popen([haproxy, "-db", "-f", str(static)], stderr=subprocess.DEVNULL)
-        )
-        _wait_port(backend_port)
+        backend_port, backend = start_static_backend(work)
+        procs.append(backend)
         table = RouteTable(1, "bench", (Release("r", 100, (Backend("127.0.0.1", backend_port),)),))
 
         proxy_port = _free_port()
@@ -176,20 +201,10 @@ def _loadgen(url: str, seconds: float, rate: float) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench_router")
-    parser.add_argument("--quick", action="store_true", help="smoke-sized run")
-    parser.add_argument("--runs", type=int, default=None)
-    parser.add_argument("--seconds", type=float, default=None)
-    args = parser.parse_args(argv)
-    runs = args.runs or (1 if args.quick else 3)
-    seconds = args.seconds or (1.5 if args.quick else 5.0)
-    for tool in ("wrk", "haproxy"):
-        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
-            print(f"bench_router: {tool} is not installed; skipping", file=sys.stderr)
-            return 1
+    runs, seconds, quick = bench_arguments("bench_router", argv, 3)
     names = ("direct", "haproxy", "kiln")
     proxies = ("haproxy", "kiln")
-    lat_seconds = max(1.0, seconds * (0.8 if args.quick else 0.7))
+    lat_seconds = max(1.0, seconds * (0.8 if quick else 0.7))
     with tempfile.TemporaryDirectory() as tmp, _environment(Path(tmp)) as urls:
         for name in names:  # warm connections and pools
             _wrk(urls[name][0], 1)

@@ -13,7 +13,11 @@ the same fixed address, one dynamic backend, the runtime API socket
 ``run/haproxy-<env>.sock`` mode 0600). It is driven only through that socket by
 the HAProxy adapter, never reloaded; its last table is ``run/haproxy-<env>.json``.
 A controller that finds the socket answering adopts the running HAProxy; one it
-starts fresh is given the persisted table at once.
+starts fresh is given the persisted table at once. HAProxy writes one line per
+request to the named pipe ``run/haproxy-<env>.log`` (kept open by HAProxy, so
+lines wait there while no controller reads); the controller's
+``SupervisedHAProxy`` reads it into per-release latency histograms and keeps its
+counts in ``run/haproxy-<env>.counts.json`` (see ``haproxy_metrics``).
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ from typing import TypeVar
 
 from kiln.adapters.traffic.embedded.client import EmbeddedRouterClient
 from kiln.adapters.traffic.haproxy import HAProxyRouter, PreviewRoute, RuntimeAPI, base_config
+from kiln.adapters.traffic.haproxy_metrics import LOG_FD, CountBook, LatencyLog
+from kiln.adapters.traffic.haproxy_rules import COOKIE_SLOTS
+from kiln.adapters.traffic.haproxy_runtime import with_log_fifo
 from kiln.bootstrap.detach import spawn_detached
 from kiln.core.spec.models import BlueGreen, Environment, HAProxySettings, RouterKind
 from kiln.core.traffic.metrics import DataPlaneHealth, RouterMetrics
@@ -53,6 +60,22 @@ def admin_socket(state_dir: Path, environment: str) -> Path:
 def haproxy_socket(state_dir: Path, environment: str) -> Path:
     """HAProxy's runtime API (``stats socket ... mode 600 level admin``)."""
     return _run(state_dir) / f"haproxy-{environment}.sock"
+
+
+def haproxy_log_fifo(state_dir: Path, environment: str) -> Path:
+    """The named pipe HAProxy writes its request log to (``log fd@9``)."""
+    return _run(state_dir).resolve() / f"haproxy-{environment}.log"
+
+
+def haproxy_counts(state_dir: Path, environment: str) -> Path:
+    """The HAProxy router's ``CountBook``: counts of deleted servers, histograms."""
+    return _run(state_dir).resolve() / f"haproxy-{environment}.counts.json"
+
+
+def haproxy_cookie_files(state_dir: Path, environment: str) -> tuple[Path, ...]:
+    """The runtime ACL files of the HAProxy's cookie-rule slots (``haproxy_rules``)."""
+    run = _run(state_dir).resolve()
+    return tuple(run / f"haproxy-{environment}.cookie{i}" for i in range(COOKIE_SLOTS))
 
 
 def listen_address(state_dir: Path, env: Environment) -> str:
@@ -132,12 +155,23 @@ class SupervisedHAProxy:
     """The environment's ``HAProxyRouter``, which starts HAProxy again when its runtime
     API is gone (killed, crashed): the next call — the heal loop's scan at the
     latest — restarts it from the generated config and restores the persisted table,
-    then retries once. Implements ``Router`` and ``LiveView``."""
+    then retries once. Implements ``Router`` and ``LiveView``.
+
+    It owns the environment's ``CountBook`` (written only here) and the reader of
+    HAProxy's request log, started by the first metrics read: only a controller
+    that analyses reads the pipe, and its lock file keeps a second one out."""
 
     def __init__(self, state_dir: Path, env: Environment) -> None:
         self._state_dir = state_dir
         self._env = env
-        self.router = haproxy_router(state_dir, env.name, preview_header(env))
+        book = CountBook(haproxy_counts(state_dir, env.name))
+        self.router = haproxy_router(
+            state_dir,
+            env.name,
+            preview_header(env),
+            book=book,
+            log=LatencyLog(haproxy_log_fifo(state_dir, env.name), book),
+        )
 
     def _revived(self, call: Callable[[HAProxyRouter], _T]) -> _T:
         try:
@@ -169,13 +203,23 @@ def _preview_route(state_dir: Path, environment: str, header: str) -> PreviewRou
 
 
 def haproxy_router(
-    state_dir: Path, environment: str, header: str = BlueGreen().preview_header
+    state_dir: Path,
+    environment: str,
+    header: str = BlueGreen().preview_header,
+    *,
+    book: CountBook | None = None,
+    log: LatencyLog | None = None,
 ) -> HAProxyRouter:
+    """The environment's HAProxy router. Without ``book`` it reads the controller's
+    counts file and never writes it (for tools and tests beside a controller)."""
     return HAProxyRouter(
         api=RuntimeAPI(haproxy_socket(state_dir, environment)),
         environment=environment,
         state_file=_run(state_dir).resolve() / f"haproxy-{environment}.json",
         preview=_preview_route(state_dir, environment, header),
+        book=book or CountBook(haproxy_counts(state_dir, environment), writable=False),
+        log=log,
+        cookie_files=haproxy_cookie_files(state_dir, environment),
     )
 
 
@@ -216,13 +260,16 @@ def _start_haproxy(state_dir: Path, env: Environment) -> None:
             sock,
             threads=settings.threads,
             preview=preview,
+            log_fd=LOG_FD,
+            cookie_files=haproxy_cookie_files(state_dir, env.name),
         )
     except InvalidInput as exc:
         raise ConfigError(
             f"environment {env.name}: strategy.blueGreen.previewHeader: {exc.message}",
             hint="a header name is letters, digits and -, e.g. x-kiln-preview",
         ) from exc
-    write_atomic(preview.values, b"", mode=0o600)  # HAProxy reads it at start
+    for values in (preview.values, *haproxy_cookie_files(state_dir, env.name)):
+        write_atomic(values, b"", mode=0o600)  # HAProxy reads them at start
     write_atomic(config, text.encode(), mode=0o600)
     check = subprocess.run(  # noqa: S603 - the configured haproxy, our own config
         [binary, "-c", "-q", "-f", str(config)],
@@ -239,7 +286,10 @@ def _start_haproxy(state_dir: Path, env: Environment) -> None:
         )
     log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     offset = log.stat().st_size if log.exists() else 0
-    spawn_detached([binary, "-db", "-f", str(config)], log)
+    command = with_log_fifo(
+        haproxy_log_fifo(state_dir, env.name), [binary, "-db", "-f", str(config)]
+    )
+    spawn_detached(command, log)
     deadline = time.monotonic() + START_TIMEOUT
     # Ready when the runtime API answers: HAProxy serves it only once every listener
     # is bound (the socket alone may accept for a moment before a failed bind exits).

@@ -295,9 +295,10 @@ class Controller:
             return out
         declared = self.desired.environment(name)
         out["stable"] = self._release_json(declared.stable)
-        state = self.desired.rollout(name)
-        out["rollout"] = self._rollout_json(state) if state else None
         executor = self.executors.get(name)
+        # Through the executor: a phase shown is a phase whose ledger events exist.
+        state = executor.rollout(name) if executor is not None else self.desired.rollout(name)
+        out["rollout"] = self._rollout_json(state) if state else None
         worker = self._workers.get(name)
         if executor is not None and state is not None:
             out["rollout"]["steps"] = executor.steps(name, fast_track=state.fast_track)

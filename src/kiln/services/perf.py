@@ -21,9 +21,12 @@ import io
 import ipaddress
 import math
 import shutil
+import signal
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from kiln.core.gates.inputs import PerfEvidence, Side
@@ -79,15 +82,67 @@ def percentile(values: Sequence[float], pct: float) -> float:
 
 
 def _run_hey(argv: Sequence[str], timeout: float) -> str:
-    try:
-        done = subprocess.run(  # noqa: S603 - argv is built here, never from a shell string
-            list(argv), capture_output=True, text=True, timeout=timeout, check=False
+    with _signals_held() as held:
+        process = subprocess.Popen(  # noqa: S603 - argv is built here, never from a shell string
+            list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-    except subprocess.TimeoutExpired:
-        raise Permanent(f"the load generator did not finish within {timeout:.0f}s") from None
-    if done.returncode != 0:
-        raise Permanent(f"the load generator failed: {done.stderr.strip()[:300]}")
-    return done.stdout
+    try:
+        held.deliver()  # a Ctrl-C or SIGTERM that came while it started: now, handle in hand
+        out, err = process.communicate(timeout=timeout)
+    except BaseException as exc:
+        process.kill()
+        process.communicate()  # reaped, pipes closed: nothing outlives an interrupt
+        if isinstance(exc, subprocess.TimeoutExpired):
+            raise Permanent(f"the load generator did not finish within {timeout:.0f}s") from None
+        raise
+    if process.returncode != 0:
+        raise Permanent(f"the load generator failed: {err.strip()[:300]}")
+    return out
+
+
+class _Held:
+    def __init__(self) -> None:
+        self.previous: dict[int, Any] = {}
+        self.pending: list[int] = []
+
+    def deliver(self) -> None:
+        for signum in self.pending:
+            signal.raise_signal(signum)
+        self.pending.clear()
+
+
+@contextmanager
+def _signals_held() -> Iterator[_Held]:
+    """Hold Ctrl-C and SIGTERM while a child starts, and re-deliver them after.
+
+    The KeyboardInterrupt they raise lands at any bytecode; one that lands after
+    the fork but before ``Popen`` returns leaves a child nobody holds, so nobody
+    stops it (``subprocess.run`` cannot either). An interrupted benchmark then
+    left a ``hey`` loading the target for its whole duration. Outside the main
+    thread no handler can be swapped, and there no signal lands either.
+    """
+    held = _Held()
+
+    def hold(signum: int, frame: object) -> None:
+        held.pending.append(signum)
+
+    def restore() -> None:
+        for number, handler in held.previous.items():
+            signal.signal(number, handler)
+
+    try:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) is not None:  # None: not set from Python, left alone
+                held.previous[signum] = signal.signal(signum, hold)
+    except ValueError:  # not the main thread
+        pass
+    try:
+        yield held
+    except BaseException:
+        restore()
+        held.deliver()  # no child started: the interrupt wins over the error
+        raise
+    restore()
 
 
 def _loopback(url: str) -> None:

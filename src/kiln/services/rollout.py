@@ -31,6 +31,7 @@ replaces it (or rolls back once ``maxReplacements`` is spent).
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -144,6 +145,11 @@ class RolloutExecutor:
         # The epoch of the term this controller leads each environment in; an
         # environment without one is driven unfenced (tests, one-shot tools).
         self._terms: dict[str, int] = {}
+        # Held from saving a transition until its ledger events are recorded: a reader
+        # of ``rollout`` (the controller's API, so `kiln deploy` and the pipeline
+        # following a rollout, then the next environment's promotion gate reading
+        # the ledger) must never see a saved `succeeded` before its deploy.complete.
+        self._committing = threading.Lock()
         # One provider listing per tick and environment (a listing scans /proc);
         # dropped whenever this executor creates or destroys an instance.
         self._listing: dict[str, dict[str, list[Instance]]] | None = None
@@ -309,6 +315,11 @@ class RolloutExecutor:
             details={"deployment": state.deployment, "signal": str(signal), "step": state.step},
         )
 
+    def rollout(self, environment: str) -> RolloutState | None:
+        """The saved rollout, once the ledger holds the events of its last transition."""
+        with self._committing:
+            return self._desired.rollout(environment)
+
     # --- the loop ------------------------------------------------------------------------
 
     def run(
@@ -346,9 +357,10 @@ class RolloutExecutor:
             seen = self._observe(env, state, tracked)
             decision = planner.decide(env, state, seen)
             if decision.state != state:
-                # Before acting, crash-safe; refused if our term is over.
-                self._desired.save_rollout(decision.state, epoch=self._terms.get(environment))
-                self._record_transition(env, state, decision)
+                with self._committing:  # readers of rollout() see both or neither
+                    # Before acting, crash-safe; refused if our term is over.
+                    self._desired.save_rollout(decision.state, epoch=self._terms.get(environment))
+                    self._record_transition(env, state, decision)
             self._apply(env, decision, tracked)
         finally:
             self._listing = None

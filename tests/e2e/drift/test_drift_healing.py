@@ -10,10 +10,7 @@ requests.
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,18 +22,11 @@ from pathlib import Path
 import pytest
 
 from kiln.adapters.secrets.filestore import FileSecretStore
-from kiln.adapters.store.desired import SqliteDesiredState
 from kiln.adapters.traffic.embedded.client import EmbeddedRouterClient
-from kiln.core.artifacts.tree import tree_digest
-from kiln.core.digest import Digest, hex_of
-from kiln.core.release import Release
-from kiln.core.rollout.planner import Phase
+from kiln.core.digest import hex_of
 from kiln.core.runtime.model import (
     LABEL_ENV,
     InstanceId,
-    LaunchSpec,
-    SecretBinding,
-    SecretSource,
     State,
 )
 from kiln.core.spec.loader import load_spec
@@ -45,12 +35,8 @@ from kiln.core.traffic.table import Release as RouteRelease
 from kiln.ports.clock import SystemClock
 from kiln.ports.secrets import SecretValue
 from kiln.services.controller import Controller
-from kiln.services.reconcile import Reconciler, store_versions, tree_checker, tree_refresher
-from kiln.services.rollout import RolloutExecutor
-from kiln.services.unpack import scan_tree
-from tests.e2e.test_rollout_executor import V1, VERSIONS, Ledger, Traffic, versions_served
-from tests.integration.runtime.conftest import kill_owned, make_provider
-from tests.integration.runtime.trees import CMD, hello_tree, make_read_only, make_writable
+from tests.drift_rig import DriftRig, drift_rig
+from tests.e2e.test_rollout_executor import V1, Traffic, versions_served
 from tests.integration.traffic.conftest import Processes, start_router
 
 pytestmark = pytest.mark.e2e
@@ -72,121 +58,36 @@ environments:
 ENV = "prod"
 
 
-def fake_unpack(instances: Path, digest: Digest, source: Path) -> Path:
-    """What ``services.unpack.unpack`` leaves on disk (a shared read-only tree and its
-    recorded listing), made from a plain tree instead of an artifact store."""
-    home = instances / hex_of(digest)
-    if (home / "tree.json").is_file():
-        return home / "rootfs"
-    work = instances / f".unpack-{secrets.token_hex(4)}"
-    shutil.copytree(source, work / "rootfs", symlinks=True)
-    make_read_only(work / "rootfs")
-    nodes = scan_tree(work / "rootfs")
-    record = {
-        "digest": digest,
-        "tree": tree_digest(nodes),
-        "nodes": [n.to_json() for n in sorted(nodes)],
-    }
-    (work / "tree.json").write_text(json.dumps(record))
-    work.rename(home)
-    return home / "rootfs"
+@dataclass(kw_only=True)
+class World(DriftRig):
+    """The shared drift rig on the embedded router, with its secret store."""
 
-
-@dataclass
-class World:
     store: FileSecretStore
-    state: Path
     router_port: int
     router: EmbeddedRouterClient
-    desired: SqliteDesiredState
-    ledger: Ledger
-    executor: RolloutExecutor
-    reconciler: Reconciler
-    unpacks: list[Path]
-
-    def deploy(self) -> None:
-        self.executor.start(ENV, V1)
-        assert self.executor.run(ENV, timeout=90).phase is Phase.SUCCEEDED
 
     def running(self) -> list[str]:
         return sorted(
             i.id.value
-            for i in self.reconciler._provider.list({"dev.kiln.environment": ENV})
+            for i in self.provider.list({"dev.kiln.environment": ENV})
             if i.state is State.RUNNING
         )
-
-    def findings(self) -> list[dict[str, object]]:
-        return [e["details"] for e in self.ledger.events if str(e["kind"]) == "drift.found"]
-
-    def heals(self) -> list[dict[str, object]]:
-        return [e["details"] for e in self.ledger.events if str(e["kind"]) == "heal"]
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    state = tmp_path / ".kiln"
-    for sub in ("", "run", "logs", "instances", "keys"):
-        (state / sub).mkdir(mode=0o700, exist_ok=True)
-    source = hello_tree(tmp_path / "source")
     procs = Processes()
     router_proc = start_router(procs, tmp_path)
     client = EmbeddedRouterClient(socket_path=router_proc.admin)
-    desired = SqliteDesiredState(state / "state.db")
-    ledger = Ledger()
-    provider = make_provider(state, bwrap=None)
-    store = FileSecretStore.in_state_dir(state)
+    (tmp_path / ".kiln").mkdir(mode=0o700)
+    store = FileSecretStore.in_state_dir(tmp_path / ".kiln")
     store.put("db-password", SecretValue("first"))
-    unpacks: list[Path] = []
-
-    def launch(release: Release) -> LaunchSpec:
-        root = fake_unpack(state / "instances", release.artifact, source)
-        unpacks.append(root)
-        return LaunchSpec(
-            service=SPEC.service,
-            environment=release.environment,
-            release=release.id,
-            artifact=release.artifact,
-            config_digest=release.config,
-            root=root,
-            command=tuple(CMD),
-            config={"APP_VERSION": VERSIONS[release.artifact]},
-            secrets=(SecretBinding("DB_PASSWORD", SecretSource.STORE, "db-password"),),
-        )
-
-    executor = RolloutExecutor(
-        spec=SPEC,
-        desired=desired,
-        provider=provider,
-        router=client,
-        recorder=ledger,
-        clock=SystemClock(),
-        launcher=launch,
-        actor="test",
-    )
-    reconciler = Reconciler(
-        spec=SPEC,
-        desired=desired,
-        provider=provider,
-        router=client,
-        recorder=ledger,
-        executor=executor,
-        actor="test",
-        verify_tree=tree_checker(state / "instances"),
-        refresh_tree=tree_refresher(state / "instances"),
-        secret_versions=store_versions(store),
-    )
     try:
-        yield World(
-            store, state, router_proc.port, client, desired, ledger, executor, reconciler, unpacks
-        )
+        with drift_rig(tmp_path, SPEC, client, unpacked=True, secret_store=store) as rig:
+            yield World(**vars(rig), store=store, router_port=router_proc.port, router=client)
     finally:
         client.close()
-        desired.close()
-        kill_owned(str(state.resolve()))
         procs.stop_all()
-        for path in [source, state / "instances"]:
-            if path.exists():
-                make_writable(path)
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> None:

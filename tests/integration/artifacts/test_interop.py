@@ -18,28 +18,19 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from kiln.adapters.artifacts.pip import PipInstaller
+from kiln.adapters.runtime.podman import CONTAINERS_CONF
 from kiln.services.artifacts import export_layout
 from kiln.services.build import BuildResult, run_build
 from kiln.services.spec import read_spec
 from tests.integration.artifacts.conftest import BuilderFactory, example_repo, make_repo, which
 
 BUSYBOX = Path("/bin/busybox")
-CONTAINERS_CONF = """\
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-[network]
-# as kiln.adapters.runtime.podman found: netavark's loopback port forwarding
-# does not answer on this host, CNI's does
-network_backend = "cni"
-"""
 
 
 @pytest.fixture
@@ -62,26 +53,35 @@ def busybox_image(tmp_path: Path, make_builder: BuilderFactory) -> tuple[Path, B
     return layout, result
 
 
-def podman(tmp_path: Path, run: Path, *args: str) -> subprocess.CompletedProcess[str]:
+Podman = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def podman(tmp_path: Path) -> Iterator[Podman]:
+    """podman on storage of this test's own: root, runroot and libpod's run state
+    (the provider's choices, kiln.adapters.runtime.podman), reset afterwards."""
+    run = Path(tempfile.mkdtemp(prefix="kiln-podrun-"))  # podman wants a runroot < 50 chars
     conf = tmp_path / "containers.conf"
     conf.write_text(CONTAINERS_CONF)
-    return subprocess.run(
-        [
-            which("podman"),
-            "--root",
-            str(tmp_path / "podman-root"),
-            "--runroot",
-            str(run),
-            "--storage-driver",
-            "vfs",
-            *args,
-        ],
-        env={**os.environ, "CONTAINERS_CONF": str(conf)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    base = [which("podman"), "--root", str(tmp_path / "podman-root"), "--runroot", str(run)]
+    base += ["--tmpdir", str(run / "libpod"), "--storage-driver", "vfs"]
+
+    def podman(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*base, *args],
+            env={**os.environ, "CONTAINERS_CONF": str(conf)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    try:
+        yield podman
+    finally:
+        podman("system", "reset", "--force")
+        shutil.rmtree(tmp_path / "podman-root", ignore_errors=True)
+        shutil.rmtree(run, ignore_errors=True)
 
 
 def test_skopeo_inspects_the_layout(busybox_image: tuple[Path, BuildResult]) -> None:
@@ -123,7 +123,10 @@ def test_skopeo_reads_the_local_store_itself(
 
 
 def test_a_gzip_export_is_deterministic_and_runs(
-    tmp_path: Path, make_builder: BuilderFactory, busybox_image: tuple[Path, BuildResult]
+    tmp_path: Path,
+    make_builder: BuilderFactory,
+    busybox_image: tuple[Path, BuildResult],
+    podman: Podman,
 ) -> None:
     layout, result = busybox_image
     store = make_builder(tmp_path / "state").store
@@ -138,53 +141,26 @@ def test_a_gzip_export_is_deterministic_and_runs(
         "application/vnd.oci.image.layer.v1.tar+gzip"
     }
     assert result.tag is not None
-    run = Path(tempfile.mkdtemp(prefix="kiln-podrun-"))
-    try:
-        done = podman(
-            tmp_path, run, "run", "--rm", "--network", "none", f"oci:{one}:{result.tag.name}"
-        )
-        assert done.stdout.strip() == "/app", done.stderr
-    finally:
-        podman(tmp_path, run, "system", "reset", "--force")
-        shutil.rmtree(tmp_path / "podman-root", ignore_errors=True)
-        shutil.rmtree(run, ignore_errors=True)
+    done = podman("run", "--rm", "--network", "none", f"oci:{one}:{result.tag.name}")
+    assert done.stdout.strip() == "/app", done.stderr
     assert layout.exists()
 
 
-def test_podman_runs_the_layout(tmp_path: Path, busybox_image: tuple[Path, BuildResult]) -> None:
+def test_podman_runs_the_layout(busybox_image: tuple[Path, BuildResult], podman: Podman) -> None:
     layout, result = busybox_image
     assert result.tag is not None
     image = f"oci:{layout}:{result.tag.name}"
-    run = Path(tempfile.mkdtemp(prefix="kiln-podrun-"))  # podman wants a runroot < 50 chars
-    try:
-        echo = podman(
-            tmp_path,
-            run,
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            image,
-            "/app/bin/busybox",
-            "echo",
-            "ok",
-        )
-        assert echo.returncode == 0, echo.stderr
-        assert echo.stdout.strip() == "ok"
-        default = podman(tmp_path, run, "run", "--rm", "--network", "none", image)
-        assert default.stdout.strip() == "/app", default.stderr  # Cmd and WorkingDir
-        env = podman(
-            tmp_path, run, "run", "--rm", "--network", "none", image, "/app/bin/busybox", "env"
-        )
-        assert "PYTHONPATH=/deps" in env.stdout.splitlines()
-    finally:
-        podman(tmp_path, run, "system", "reset", "--force")
-        shutil.rmtree(tmp_path / "podman-root", ignore_errors=True)
-        shutil.rmtree(run, ignore_errors=True)
+    echo = podman("run", "--rm", "--network", "none", image, "/app/bin/busybox", "echo", "ok")
+    assert echo.returncode == 0, echo.stderr
+    assert echo.stdout.strip() == "ok"
+    default = podman("run", "--rm", "--network", "none", image)
+    assert default.stdout.strip() == "/app", default.stderr  # Cmd and WorkingDir
+    env = podman("run", "--rm", "--network", "none", image, "/app/bin/busybox", "env")
+    assert "PYTHONPATH=/deps" in env.stdout.splitlines()
 
 
 def test_podman_runs_the_example_app_and_it_answers_over_loopback(
-    tmp_path: Path, make_builder: BuilderFactory
+    tmp_path: Path, make_builder: BuilderFactory, podman: Podman
 ) -> None:
     repo = example_repo(tmp_path / "hello")
     builder = make_builder(tmp_path / "state", installer=PipInstaller())
@@ -201,12 +177,9 @@ def test_podman_runs_the_example_app_and_it_answers_over_loopback(
     for top in ("/lib", "/lib64"):
         if Path(top).exists():
             mounts += ["--volume", f"{os.path.realpath(top)}:{top}:ro"]
-    run = Path(tempfile.mkdtemp(prefix="kiln-podrun-"))
     name = f"kiln-interop-{os.getpid()}"
     try:
         started = podman(
-            tmp_path,
-            run,
             "run",
             "--detach",
             "--name",
@@ -231,11 +204,8 @@ def test_podman_runs_the_example_app_and_it_answers_over_loopback(
         health = _fetch(f"http://127.0.0.1:{port}/healthz", deadline=time.monotonic() + 10)
         assert health
     finally:
-        logs = podman(tmp_path, run, "logs", name)
-        podman(tmp_path, run, "rm", "--force", "--time", "2", name)
-        podman(tmp_path, run, "system", "reset", "--force")
-        shutil.rmtree(tmp_path / "podman-root", ignore_errors=True)
-        shutil.rmtree(run, ignore_errors=True)
+        logs = podman("logs", name)
+        podman("rm", "--force", "--time", "2", name)
         print(logs.stdout, logs.stderr)  # shown by pytest only when the test fails
 
 

@@ -13,18 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from kiln.adapters.store.desired import SqliteDesiredState
 from kiln.adapters.traffic.haproxy import HAProxyProcess, HAProxyRouter, base_config
-from kiln.core.release import Release
-from kiln.core.rollout.planner import Phase
-from kiln.core.runtime.model import LaunchSpec
 from kiln.core.spec.loader import load_spec
-from kiln.ports.clock import SystemClock
 from kiln.services.reconcile import Reconciler
-from kiln.services.rollout import RolloutExecutor
-from tests.e2e.test_rollout_executor import V1, VERSIONS, Ledger, Traffic
-from tests.integration.runtime.conftest import kill_owned, make_provider
-from tests.integration.runtime.trees import CMD, hello_tree, make_writable
+from tests.drift_rig import drift_rig
+from tests.e2e.test_rollout_executor import Ledger, Traffic
 from tests.integration.traffic.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -51,61 +44,19 @@ class Rig:
 
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[Rig]:
-    state = tmp_path / ".kiln"
-    for sub in ("", "run", "logs", "instances", "keys"):
-        (state / sub).mkdir(mode=0o700, exist_ok=True)
-    tree = hello_tree(tmp_path / "root")
     port = free_port()
     sock = tmp_path / "admin.sock"
     config = tmp_path / "haproxy.cfg"
     config.write_text(base_config("prod", f"127.0.0.1:{port}", sock))
     process = HAProxyProcess(config=config, stats_socket=sock)
     api = process.start()
-    desired = SqliteDesiredState(state / "state.db")
     try:
         router = HAProxyRouter(api=api, environment="prod", state_file=tmp_path / "routes.json")
-        provider = make_provider(state, bwrap=None)
-        ledger = Ledger()
-
-        def launch(release: Release) -> LaunchSpec:
-            return LaunchSpec(
-                service="hello",
-                environment="prod",
-                release=release.id,
-                artifact=release.artifact,
-                config_digest=release.config,
-                root=tree,
-                command=tuple(CMD),
-                config={"APP_VERSION": VERSIONS[release.artifact]},
-            )
-
-        executor = RolloutExecutor(
-            spec=SPEC,
-            desired=desired,
-            provider=provider,
-            router=router,
-            recorder=ledger,
-            clock=SystemClock(),
-            launcher=launch,
-            actor="test",
-        )
-        executor.start("prod", V1)
-        assert executor.run("prod", timeout=90).phase is Phase.SUCCEEDED
-        reconciler = Reconciler(
-            spec=SPEC,
-            desired=desired,
-            provider=provider,
-            router=router,
-            recorder=ledger,
-            executor=executor,
-            actor="test",
-        )
-        yield Rig(port, router, ledger, reconciler)
+        with drift_rig(tmp_path, SPEC, router) as world:
+            world.deploy()
+            yield Rig(port, router, world.ledger, world.reconciler)
     finally:
-        desired.close()
-        kill_owned(str(state.resolve()))
         process.stop()
-        make_writable(tree)
 
 
 def test_a_weight_set_through_the_haproxy_socket_is_found_and_healed(rig: Rig) -> None:

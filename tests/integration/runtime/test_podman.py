@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -66,20 +65,9 @@ def podman(state_dir: Path, runroot: Path) -> Iterator[PodmanProvider]:
         storage_driver="vfs",
     )
     yield provider
-    base = [
-        "podman",
-        "--root",
-        str(state_dir / "podman" / "root"),
-        "--runroot",
-        str(runroot),
-        "--storage-driver",
-        "vfs",
-    ]
-    env = {**os.environ, "CONTAINERS_CONF": str(state_dir / "run" / "podman" / "containers.conf")}
-    subprocess.run(
-        [*base, "rm", "--all", "--force", "--time", "0"], env=env, capture_output=True, check=False
-    )
-    subprocess.run([*base, "system", "reset", "--force"], env=env, capture_output=True, check=False)
+    # The provider's own podman invocation: same storage, run state and conf.
+    provider._podman("rm", "--all", "--force", "--time", "0", check=False)
+    provider._podman("system", "reset", "--force", check=False)
 
 
 def get(address: str, path: str = "/", timeout: float = 5.0) -> tuple[int, dict[str, object]]:
@@ -88,7 +76,7 @@ def get(address: str, path: str = "/", timeout: float = 5.0) -> tuple[int, dict[
 
 
 def test_a_container_is_created_listed_probed_and_destroyed(
-    podman: PodmanProvider, tree: Path, layout: Path, state_dir: Path, runroot: Path
+    podman: PodmanProvider, tree: Path, layout: Path, runroot: Path
 ) -> None:
     spec = hello_spec(
         tree,
@@ -100,6 +88,9 @@ def test_a_container_is_created_listed_probed_and_destroyed(
     (instance,) = podman.create(spec, 1)
     result = podman.wait_ready([instance.id], timeout=30)[instance.id]
     assert isinstance(result, Healthy), (result, podman.logs(instance.id))
+    # libpod's run state is this storage's own, not the host-wide /run/libpod that
+    # another storage's `system reset` deletes.
+    assert (runroot / "libpod" / "alive").is_file()
 
     assert podman.recover().adopted == (instance.id.value,)
     (listed,) = podman.list({"dev.kiln.release": "r1"})
@@ -109,26 +100,7 @@ def test_a_container_is_created_listed_probed_and_destroyed(
     status, body = get(listed.address)
     assert (status, body["version"], body["instance"]) == (200, "2.0.0", instance.id.value)
 
-    inspect = subprocess.run(
-        [
-            "podman",
-            "--root",
-            str(state_dir / "podman" / "root"),
-            "--runroot",
-            str(runroot),
-            "--storage-driver",
-            "vfs",
-            "inspect",
-            instance.id.value,
-        ],
-        env={
-            **os.environ,
-            "CONTAINERS_CONF": str(state_dir / "run" / "podman" / "containers.conf"),
-        },
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    inspect = podman._podman("inspect", instance.id.value)
     (config,) = json.loads(inspect.stdout)
     assert config["HostConfig"]["ReadonlyRootfs"] is True
     assert config["HostConfig"]["Memory"] == 128 * 1024 * 1024

@@ -1,8 +1,9 @@
-"""A tiny fast HTTP/1.1 backend for router tests: ``python backend.py PORT NAME``.
+"""A tiny fast HTTP/1.1 backend for router tests: ``python backend.py PORT NAME [DELAY_MS]``.
 
 Answers every request with ``200 <NAME>`` (keep-alive, content-length); echoes
 request headers back when the path is ``/echo`` (as JSON, for header tests), the
-request body on ``/body``, and ``/big?N`` answers N MiB. Prints ``ready`` once listening.
+request body on ``/body``, and ``/big?N`` answers N MiB. With DELAY_MS, ``/`` answers
+that late (without blocking the loop). Prints ``ready`` once listening.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import httptools
 
 
 class Backend(asyncio.Protocol):
-    def __init__(self, name: bytes) -> None:
+    def __init__(self, name: bytes, delay: float = 0.0) -> None:
         self.name = name
+        self.delay = delay
         self.parser = httptools.HttpRequestParser(self)
         self.headers: list[tuple[str, str]] = []
         self.url = b""
@@ -78,6 +80,10 @@ class Backend(asyncio.Protocol):
                 b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
             )
             return
+        elif self.delay:
+            keep = self.parser.should_keep_alive()
+            asyncio.get_running_loop().call_later(self.delay, self._answer, self.name, keep)
+            return
         else:
             body = self.name
         self._answer(body, self.parser.should_keep_alive())
@@ -95,8 +101,9 @@ class Backend(asyncio.Protocol):
 
 async def main() -> None:
     port, name = int(sys.argv[1]), sys.argv[2].encode()
+    delay = int(sys.argv[3]) / 1000 if len(sys.argv) > 3 else 0.0
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: Backend(name), "127.0.0.1", port, backlog=1024)
+    server = await loop.create_server(lambda: Backend(name, delay), "127.0.0.1", port, backlog=1024)
     print("ready", flush=True)
     async with server:
         await server.serve_forever()

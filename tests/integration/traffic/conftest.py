@@ -94,12 +94,13 @@ class BackendProc:
         return f"127.0.0.1:{self.port}"
 
 
-def start_backends(procs: Processes, names: list[str]) -> list[BackendProc]:
+def start_backends(procs: Processes, names: list[str], *, delay_ms: int = 0) -> list[BackendProc]:
+    """Backends answering ``200 NAME``; after ``delay_ms`` on ``/`` when given."""
     out = []
     for name in names:
         port = free_port()
         proc = procs.start(
-            [sys.executable, str(BACKEND), str(port), name],
+            [sys.executable, str(BACKEND), str(port), name, str(delay_ms)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

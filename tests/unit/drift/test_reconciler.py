@@ -25,7 +25,8 @@ from kiln.ports.clock import SystemClock
 from kiln.services.controller import Controller
 from kiln.services.reconcile import Reconciler
 from kiln.services.rollout import RolloutExecutor
-from tests.unit.runtime.fakes import FakeProvider, launch_of
+from tests.unit.rollout.fakes import launcher
+from tests.unit.runtime.fakes import FakeProvider
 from tests.unit.traffic.fake_router import FakeRouter
 
 SPEC = load_spec(
@@ -88,7 +89,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     tampered: dict[str, tuple[str, ...]] = {}
     refreshed: list[str] = []
 
-    launch = launch_of(tmp_path)
+    launch = launcher(tmp_path)
 
     def refresh(artifact: str) -> None:
         refreshed.append(artifact)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
 from kiln.errors import ConfigError, InvalidInput
-from kiln.services.perf import measure, parse_hey_csv, percentile
+from kiln.services.perf import _run_hey, measure, parse_hey_csv, percentile
 
 HEADER = (
     "response-time,DNS+dialup,DNS,Request-write,Response-delay,Response-read,status-code,offset\n"
@@ -77,3 +81,31 @@ def test_no_baseline_means_first_release() -> None:
 def test_remote_or_identical_targets_are_refused(cand: str, base: str | None, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         measure(cand, base, runner=lambda a, t: "", hey="hey")
+
+
+def test_an_interrupt_while_the_load_generator_starts_leaves_none_running(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Ctrl-C (or SIGTERM, which the CLI turns into the same) lands after the fork but
+    # before Popen hands the child back: the window in which a plain subprocess.run
+    # leaves it running with nobody holding it.
+    started: list[subprocess.Popen[str]] = []
+
+    class InterruptedWhileStarting(subprocess.Popen[str]):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            started.append(self)
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(subprocess, "Popen", InterruptedWhileStarting)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _run_hey([sys.executable, "-c", "import time; time.sleep(60)"], timeout=120)
+        (child,) = started
+        assert child.poll() is not None, "the load generator outlived the interrupt"
+    finally:
+        for child in started:
+            if child.poll() is None:
+                child.kill()
+                child.communicate()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored

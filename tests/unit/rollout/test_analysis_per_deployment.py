@@ -14,7 +14,8 @@ from kiln.core.ledger.kinds import EventKind
 from kiln.core.spec.loader import load_spec
 from kiln.ports.clock import SystemClock
 from kiln.services.rollout import RolloutExecutor
-from tests.unit.runtime.fakes import FakeProvider, launch_of
+from tests.unit.rollout.fakes import launcher
+from tests.unit.runtime.fakes import FakeProvider
 from tests.unit.traffic.fake_router import FakeRouter
 
 SPEC = load_spec(
@@ -48,8 +49,6 @@ class Recorder:
 def test_the_second_deployment_gets_its_own_analysis_session(tmp_path: Path) -> None:
     desired = SqliteDesiredState(tmp_path / "state.db")
 
-    launch = launch_of(tmp_path)
-
     executor = RolloutExecutor(
         spec=SPEC,
         desired=desired,
@@ -57,7 +56,7 @@ def test_the_second_deployment_gets_its_own_analysis_session(tmp_path: Path) -> 
         router=FakeRouter(),
         recorder=Recorder(),
         clock=SystemClock(),
-        launcher=launch,
+        launcher=launcher(tmp_path),
         actor="test",
     )
     try:

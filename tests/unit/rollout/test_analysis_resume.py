@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +24,12 @@ from kiln.core.analysis.observations import (
     encode_reading,
 )
 from kiln.core.digest import digest_bytes
-from kiln.core.release import Release
 from kiln.core.rollout.planner import Phase
-from kiln.core.runtime.model import LaunchSpec
 from kiln.core.spec.loader import load_spec
 from kiln.services.analysis import AnalysisSession
 from kiln.services.rollout import RolloutExecutor
 from tests.unit.recorder import MemoryRecorder
+from tests.unit.rollout.fakes import Clock, launcher
 from tests.unit.runtime.fakes import FakeProvider
 from tests.unit.traffic.fake_router import FakeRouter
 
@@ -53,20 +51,6 @@ environments:
 """
 )
 V1, V2 = digest_bytes(b"v1"), digest_bytes(b"v2")
-
-
-@dataclass
-class Clock:
-    at: datetime = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.at
-
-    def monotonic(self) -> float:
-        return self.at.timestamp()
-
-    def advance(self, seconds: float) -> None:
-        self.at += timedelta(seconds=seconds)
 
 
 @dataclass
@@ -123,17 +107,6 @@ class Rig:
         if self.desired is None:
             self.desired = SqliteDesiredState(self.tmp / "state.db")
 
-        def launch(release: Release) -> LaunchSpec:
-            return LaunchSpec(
-                service="hello",
-                environment=release.environment,
-                release=release.id,
-                artifact=release.artifact,
-                config_digest=release.config,
-                root=self.tmp,
-                command=("python", "app.py"),
-            )
-
         return RolloutExecutor(
             spec=SPEC,
             desired=self.desired,
@@ -141,7 +114,7 @@ class Rig:
             router=self.router,
             recorder=self.ledger,
             clock=self.clock,
-            launcher=launch,
+            launcher=launcher(self.tmp),
             actor="test",
             journal=self.journal,
         )

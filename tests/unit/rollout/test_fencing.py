@@ -29,7 +29,8 @@ from kiln.ports.state import Signal
 from kiln.services.controller import Controller
 from kiln.services.rollout import RolloutExecutor
 from tests.unit.recorder import MemoryRecorder
-from tests.unit.runtime.fakes import FakeProvider, launch_of
+from tests.unit.rollout.fakes import launcher
+from tests.unit.runtime.fakes import FakeProvider
 from tests.unit.traffic.fake_router import FakeRouter
 
 SPEC = load_spec(
@@ -71,7 +72,7 @@ class Rig:
             router=self.router,
             recorder=self.ledger,
             clock=SystemClock(),
-            launcher=launch_of(self.tmp),
+            launcher=launcher(self.tmp),
             actor=actor,
             journal=self.desired,
         )

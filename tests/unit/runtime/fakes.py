@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from kiln.core.release import Release
 from kiln.core.runtime.adoption import Recovery
 from kiln.core.runtime.model import (
     Decommissioned,
@@ -32,23 +31,6 @@ SPEC = LaunchSpec(
     root=Path("/t"),
     command=("python", "app.py"),
 )
-
-
-def launch_of(root: Path) -> Callable[[Release], LaunchSpec]:
-    """A ``Launcher`` for executors on this fake: each release runs the hello command."""
-
-    def launch(release: Release) -> LaunchSpec:
-        return LaunchSpec(
-            service="hello",
-            environment=release.environment,
-            release=release.id,
-            artifact=release.artifact,
-            config_digest=release.config,
-            root=root,
-            command=("python", "app.py"),
-        )
-
-    return launch
 
 
 class FakeProvider:

@@ -515,19 +515,6 @@ INVALID: list[Case] = [
         schema=False,
     ),
     Case(
-        "haproxy-with-a-router-latency-metric",
-        _doc(
-            ENV + "    router: {kind: haproxy}\n"
-            "    analysis: {metrics: [{name: p95, metric: latency-p95}]}\n"
-        ),
-        5,
-        46,
-        "environments[0].analysis.metrics[0].metric",
-        "HAProxy keeps no latency histogram, so latency-p95 from source: router",
-        "source: prometheus",
-        schema=False,
-    ),
-    Case(
         "non-string-key",
         _doc("service: shop\n8080: web\n"),
         2,

@@ -219,3 +219,14 @@ def test_a_spec_built_in_python_obeys_the_cross_field_rules() -> None:
 
     with pytest.raises(ValidationError, match="duplicate environment name 'dev'"):
         ServiceSpec(service="hello", environments=[{"name": "dev"}, {"name": "dev"}])  # type: ignore[list-item]
+
+
+def test_router_latency_metrics_are_accepted_under_haproxy() -> None:
+    # HAProxy's request log feeds per-release latency histograms (haproxy_metrics).
+    spec = load_spec(
+        b"service: shop\nenvironments:\n  - name: prod\n    router: {kind: haproxy}\n"
+        b"    analysis: {metrics: [{name: p95, metric: latency-p95, max: 0.2}]}\n"
+    )
+    prod = spec.environment("prod")
+    assert prod.router.kind is RouterKind.HAPROXY
+    assert [m.name for m in prod.analysis.metrics] == ["p95"]

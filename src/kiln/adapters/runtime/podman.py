@@ -146,7 +146,11 @@ class PodmanProvider:
                     f"podman's runroot {runroot} is longer than 50 characters",
                     hint="choose a shorter path, e.g. under /run or /tmp",
                 )
-            self._base += ["--runroot", str(runroot)]
+            # libpod's own run state (the ``alive`` file that detects a reboot, exit
+            # files, attach sockets) goes with it: by default it is /run/libpod for
+            # every storage on the host, which a `podman system reset` of any of
+            # them deletes under the others ("open /run/libpod/alive: no such file").
+            self._base += ["--runroot", str(runroot), "--tmpdir", str(runroot / "libpod")]
         if storage_driver is not None:
             self._base += ["--storage-driver", storage_driver]
         if containers_conf is None:

@@ -12,10 +12,17 @@ import io
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from kiln.adapters.traffic.haproxy_metrics import (
+    EXEC_WITH_FIFO,
+    LOG_FD,
+    PIPE_SIZE,
+    make_fifo,
+)
 from kiln.errors import ConfigError, InvalidInput, Permanent, Temporary
 
 
@@ -71,6 +78,18 @@ def parse_stat(text: str) -> list[ServerStat]:
     return rows
 
 
+def parse_info(text: str) -> dict[str, str]:
+    """``show info`` (``Name: value`` lines) as a mapping."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition(":")
+        if sep:
+            out[name.strip()] = value.strip()
+    if "Pid" not in out:
+        raise Permanent(f"unexpected `show info` answer: {text[:120]!r}")
+    return out
+
+
 def _int(value: str | None) -> int:
     return int(value) if value else 0
 
@@ -112,20 +131,39 @@ class RuntimeAPI:
         return answer
 
 
+def with_log_fifo(fifo: Path, command: list[str], *, size: int = PIPE_SIZE) -> list[str]:
+    """``command`` run with the request-log pipe (``size`` bytes) on descriptor
+    ``LOG_FD``, under the same PID."""
+    make_fifo(fifo)
+    return [sys.executable, "-c", EXEC_WITH_FIFO, str(fifo), str(LOG_FD), str(size), *command]
+
+
 class HAProxyProcess:
     """Runs ``haproxy -db -f CONFIG`` and waits for its runtime API."""
 
-    def __init__(self, *, config: Path, stats_socket: Path) -> None:
+    def __init__(
+        self,
+        *,
+        config: Path,
+        stats_socket: Path,
+        log_fifo: Path | None = None,
+        pipe_size: int = PIPE_SIZE,
+    ) -> None:
         self.config = config
         self.stats_socket = stats_socket
+        self.log_fifo = log_fifo  # the request-log pipe, handed over as ``log fd@9``
+        self.pipe_size = pipe_size
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *, timeout: float = 10.0) -> RuntimeAPI:
         binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
         if not Path(binary).exists():
             raise ConfigError("haproxy is not installed", hint="apt-get install haproxy")
+        command = [binary, "-db", "-f", str(self.config)]
+        if self.log_fifo is not None:
+            command = with_log_fifo(self.log_fifo, command, size=self.pipe_size)
         self.proc = subprocess.Popen(  # noqa: S603 - fixed binary, our own config path
-            [binary, "-db", "-f", str(self.config)],
+            command,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,

@@ -146,9 +146,6 @@ def environment_findings(env: Mapping[str, object]) -> list[Finding]:
     return findings + router_findings(env)
 
 
-LATENCY_METRICS = ("latency-p50", "latency-p95", "latency-p99")
-
-
 def router_findings(env: Mapping[str, object]) -> list[Finding]:
     """What the chosen router cannot do, refused here rather than half-applied later."""
     router = env.get("router")
@@ -176,19 +173,6 @@ def router_findings(env: Mapping[str, object]) -> list[Finding]:
                 hint="remove `sticky`, or use `kind: embedded` for stickiness",
             )
         )
-    analysis = env.get("analysis")
-    metrics = analysis.get("metrics") if isinstance(analysis, Mapping) else None
-    for index, metric in _items(metrics):
-        name = metric.get("metric")
-        if metric.get("source", "router") == "router" and name in LATENCY_METRICS:
-            findings.append(
-                Finding(
-                    ("analysis", "metrics", index, "metric"),
-                    f"HAProxy keeps no latency histogram, so {name} from source: router "
-                    "could never pass",
-                    hint="judge latency with `source: prometheus`, or use `kind: embedded`",
-                )
-            )
     return findings
 
 
