@@ -113,6 +113,18 @@ class Refused(KilnError):
     """kiln understood the request and refuses it on purpose (policy, immutability)."""
 
 
+class StaleLeader(Refused):
+    """A newer leader holds the environment: this controller's term (its fencing
+    epoch) is over, so its write was refused and it must stop driving it."""
+
+    @classmethod
+    def term_over(cls, environment: str, mine: int, current: int) -> StaleLeader:
+        return cls(
+            f"{environment}: this controller's term {mine} is over (current term {current})",
+            hint="another controller leads it now; this one stands down",
+        )
+
+
 class IntegrityError(Refused):
     """Stored bytes do not match their digest, a signature fails, or history was rewritten."""
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ def serve(
 ) -> int:
     """Run the controller in the foreground until SIGTERM/SIGINT. Returns an exit code."""
     run_dir = state_dir / "run"
+    _log_to_stderr()
     ensure_local_admin(state_dir)
     ensure_local_reader(state_dir)  # the dashboard's read-only token (kiln dashboard)
     tokens = load_table(state_dir)
@@ -174,6 +177,18 @@ def _unix_listener(path: Path) -> socket.socket:
     path.chmod(0o600)
     sock.listen(128)
     return sock
+
+
+def _log_to_stderr() -> None:
+    """kiln's own log lines (leadership terms, a stale leader standing down) on the
+    controller's stderr, which is ``.kiln/logs/controller.log`` when started on
+    demand. Only the ``kiln`` loggers: the HTTP client logs every router call."""
+    logger = logging.getLogger("kiln")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 def heal_interval() -> float:

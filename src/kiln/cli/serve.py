@@ -66,6 +66,8 @@ def controller_status(app: App, output: str | None, no_start: bool) -> None:
         console.print(f"you are {who['name']} ({who['role']})")
         for env in info["environments"]:
             lead = "leader" if env["leader"] else "follower"
+            if env.get("term") is not None:
+                lead += f" (term {env['term']})"
             console.print(f"  {env['name']}: {lead}")
 
     emit(app, output or "text", {"controller": info, "identity": who}, human)

@@ -5,6 +5,12 @@ executor writes before it acts (issue 7): the environment's stable release, the
 rollout in progress with its persisted planner state, operator signals
 (promote, abort), a pause flag and a manual pin. A rollback or a pin changes the
 declared state first, so healing never fights the operator.
+
+Fencing: the leader of an environment opens a *term* (``open_term``) when it
+wins the environment's lock, and passes its epoch to every write it makes for
+that environment. A write whose epoch is not the current term raises
+``kiln.errors.StaleLeader`` and changes nothing. ``epoch=None`` is an unfenced
+write (operator declarations, tools that drive no rollout).
 """
 
 from __future__ import annotations
@@ -32,7 +38,17 @@ class EnvironmentState:
 
 
 class DesiredState(Protocol):
-    def put_release(self, release: Release, document: Mapping[str, Any]) -> None:
+    def term(self, environment: str) -> int:
+        """The epoch of the environment's current term (0 before the first)."""
+        ...
+
+    def open_term(self, environment: str, epoch: int) -> None:
+        """Start term ``epoch``: ``StaleLeader`` unless it is above the current term."""
+        ...
+
+    def put_release(
+        self, release: Release, document: Mapping[str, Any], *, epoch: int | None = None
+    ) -> None:
         """Remember a release and its resolved config document (idempotent: the same
         id is the same release). The document must hash to ``release.config``."""
         ...
@@ -45,7 +61,9 @@ class DesiredState(Protocol):
 
     def environment(self, name: str) -> EnvironmentState: ...
 
-    def set_stable(self, name: str, release_id: ReleaseId | None) -> None: ...
+    def set_stable(
+        self, name: str, release_id: ReleaseId | None, *, epoch: int | None = None
+    ) -> None: ...
 
     def stable_history(self, name: str) -> list[ReleaseId]:
         """Every release that was stable in ``name``, oldest first (no repeats in a row)."""
@@ -55,7 +73,7 @@ class DesiredState(Protocol):
 
     def set_pin(self, name: str, release_id: ReleaseId | None) -> None: ...
 
-    def save_rollout(self, state: RolloutState) -> None:
+    def save_rollout(self, state: RolloutState, *, epoch: int | None = None) -> None:
         """Persist the planner state durably before its actions run."""
         ...
 
@@ -63,9 +81,9 @@ class DesiredState(Protocol):
         """The latest rollout of ``name`` (active or finished)."""
         ...
 
-    def signal(self, name: str, signal: Signal) -> None: ...
+    def signal(self, name: str, signal: Signal, *, epoch: int | None = None) -> None: ...
 
-    def take_signals(self, name: str) -> frozenset[Signal]:
+    def take_signals(self, name: str, *, epoch: int | None = None) -> frozenset[Signal]:
         """Signals raised since the last call; consumed atomically."""
         ...
 
@@ -80,7 +98,14 @@ class AnalysisJournal(Protocol):
     """
 
     def append_round(
-        self, environment: str, deployment: str, step: int, seq: int, body: Mapping[str, Any]
+        self,
+        environment: str,
+        deployment: str,
+        step: int,
+        seq: int,
+        body: Mapping[str, Any],
+        *,
+        epoch: int | None = None,
     ) -> None:
         """Store round ``seq`` (0, 1, ...) of one step; writing the same seq again is a no-op."""
         ...
@@ -89,6 +114,12 @@ class AnalysisJournal(Protocol):
         """Every stored round of that step, in order."""
         ...
 
-    def forget_rounds(self, environment: str, *, keep: tuple[str, int] | None = None) -> None:
+    def forget_rounds(
+        self,
+        environment: str,
+        *,
+        keep: tuple[str, int] | None = None,
+        epoch: int | None = None,
+    ) -> None:
         """Drop the environment's rounds, except those of ``keep`` = (deployment, step)."""
         ...

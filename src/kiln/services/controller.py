@@ -5,6 +5,14 @@ environment's ``RolloutExecutor`` while a rollout is in progress, and resumes a
 rollout that was in progress when a previous controller died (the state is in
 ``DesiredState``; the executor re-observes the world and converges).
 
+Leadership is fenced: winning an environment's lock opens a new term in the
+state store (``DesiredState.open_term``) and hands its epoch to the executor,
+whose every write and outside action is checked against the current term. A
+controller that finds its term is over (``StaleLeader``: it was paused, or lost
+its lock without noticing, and a newer leader took over) stands down: it stops
+driving the environment, logs it once, releases what is left of its lock and
+keeps trying to win it back like any follower.
+
 Every operation checks admission first: an artifact that is revoked, unsigned
 (unless the environment says ``allowUnsigned``) or not trusted is refused here,
 before anything is provisioned.
@@ -12,6 +20,7 @@ before anything is provisioned.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -24,12 +33,14 @@ from kiln.core.digest import Digest
 from kiln.core.release import ReleaseId
 from kiln.core.rollout.planner import Decision, RolloutState
 from kiln.core.spec.models import ServiceSpec
-from kiln.errors import KilnError, NotFound, Refused
+from kiln.errors import KilnError, NotFound, Refused, StaleLeader
 from kiln.ports.clock import Clock
 from kiln.ports.leader import LeaderLock
 from kiln.ports.state import DesiredState, Signal
 from kiln.services.reconcile import Reconciler
 from kiln.services.rollout import POLL, RolloutExecutor
+
+log = logging.getLogger(__name__)
 
 HEAL_INTERVAL = 2.0  # seconds between drift scans of an environment with no rollout
 
@@ -65,6 +76,7 @@ class Controller:
     heal_interval: float = HEAL_INTERVAL
     started: datetime = field(init=False)
     _workers: dict[str, _Worker] = field(init=False, default_factory=dict)
+    _terms: dict[str, int] = field(init=False, default_factory=dict)  # opened, by environment
     _stop: threading.Event = field(init=False, default_factory=threading.Event)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
@@ -77,11 +89,52 @@ class Controller:
         """Try to lead every environment of the spec; start a worker for each we lead."""
         if self.spec is None:
             return []
-        led = [e.name for e in self.spec.environments if self.leader.try_acquire(e.name)]
+        led: list[str] = []
+        held = self.leader.held()
+        for env in self.spec.environments:
+            above = 0 if env.name in held else self._last_term(env.name)
+            if self.leader.try_acquire(env.name, above=above) and self._open_term(env.name):
+                led.append(env.name)
         for name in led:
             if name in self.executors:
                 self._ensure_worker(name)
         return led
+
+    def _last_term(self, environment: str) -> int:
+        """The newest term seen: the store's, or the router's table's if newer."""
+        term = self.desired.term(environment) if self.desired is not None else 0
+        executor = self.executors.get(environment)
+        return max(term, executor.served_term()) if executor is not None else term
+
+    def _open_term(self, environment: str) -> bool:
+        """Open the term of the lock we hold (once per acquisition) and give its epoch to
+        the executor. False, with the lock released, if a newer term already exists."""
+        epoch = self.leader.epoch(environment)
+        if epoch is None or self.desired is None or self._terms.get(environment) == epoch:
+            return True
+        try:
+            self.desired.open_term(environment, epoch)
+        except StaleLeader as exc:
+            log.warning("%s: not leading: %s", environment, exc.message)
+            self.leader.release(environment)
+            return False
+        self._terms[environment] = epoch
+        log.info("%s: leading in term %d", environment, epoch)
+        executor = self.executors.get(environment)
+        if executor is not None:
+            executor.lead(environment, epoch)
+        return True
+
+    def _stand_down(self, environment: str, worker: _Worker, exc: StaleLeader) -> None:
+        """Our term is over: stop driving ``environment`` and let the claim loop try again.
+
+        The executor keeps its stale epoch, so anything still reaching it (an API
+        call in flight) is refused rather than applied unfenced."""
+        worker.error = f"stood down: {exc.message}"
+        log.warning("%s: standing down, a newer leader drives it: %s", environment, exc.message)
+        stale = self._terms.pop(environment, None)
+        if stale is not None and self.leader.epoch(environment) == stale:
+            self.leader.release(environment)
 
     def _ensure_worker(self, environment: str) -> _Worker:
         with self._lock:
@@ -108,20 +161,30 @@ class Controller:
                 # we win it back.
                 worker.error = "not the leader any more"
                 return
-            state = self.desired.rollout(environment) if self.desired else None
-            if state is None or state.phase.terminal:
-                self._heal_tick(environment, worker)
-                worker.wake.wait(min(1.0, self.heal_interval))
-                worker.wake.clear()
-                continue
             try:
-                worker.last = executor.tick(environment)
-                worker.error = ""
-            except KilnError as exc:
-                worker.error = exc.message  # shown by `kiln status`; retried next tick
-                self._stop.wait(1.0)
-            if worker.last is None or worker.last.state == state:
-                self._stop.wait(POLL)  # nothing moved; a step that moved is followed at once
+                self._work_once(environment, executor, worker)
+            except StaleLeader as exc:
+                self._stand_down(environment, worker, exc)
+                return
+
+    def _work_once(self, environment: str, executor: RolloutExecutor, worker: _Worker) -> None:
+        executor.check_term(environment)  # a paused leader stands down before it acts
+        state = self.desired.rollout(environment) if self.desired else None
+        if state is None or state.phase.terminal:
+            self._heal_tick(environment, worker)
+            worker.wake.wait(min(1.0, self.heal_interval))
+            worker.wake.clear()
+            return
+        try:
+            worker.last = executor.tick(environment)
+            worker.error = ""
+        except StaleLeader:
+            raise
+        except KilnError as exc:
+            worker.error = exc.message  # shown by `kiln status`; retried next tick
+            self._stop.wait(1.0)
+        if worker.last is None or worker.last.state == state:
+            self._stop.wait(POLL)  # nothing moved; a step that moved is followed at once
 
     def _heal_tick(self, environment: str, worker: _Worker) -> None:
         """Every ``heal_interval``: scan for drift, record it, heal (where selfHeal)."""
@@ -133,6 +196,8 @@ class Controller:
         try:
             reconciler.reconcile(environment)
             worker.error = ""
+        except StaleLeader:
+            raise
         except KilnError as exc:
             worker.error = exc.message  # shown by `kiln status`; retried next interval
 
@@ -225,6 +290,8 @@ class Controller:
 
     def environment_status(self, name: str, *, leader: bool) -> dict[str, Any]:
         out: dict[str, Any] = {"name": name, "leader": leader, "url": self.urls.get(name)}
+        if leader and name in self._terms:
+            out["term"] = self._terms[name]  # the fencing epoch this controller leads in
         if self.desired is None:
             return out
         declared = self.desired.environment(name)

@@ -20,6 +20,15 @@ stable ones (their label, their route-table entry, their router metrics). The
 executor starts it with the canary (one provider ``create`` for each group, then
 one wait for both) and judges the canary against it.
 
+Fencing: while the controller leads an environment it gives this executor the
+term's epoch (``lead``). Every state write then carries it (the store refuses a
+stale one), each tick and each outside action (creating or destroying an
+instance, pushing a route table) first checks the term is still current, and
+route tables carry the epoch in their generation's high bits, so a table a
+stale leader pushes loses against any table of a newer term
+(``kiln.core.traffic.table.next_generation``). A stale term raises
+``StaleLeader``; the controller stands down.
+
 Traffic only ever reaches instances whose readiness probe passed: route tables are
 built from ready instances, and an instance that fails its probes
 ``failureThreshold`` times in a row is reported to the planner as failed, which
@@ -74,9 +83,16 @@ from kiln.core.spec.models import (
     MetricSourceKind,
     ServiceSpec,
 )
-from kiln.core.traffic.table import Backend, HeaderMatch, Listener, RouteTable
+from kiln.core.traffic.table import (
+    TERM_SHIFT,
+    Backend,
+    HeaderMatch,
+    Listener,
+    RouteTable,
+    next_generation,
+)
 from kiln.core.traffic.table import Release as RouteRelease
-from kiln.errors import KilnError, NotFound, Refused
+from kiln.errors import KilnError, NotFound, Refused, StaleLeader
 from kiln.ports.clock import Clock
 from kiln.ports.ledger import Recorder
 from kiln.ports.metrics import MetricSource
@@ -145,6 +161,9 @@ class RolloutExecutor:
         }
         self._commit_info = commit_info or (lambda _digest: CommitInfo())
         self._tracked: dict[str, _Tracked] = {}
+        # The epoch of the term this controller leads each environment in; an
+        # environment without one is driven unfenced (tests, one-shot tools).
+        self._terms: dict[str, int] = {}
         # Held from saving a transition until its ledger events are recorded: a reader
         # of ``rollout`` (the controller's API, so `kiln deploy` and the pipeline
         # following a rollout, then the next environment's promotion gate reading
@@ -154,6 +173,42 @@ class RolloutExecutor:
         # dropped whenever this executor creates or destroys an instance.
         self._listing: dict[str, dict[str, list[Instance]]] | None = None
 
+    # --- fencing -------------------------------------------------------------------------
+
+    def lead(self, environment: str, epoch: int | None) -> None:
+        """Drive ``environment`` in term ``epoch`` from now on (None: stop fencing it).
+        A new term forgets what the last one tracked: its analysis session is
+        rebuilt from the journal, as after a restart."""
+        if epoch is None:
+            self._terms.pop(environment, None)
+            return
+        if self._terms.get(environment) != epoch:
+            self._tracked.pop(environment, None)
+        self._terms[environment] = epoch
+
+    def epoch(self, environment: str) -> int | None:
+        return self._terms.get(environment)
+
+    def served_term(self) -> int:
+        """The term of the route table the router serves (0: none, or unreachable). A
+        new term must start above it, or this executor would find itself stale at
+        its first push (a state directory whose ``state.db`` was lost, say)."""
+        try:
+            current = self._router.current()
+        except KilnError:
+            return 0
+        return current.generation >> TERM_SHIFT if current is not None else 0
+
+    def check_term(self, environment: str) -> None:
+        """``StaleLeader`` if a newer term than ours exists (a cheap read; the writes
+        themselves are checked in their own transactions)."""
+        mine = self._terms.get(environment)
+        if mine is None:
+            return
+        current = self._desired.term(environment)
+        if current != mine:
+            raise StaleLeader.term_over(environment, mine, current)
+
     # --- starting ------------------------------------------------------------------------
 
     def start(
@@ -161,6 +216,7 @@ class RolloutExecutor:
     ) -> RolloutState:
         """Begin moving ``environment`` to ``artifact``: a new release, a persisted rollout."""
         env = self._environment(environment)
+        self.check_term(environment)
         current = self._desired.rollout(environment)
         if current is not None and not current.phase.terminal:
             raise Refused(
@@ -176,7 +232,8 @@ class RolloutExecutor:
                 f"{environment} already runs {release.label}",
                 hint="deploy a different artifact, or change the environment's config",
             )
-        self._desired.put_release(release, document)
+        epoch = self._terms.get(environment)
+        self._desired.put_release(release, document, epoch=epoch)
         now = self._wall()
         deployment = f"dep-{secrets.token_hex(6)}"
         canary = env.strategy.canary
@@ -190,7 +247,7 @@ class RolloutExecutor:
             deployment=deployment,
             baseline=baseline,
         )
-        self._desired.save_rollout(state)
+        self._desired.save_rollout(state, epoch=epoch)
         info = self._commit_info(artifact)
         details: dict[str, Any] = {
             "deployment": deployment,
@@ -228,6 +285,7 @@ class RolloutExecutor:
         provisioned if the old ones are gone.
         """
         self._environment(environment)
+        self.check_term(environment)
         current = self._desired.rollout(environment)
         if current is not None and not current.phase.terminal:
             self.signal(environment, Signal.ABORT, actor=actor)
@@ -259,7 +317,7 @@ class RolloutExecutor:
             deployment=f"rbk-{secrets.token_hex(6)}",
             fast_track=True,
         )
-        self._desired.save_rollout(state)
+        self._desired.save_rollout(state, epoch=self._terms.get(environment))
         self._recorder.record(
             EventKind.ROLLOUT_STEP,
             actor=actor or self._actor,
@@ -270,13 +328,14 @@ class RolloutExecutor:
         return state
 
     def signal(self, environment: str, signal: Signal, *, actor: str | None = None) -> None:
+        self.check_term(environment)
         state = self._desired.rollout(environment)
         if state is None or state.phase.terminal:
             raise Refused(
                 f"{environment} has no rollout in progress to {signal}",
                 hint=f"`kiln status {environment}` shows what it runs",
             )
-        self._desired.signal(environment, signal)
+        self._desired.signal(environment, signal, epoch=self._terms.get(environment))
         self._recorder.record(
             EventKind.ROLLOUT_STEP,
             actor=actor or self._actor,
@@ -319,6 +378,7 @@ class RolloutExecutor:
         state = self._desired.rollout(environment)
         if state is None:
             raise NotFound(f"{environment} has no rollout", hint=f"run `kiln deploy {environment}`")
+        self.check_term(environment)
         tracked = self._track(environment)
         self._listing = {}
         try:
@@ -327,7 +387,8 @@ class RolloutExecutor:
             decision = planner.decide(env, state, seen)
             if decision.state != state:
                 with self._committing:  # readers of rollout() see both or neither
-                    self._desired.save_rollout(decision.state)  # before acting: crash-safe
+                    # Before acting, crash-safe; refused if our term is over.
+                    self._desired.save_rollout(decision.state, epoch=self._terms.get(environment))
                     self._record_transition(env, state, decision)
             self._apply(env, decision, tracked)
         finally:
@@ -374,7 +435,7 @@ class RolloutExecutor:
             )
             return state
         resumed = replace(state, step_started=self._wall())
-        self._desired.save_rollout(resumed)
+        self._desired.save_rollout(resumed, epoch=self._terms.get(env.name))
         self._record_resume(
             env, state, "resumed after a controller restart: analysis window restarted"
         )
@@ -412,7 +473,7 @@ class RolloutExecutor:
             preview = any(
                 isinstance(r, HeaderMatch) and r.release == state.candidate for r in table.rules
             )
-        signals = self._desired.take_signals(env.name)
+        signals = self._desired.take_signals(env.name, epoch=self._terms.get(env.name))
         now = self._wall()
         analysis = self._analysis_outcome(env, state, tracked, now)
         tracked.outcome = (state.deployment, state.step, analysis)
@@ -487,8 +548,10 @@ class RolloutExecutor:
         if journal is None:
             return session.poll(self._sources, now=now)
 
+        epoch = self._terms.get(env.name)
+
         def record(seq: int, body: dict[str, Any]) -> None:
-            journal.append_round(env.name, state.deployment, state.step, seq, body)
+            journal.append_round(env.name, state.deployment, state.step, seq, body, epoch=epoch)
 
         return session.poll(self._sources, now=now, record=record)
 
@@ -513,7 +576,9 @@ class RolloutExecutor:
                 case Decommission(release):
                     self._decommission(env, state, ReleaseId(release))
                 case MarkStable(release):
-                    self._desired.set_stable(env.name, ReleaseId(release))
+                    self._desired.set_stable(
+                        env.name, ReleaseId(release), epoch=self._terms.get(env.name)
+                    )
                 case Wait():
                     pass
 
@@ -561,10 +626,11 @@ class RolloutExecutor:
         if not ready:
             return None  # nothing ready to send traffic to: keep serving the current table
         current = self._router.current()
-        generation = (current.generation if current is not None else 0) + 1
+        generation = next_generation(current, self._terms.get(env.name))
         table = RouteTable(generation, env.name, (RouteRelease(release_id, 100, ready),))
         if current is not None and _same_split(current, table) and not force:
             return None
+        self.check_term(env.name)
         self._router.apply(table)
         return table
 
@@ -591,6 +657,7 @@ class RolloutExecutor:
         launches = [(name, self._launch(name), count) for name, count in missing]
         self._forget_listing(env.name)
         created: dict[str, ReleaseId] = {}
+        self.check_term(env.name)
         for name, spec, count in launches:
             created.update((i.id.value, name) for i in self._provider.create(spec, count))
         ids = [InstanceId(value) for value in created]
@@ -666,10 +733,11 @@ class RolloutExecutor:
                 # clear ``preview``, which closes the port (docs/rollouts.md).
                 listeners = (Listener(strategy.preview_port, action.candidate),)
         current = self._router.current()
-        generation = (current.generation if current is not None else 0) + 1
+        generation = next_generation(current, self._terms.get(env.name))
         table = RouteTable(generation, env.name, tuple(releases), rules, listeners=listeners)
         if current is not None and _same_split(current, table):
             return
+        self.check_term(env.name)
         self._router.apply(table)
         weights = {r.name: r.weight for r in releases}
         self._recorder.record(
@@ -717,7 +785,9 @@ class RolloutExecutor:
             return
         tracked.session = self._session(env, state, step, names, duration, [])
         if self._journal is not None:
-            self._journal.forget_rounds(env.name, keep=(state.deployment, step))
+            self._journal.forget_rounds(
+                env.name, keep=(state.deployment, step), epoch=self._terms.get(env.name)
+            )
 
     def _session(
         self,
@@ -761,6 +831,7 @@ class RolloutExecutor:
             instance = by_id.get(value)
             if instance is not None:
                 self._forget_listing(env.name)
+                self.check_term(env.name)
                 self._provider.destroy(instance.id, drain_timeout=DRAIN_TIMEOUT)
 
     # --- the ledger ----------------------------------------------------------------------

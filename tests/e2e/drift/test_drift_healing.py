@@ -98,8 +98,11 @@ def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> None:
 
 
 class OneLeader:
-    def try_acquire(self, environment: str) -> bool:
+    def try_acquire(self, environment: str, *, above: int = 0) -> bool:
         return True
+
+    def epoch(self, environment: str) -> int | None:
+        return None  # unfenced: this test is about healing, not about terms
 
     def release(self, environment: str) -> None:
         pass

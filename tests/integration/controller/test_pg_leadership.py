@@ -4,20 +4,28 @@ Two ``Controller`` objects share one database (as two ``kiln serve`` processes
 on two hosts would); each holds its locks on its own dedicated session. Only
 one leads each environment; cutting the leader's session (``pg_terminate_backend``,
 what a network partition or a crashed host amounts to) hands leadership over.
+Each acquisition is a new term numbered in ``kiln_leader_terms``; the old
+leader's writes in its old term are refused by the state store (fencing).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from kiln.adapters.store.pgleader import PostgresLeaderLock, lock_key
+from kiln.core.digest import digest_bytes
 from kiln.core.spec.loader import load_spec
+from kiln.errors import StaleLeader
 from kiln.ports.clock import SystemClock
+from kiln.ports.state import DesiredState, Signal
 from kiln.services.controller import Controller
+from kiln.services.rollout import RolloutExecutor
+from tests.unit.rollout.test_fencing import Rig
 
 pytestmark = pytest.mark.integration
 
@@ -117,3 +125,91 @@ def test_a_database_that_is_down_means_leading_nothing() -> None:
     assert lock.try_acquire("prod") is False
     assert lock.held() == frozenset()
     lock.close()
+
+
+# --- terms (fencing) ---------------------------------------------------------------------
+
+
+def pg_epoch(dsn: str, environment: str) -> int | None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT epoch FROM kiln_leader_terms WHERE namespace = 'hello' AND environment = %s",
+            (environment,),
+        ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def test_every_acquisition_is_a_new_term_above_the_last_and_above_the_store(
+    dsn: str, locks: tuple[PostgresLeaderLock, PostgresLeaderLock]
+) -> None:
+    a, b = locks
+    assert a.epoch("prod") is None
+    assert a.try_acquire("prod") and a.epoch("prod") == 1 == pg_epoch(dsn, "prod")
+    assert a.try_acquire("prod") and a.epoch("prod") == 1  # still the same term
+    a.release("prod")
+    assert a.epoch("prod") is None
+    assert b.try_acquire("prod") and b.epoch("prod") == 2
+    b.release("prod")
+    # The store already saw term 9 (file locks before KILN_DATABASE was set): above it.
+    assert a.try_acquire("prod", above=9) and a.epoch("prod") == 10 == pg_epoch(dsn, "prod")
+    a.release("prod")
+    assert b.try_acquire("prod", above=3) and b.epoch("prod") == 11  # never back
+
+
+def fenced(lock: PostgresLeaderLock, executor: RolloutExecutor, store: DesiredState) -> Controller:
+    return Controller(
+        spec=SPEC,
+        leader=lock,
+        clock=SystemClock(),
+        address=executor.spec.service,
+        desired=store,
+        executors={"prod": executor},
+    )
+
+
+def test_a_leader_whose_session_was_cut_is_refused_and_stands_down(
+    dsn: str, locks: tuple[PostgresLeaderLock, PostgresLeaderLock], tmp_path: Path
+) -> None:
+    """The old leader's session is terminated; it has not noticed yet (its lock
+    object still says it leads) when the other controller takes over in a newer
+    term; every write the old one then makes is refused and its worker stands down."""
+    rig = Rig(tmp_path, spec=SPEC)
+    store = rig.desired
+    old_exec, new_exec = rig.executor("controller:old"), rig.executor("controller:new")
+    old = fenced(locks[0], old_exec, store)
+    new = fenced(locks[1], new_exec, store)
+    try:
+        assert "prod" in old.claim_environments()
+        first = locks[0].epoch("prod")
+        assert first is not None and store.term("prod") == first == old_exec.epoch("prod")
+        state = old_exec.start("prod", digest_bytes(b"v1"))  # a write in its own term
+        old_worker = old._workers["prod"]
+
+        (leader_pid,) = sessions_holding(dsn)
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (leader_pid,))
+        deadline = time.monotonic() + 10
+        while "prod" not in new.claim_environments():
+            assert time.monotonic() < deadline, "the follower never took over"
+            time.sleep(0.05)
+        second = locks[1].epoch("prod")
+        assert second is not None and second > first
+        assert store.term("prod") == second == pg_epoch(dsn, "prod")
+        assert "prod" in locks[0].held()  # the old one has not noticed: no check yet
+
+        with pytest.raises(StaleLeader, match=f"term {first} is over"):
+            store.save_rollout(state, epoch=first)  # the old one's write
+        with pytest.raises(StaleLeader):
+            old_exec.signal("prod", Signal.ABORT)
+        deadline = time.monotonic() + 10
+        while old_worker.thread.is_alive():
+            assert time.monotonic() < deadline, "the old worker never stood down"
+            time.sleep(0.05)
+        assert old_worker.error.startswith("stood down")
+        assert "prod" not in locks[0].held()
+        assert old.claim_environments() == []  # a follower now
+        assert store.take_signals("prod", epoch=second) == frozenset()  # nothing got through
+    finally:
+        old.stop()
+        new.stop()
+        store.close()

@@ -18,8 +18,11 @@ class FlipLeader:
     def __init__(self) -> None:
         self.leading = True
 
-    def try_acquire(self, environment: str) -> bool:
+    def try_acquire(self, environment: str, *, above: int = 0) -> bool:
         return self.leading
+
+    def epoch(self, environment: str) -> int | None:
+        return None
 
     def release(self, environment: str) -> None:
         self.leading = False
@@ -29,6 +32,16 @@ class FlipLeader:
 
     def lose(self) -> None:
         self.leading = False
+
+
+class Unfenced:
+    """An executor that is never ticked and whose term is never over."""
+
+    def check_term(self, environment: str) -> None:
+        pass
+
+    def served_term(self) -> int:
+        return 0
 
 
 def wait_for(condition: Any, seconds: float = 5.0) -> None:
@@ -45,7 +58,7 @@ def test_a_worker_stops_when_leadership_is_lost_and_restarts_when_won_back() -> 
         leader=leader,
         clock=SystemClock(),
         address="test",
-        executors={"prod": cast(Any, object())},  # never ticked: no rollout in the store
+        executors={"prod": cast(Any, Unfenced())},  # never ticked: no rollout in the store
         heal_interval=0.02,
     )
     try:

@@ -17,8 +17,7 @@ from kiln.cli.main import main
 from kiln.core.access import Role, TokenEntry, TokenTable, token_digest
 from kiln.core.digest import digest_bytes
 from kiln.core.ledger.kinds import EventKind
-from kiln.core.release import Release
-from kiln.core.runtime.model import LaunchSpec, State
+from kiln.core.runtime.model import State
 from kiln.core.spec.loader import load_spec
 from kiln.core.traffic.table import Backend, RouteTable
 from kiln.core.traffic.table import Release as RouteRelease
@@ -26,6 +25,7 @@ from kiln.ports.clock import SystemClock
 from kiln.services.controller import Controller
 from kiln.services.reconcile import Reconciler
 from kiln.services.rollout import RolloutExecutor
+from tests.unit.rollout.fakes import launcher
 from tests.unit.runtime.fakes import FakeProvider
 from tests.unit.traffic.fake_router import FakeRouter
 
@@ -89,16 +89,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     tampered: dict[str, tuple[str, ...]] = {}
     refreshed: list[str] = []
 
-    def launch(release: Release) -> LaunchSpec:
-        return LaunchSpec(
-            service="hello",
-            environment=release.environment,
-            release=release.id,
-            artifact=release.artifact,
-            config_digest=release.config,
-            root=tmp_path,
-            command=("python", "app.py"),
-        )
+    launch = launcher(tmp_path)
 
     def refresh(artifact: str) -> None:
         refreshed.append(artifact)
@@ -226,8 +217,11 @@ TOKENS = TokenTable([TokenEntry("ops", token_digest("kiln_ops"), Role.ADMIN)])
 
 
 class Leader:
-    def try_acquire(self, environment: str) -> bool:
+    def try_acquire(self, environment: str, *, above: int = 0) -> bool:
         return True
+
+    def epoch(self, environment: str) -> int | None:
+        return None  # unfenced: this test is about the API, not about terms
 
     def release(self, environment: str) -> None:
         pass

@@ -60,8 +60,16 @@ class FakeJournal:
     stored: dict[tuple[str, str, int], list[dict[str, Any]]] = field(default_factory=dict)
 
     def append_round(
-        self, environment: str, deployment: str, step: int, seq: int, body: Mapping[str, Any]
+        self,
+        environment: str,
+        deployment: str,
+        step: int,
+        seq: int,
+        body: Mapping[str, Any],
+        *,
+        epoch: int | None = None,
     ) -> None:
+        assert epoch is None, "this executor leads no term"
         rounds = self.stored.setdefault((environment, deployment, step), [])
         if seq < len(rounds):
             return  # the same round again: a no-op
@@ -71,7 +79,14 @@ class FakeJournal:
     def rounds(self, environment: str, deployment: str, step: int) -> list[dict[str, Any]]:
         return list(self.stored.get((environment, deployment, step), []))
 
-    def forget_rounds(self, environment: str, *, keep: tuple[str, int] | None = None) -> None:
+    def forget_rounds(
+        self,
+        environment: str,
+        *,
+        keep: tuple[str, int] | None = None,
+        epoch: int | None = None,
+    ) -> None:
+        assert epoch is None, "this executor leads no term"
         for key in list(self.stored):
             if key[0] == environment and (keep is None or key[1:] != keep):
                 del self.stored[key]
@@ -277,7 +292,7 @@ def test_a_database_made_before_versioning_migrates_in_place(tmp_path: Path) -> 
     db.commit()
     db.close()
     store = SqliteDesiredState(tmp_path / "state.db")
-    assert store.schema_version() == 2
+    assert store.schema_version() == MIGRATIONS[-1][0]
     store.append_round("prod", "d", 0, 0, {})
     assert store.rounds("prod", "d", 0) == [{}]
     store.close()

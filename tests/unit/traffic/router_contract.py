@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from kiln.core.traffic.table import Backend, Release, RouteTable
+from kiln.core.traffic.table import Backend, Release, RouteTable, next_generation
 from kiln.errors import Refused
 from kiln.ports.traffic import Router
 
@@ -25,3 +25,16 @@ def check_router_contract(router: Router, addresses: list[str]) -> None:
     assert health.serving is True
     assert health.generation == 10
     assert router.metrics().generation == 10
+
+    # Fencing (docs/controller.md): the leader of term 2 pushes over the table of
+    # term 1 it found; the stale leader of term 1 had read the table before that
+    # and pushes next, from its own count: the router refuses it and keeps term 2's.
+    seen = router.current()
+    newer = RouteTable(next_generation(seen, 2), "dev", first.releases)
+    assert router.apply(newer) == 2 << 32
+    stale = RouteTable(
+        next_generation(seen, 1), "dev", (Release("b", 100, (Backend.parse(addresses[0]),)),)
+    )
+    with pytest.raises(Refused):
+        router.apply(stale)
+    assert router.current() == newer

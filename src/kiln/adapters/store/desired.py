@@ -8,7 +8,17 @@ a restarted controller resumes the step's judges instead of restarting it.
 The schema is versioned like the ledger's (``schema_version``, one row per
 component and version, in the same database): version 1 is the original
 tables (written with ``IF NOT EXISTS``, so a database made before versioning
-takes it as a no-op), version 2 adds the analysis journal.
+takes it as a no-op), version 2 adds the analysis journal, version 3 the leaders'
+terms.
+
+Fencing: each time a controller becomes an environment's leader it opens a
+*term* here (``open_term``) with an epoch above every earlier one, and every
+write it makes for that environment carries that epoch. The write checks, in
+its own transaction, that the epoch is still the environment's current term;
+a leader that was paused, or lost its lock without noticing, gets
+``StaleLeader`` instead of overwriting its successor's state. A write without
+an epoch (operator declarations, tests, tools that drive no rollout) is not
+fenced.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ from kiln.core.canonical import canonical_json
 from kiln.core.digest import Digest, digest_bytes
 from kiln.core.release import Release, ReleaseId
 from kiln.core.rollout.planner import Phase, RolloutState
-from kiln.errors import ConfigError, IntegrityError
+from kiln.errors import ConfigError, IntegrityError, StaleLeader
 from kiln.ports.state import EnvironmentState, Signal
 
 COMPONENT = "desired"
@@ -62,6 +72,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             " PRIMARY KEY (environment, deployment, step, seq))"
         ],
     ),
+    (3, ["CREATE TABLE leader_terms (environment TEXT PRIMARY KEY, epoch INTEGER NOT NULL)"]),
 ]
 
 
@@ -111,17 +122,62 @@ class SqliteDesiredState:
     def close(self) -> None:
         self._db.close()
 
-    def _write(self, sql: str, args: tuple[object, ...]) -> None:
+    def _write(
+        self, sql: str, args: tuple[object, ...], *, fence: tuple[str, int | None] | None = None
+    ) -> None:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                if fence is not None:
+                    self._fence(*fence)
                 self._db.execute(sql, args)
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
 
-    def put_release(self, release: Release, document: Mapping[str, Any]) -> None:
+    # --- terms (fencing) -----------------------------------------------------------------
+
+    def term(self, environment: str) -> int:
+        """The epoch of the environment's current term; 0 before any leader opened one."""
+        row = self._db.execute(
+            "SELECT epoch FROM leader_terms WHERE environment = ?", (environment,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def open_term(self, environment: str, epoch: int) -> None:
+        """Make ``epoch`` the environment's current term; ``StaleLeader`` unless it is
+        above the current one (someone else opened that term or a later one)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                current = self.term(environment)
+                if epoch <= current:
+                    raise StaleLeader(
+                        f"{environment}: term {epoch} is not newer than term {current}",
+                        hint="another controller became the leader meanwhile",
+                    )
+                self._db.execute(
+                    "INSERT INTO leader_terms (environment, epoch) VALUES (?, ?) "
+                    "ON CONFLICT(environment) DO UPDATE SET epoch = excluded.epoch",
+                    (environment, epoch),
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _fence(self, environment: str, epoch: int | None) -> None:
+        """Inside a write transaction: refuse it unless ``epoch`` is the current term."""
+        if epoch is None:
+            return
+        current = self.term(environment)
+        if current != epoch:
+            raise StaleLeader.term_over(environment, epoch, current)
+
+    def put_release(
+        self, release: Release, document: Mapping[str, Any], *, epoch: int | None = None
+    ) -> None:
         body = canonical_json(document)
         if digest_bytes(body) != release.config:
             raise IntegrityError(
@@ -131,6 +187,7 @@ class SqliteDesiredState:
             "INSERT OR IGNORE INTO releases (id, environment, artifact, config, document) "
             "VALUES (?, ?, ?, ?, ?)",
             (release.id, release.environment, release.artifact, release.config, body.decode()),
+            fence=(release.environment, epoch),
         )
 
     def release_config(self, release_id: ReleaseId) -> dict[str, Any] | None:
@@ -183,10 +240,13 @@ class SqliteDesiredState:
             (name, value),
         )
 
-    def set_stable(self, name: str, release_id: ReleaseId | None) -> None:
+    def set_stable(
+        self, name: str, release_id: ReleaseId | None, *, epoch: int | None = None
+    ) -> None:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                self._fence(name, epoch)
                 self._db.execute(
                     "INSERT INTO environments (name, stable) VALUES (?, ?) "
                     "ON CONFLICT(name) DO UPDATE SET stable = excluded.stable",
@@ -219,11 +279,12 @@ class SqliteDesiredState:
     def set_pin(self, name: str, release_id: ReleaseId | None) -> None:
         self._upsert(name, "pinned", release_id)
 
-    def save_rollout(self, state: RolloutState) -> None:
+    def save_rollout(self, state: RolloutState, *, epoch: int | None = None) -> None:
         self._write(
             "INSERT INTO rollouts (environment, state) VALUES (?, ?) "
             "ON CONFLICT(environment) DO UPDATE SET state = excluded.state",
             (state.environment, canonical_json(asdict(state)).decode()),
+            fence=(state.environment, epoch),
         )
 
     def rollout(self, name: str) -> RolloutState | None:
@@ -236,15 +297,18 @@ class SqliteDesiredState:
         data["phase"] = Phase(data["phase"])
         return RolloutState(**data)
 
-    def signal(self, name: str, signal: Signal) -> None:
+    def signal(self, name: str, signal: Signal, *, epoch: int | None = None) -> None:
         self._write(
-            "INSERT OR IGNORE INTO signals (environment, signal) VALUES (?, ?)", (name, str(signal))
+            "INSERT OR IGNORE INTO signals (environment, signal) VALUES (?, ?)",
+            (name, str(signal)),
+            fence=(name, epoch),
         )
 
-    def take_signals(self, name: str) -> frozenset[Signal]:
+    def take_signals(self, name: str, *, epoch: int | None = None) -> frozenset[Signal]:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                self._fence(name, epoch)
                 rows = self._db.execute(
                     "SELECT signal FROM signals WHERE environment = ?", (name,)
                 ).fetchall()
@@ -258,12 +322,20 @@ class SqliteDesiredState:
     # --- AnalysisJournal ---------------------------------------------------------------
 
     def append_round(
-        self, environment: str, deployment: str, step: int, seq: int, body: Mapping[str, Any]
+        self,
+        environment: str,
+        deployment: str,
+        step: int,
+        seq: int,
+        body: Mapping[str, Any],
+        *,
+        epoch: int | None = None,
     ) -> None:
         self._write(
             "INSERT OR IGNORE INTO analysis_rounds (environment, deployment, step, seq, body) "
             "VALUES (?, ?, ?, ?, ?)",
             (environment, deployment, step, seq, canonical_json(body).decode()),
+            fence=(environment, epoch),
         )
 
     def rounds(self, environment: str, deployment: str, step: int) -> list[dict[str, Any]]:
@@ -274,12 +346,23 @@ class SqliteDesiredState:
         ).fetchall()
         return [json.loads(r[0]) for r in rows]
 
-    def forget_rounds(self, environment: str, *, keep: tuple[str, int] | None = None) -> None:
+    def forget_rounds(
+        self,
+        environment: str,
+        *,
+        keep: tuple[str, int] | None = None,
+        epoch: int | None = None,
+    ) -> None:
         if keep is None:
-            self._write("DELETE FROM analysis_rounds WHERE environment = ?", (environment,))
+            self._write(
+                "DELETE FROM analysis_rounds WHERE environment = ?",
+                (environment,),
+                fence=(environment, epoch),
+            )
             return
         self._write(
             "DELETE FROM analysis_rounds WHERE environment = ? "
             "AND NOT (deployment = ? AND step = ?)",
             (environment, keep[0], keep[1]),
+            fence=(environment, epoch),
         )

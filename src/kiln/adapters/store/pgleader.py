@@ -13,6 +13,14 @@ environments it no longer holds.
 Keys are 64-bit (``pg_try_advisory_lock(bigint)``): the first eight bytes of
 SHA-256 over ``kiln/leader/<namespace>/<environment>``, so services sharing one
 database never contend, and kiln's migration lock (a small constant) is apart.
+
+Terms: right after winning an environment's lock, the same session bumps the
+environment's row in ``kiln_leader_terms`` and reads the new epoch, above both
+the last epoch PostgreSQL issued and the state store's current term
+(``above``), so switching from file locks to PostgreSQL never reissues an
+epoch the store has seen. The epoch is the fencing token the controller opens
+its term with; a session cut under a leader that has not noticed yet leaves it
+holding an old epoch the store refuses.
 """
 
 from __future__ import annotations
@@ -24,6 +32,17 @@ import threading
 import psycopg
 
 from kiln.errors import ConfigError
+
+_TERMS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS kiln_leader_terms ("
+    " namespace TEXT NOT NULL, environment TEXT NOT NULL, epoch BIGINT NOT NULL,"
+    " PRIMARY KEY (namespace, environment))"
+)
+_NEXT_TERM = (
+    "INSERT INTO kiln_leader_terms (namespace, environment, epoch) VALUES (%s, %s, %s) "
+    "ON CONFLICT (namespace, environment) DO UPDATE "
+    "SET epoch = GREATEST(kiln_leader_terms.epoch + 1, excluded.epoch) RETURNING epoch"
+)
 
 
 def lock_key(namespace: str, environment: str) -> int:
@@ -37,15 +56,21 @@ class PostgresLeaderLock:
         self._dsn = dsn
         self._namespace = namespace
         self._held: set[str] = set()
+        self._epochs: dict[str, int] = {}
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
 
     def _session(self) -> psycopg.Connection[tuple[object, ...]] | None:
         if self._conn is None or self._conn.closed:
             try:
-                self._conn = psycopg.connect(
-                    self._dsn, autocommit=True, application_name="kiln-leader"
-                )
+                conn = psycopg.connect(self._dsn, autocommit=True, application_name="kiln-leader")
+                # Two controllers starting at once must not race on the catalog.
+                with conn.transaction():
+                    conn.execute(
+                        "SELECT pg_advisory_xact_lock(%s)", (lock_key("", "kiln_leader_terms"),)
+                    )
+                    conn.execute(_TERMS_TABLE)
+                self._conn = conn
             except psycopg.OperationalError:
                 self._conn = None  # the database is down: lead nothing, try again later
             except psycopg.Error as exc:
@@ -54,6 +79,7 @@ class PostgresLeaderLock:
 
     def _lost(self) -> None:
         self._held.clear()
+        self._epochs.clear()
         if self._conn is not None:
             with contextlib.suppress(psycopg.Error):  # closing a dead socket
                 self._conn.close()
@@ -69,7 +95,7 @@ class PostgresLeaderLock:
                     self._lost()
             return frozenset(self._held)
 
-    def try_acquire(self, environment: str) -> bool:
+    def try_acquire(self, environment: str, *, above: int = 0) -> bool:
         self.check()
         with self._lock:
             if environment in self._held:
@@ -81,19 +107,30 @@ class PostgresLeaderLock:
                 row = conn.execute(
                     "SELECT pg_try_advisory_lock(%s)", (lock_key(self._namespace, environment),)
                 ).fetchone()
+                if row is None or row[0] is not True:
+                    return False
+                term = conn.execute(
+                    _NEXT_TERM, (self._namespace, environment, above + 1)
+                ).fetchone()
             except psycopg.Error:
+                term = None
+            if term is None or not isinstance(term[0], int):  # the session died meanwhile
                 self._lost()
                 return False
-            if row is None or row[0] is not True:
-                return False
             self._held.add(environment)
+            self._epochs[environment] = term[0]
             return True
+
+    def epoch(self, environment: str) -> int | None:
+        with self._lock:
+            return self._epochs.get(environment) if environment in self._held else None
 
     def release(self, environment: str) -> None:
         with self._lock:
             if environment not in self._held:
                 return
             self._held.discard(environment)
+            self._epochs.pop(environment, None)
             if self._conn is None:
                 return
             try:
@@ -110,6 +147,7 @@ class PostgresLeaderLock:
     def close(self) -> None:
         with self._lock:
             self._held.clear()
+            self._epochs.clear()
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None

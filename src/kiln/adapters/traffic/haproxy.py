@@ -43,8 +43,12 @@ using them is refused, not half-applied.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from math import gcd, lcm
 from pathlib import Path
@@ -222,7 +226,11 @@ class HAProxyRouter:
     """The ``Router`` port on a running HAProxy, for one environment.
 
     The served table is persisted in ``state_file`` so a restarted controller (or
-    pusher) knows the generation; HAProxy itself keeps serving regardless. With a
+    pusher) knows the generation; HAProxy itself keeps serving regardless. HAProxy
+    knows nothing of generations, so the generation rule is enforced here: ``apply``
+    reads the state file, checks, converges and writes under an exclusive ``flock``
+    on ``<state_file>.lock``, so two pushers on one host (a stale leader and its
+    successor) cannot interleave and an older table never overwrites a newer. With a
     ``preview`` route (its HAProxy started from ``base_config(..., preview=...)``)
     one header rule is mapped too: the rule's release gets servers in the preview
     backend and the rule's value is listed in the route's values file.
@@ -320,14 +328,26 @@ class HAProxyRouter:
             raise InvalidInput(
                 f"table is for {table.environment!r}, this HAProxy serves {self.environment!r}"
             )
-        current = self.current()
-        if not must_install(current, table):
-            return table.generation
-        self._converge(table)
-        write_atomic(self.state_file, table.to_json(), mode=0o600)
-        self.book.declare(self._keys(table))
+        with self._exclusive():
+            current = self.current()
+            if not must_install(current, table):
+                return table.generation
+            self._converge(table)
+            write_atomic(self.state_file, table.to_json(), mode=0o600)
+            self.book.declare(self._keys(table))
         self.reap()
         return table.generation
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold the pushers' lock of this environment (blocking: a push is short)."""
+        path = self.state_file.with_name(self.state_file.name + ".lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def _check_mappable(self, table: RouteTable) -> None:
         embedded = "use the embedded router (router: {kind: embedded}) for this"

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kiln.core.canonical import canonical_json
-from kiln.errors import InvalidInput, Problem, Refused, SpecError
+from kiln.errors import InvalidInput, Problem, Refused, SpecError, StaleLeader
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}$")
 # RFC 9110 §5.6.2 token characters, used for header and cookie names.
@@ -204,6 +204,31 @@ class RouteTable:
 
     def to_json(self) -> bytes:
         return canonical_json(self.to_dict())
+
+
+TERM_SHIFT = 32
+"""A leader in term ``e`` numbers its tables from ``e << TERM_SHIFT``: 2**32 tables
+per term, and epochs below 2**21 keep generations exact as floats (2**53)."""
+
+
+def next_generation(current: RouteTable | None, epoch: int | None) -> int:
+    """The generation of the next table pushed over ``current`` by the leader of term
+    ``epoch`` (None: an unfenced pusher, one above the current).
+
+    The term sits in the high bits, so any table of a newer term outranks every
+    table of an older one: a stale leader's push is refused by the router's own
+    generation rule once its successor has pushed. ``StaleLeader`` when the
+    served table already comes from a newer term."""
+    after = (current.generation if current is not None else 0) + 1
+    if epoch is None:
+        return after
+    if current is not None and current.generation >> TERM_SHIFT > epoch:
+        raise StaleLeader(
+            f"{current.environment}: the router serves a table of term "
+            f"{current.generation >> TERM_SHIFT}, newer than this controller's term {epoch}",
+            hint="another controller leads it now; this one stands down",
+        )
+    return max(after, epoch << TERM_SHIFT)
 
 
 def must_install(current: RouteTable | None, new: RouteTable) -> bool:
