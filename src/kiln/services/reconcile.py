@@ -116,6 +116,7 @@ class Reconciler:
             paused=declared.paused,
             rollout_in_progress=rollout is not None and not rollout.phase.terminal,
             self_heal=env.self_heal,
+            sticky=env.router.sticky,
         )
 
     def observe(self, environment: str, desired: Desired) -> Observed:

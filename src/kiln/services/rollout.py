@@ -89,6 +89,7 @@ from kiln.core.traffic.table import (
     HeaderMatch,
     Listener,
     RouteTable,
+    Sticky,
     next_generation,
 )
 from kiln.core.traffic.table import Release as RouteRelease
@@ -627,7 +628,9 @@ class RolloutExecutor:
             return None  # nothing ready to send traffic to: keep serving the current table
         current = self._router.current()
         generation = next_generation(current, self._terms.get(env.name))
-        table = RouteTable(generation, env.name, (RouteRelease(release_id, 100, ready),))
+        table = RouteTable(
+            generation, env.name, (RouteRelease(release_id, 100, ready),), sticky=_sticky(env)
+        )
         if current is not None and _same_split(current, table) and not force:
             return None
         self.check_term(env.name)
@@ -734,7 +737,14 @@ class RolloutExecutor:
                 listeners = (Listener(strategy.preview_port, action.candidate),)
         current = self._router.current()
         generation = next_generation(current, self._terms.get(env.name))
-        table = RouteTable(generation, env.name, tuple(releases), rules, listeners=listeners)
+        table = RouteTable(
+            generation,
+            env.name,
+            tuple(releases),
+            rules,
+            sticky=_sticky(env),
+            listeners=listeners,
+        )
         if current is not None and _same_split(current, table):
             return
         self.check_term(env.name)
@@ -1058,11 +1068,17 @@ class RolloutExecutor:
         return self._router
 
 
+def _sticky(env: Environment) -> Sticky | None:
+    """``router.sticky: true`` keeps a client on the release it first landed on."""
+    return Sticky() if env.router.sticky else None
+
+
 def _same_split(a: RouteTable, b: RouteTable) -> bool:
     return (
         a.releases == b.releases
         and a.rules == b.rules
         and a.listeners == b.listeners
+        and a.sticky == b.sticky
         and a.environment == b.environment
     )
 

@@ -14,7 +14,7 @@ from kiln.core.runtime.model import (
     InstanceId,
     State,
 )
-from kiln.core.traffic.table import Backend, HeaderMatch, Mirror, RouteTable
+from kiln.core.traffic.table import Backend, HeaderMatch, Mirror, RouteTable, Sticky
 from kiln.core.traffic.table import Release as RouteRelease
 
 A1 = "sha256:" + "a" * 64
@@ -32,6 +32,7 @@ def desired(
     paused: bool = False,
     rollout: bool = False,
     self_heal: bool = True,
+    sticky: bool = False,
 ) -> Desired:
     return Desired(
         service="hello",
@@ -41,6 +42,7 @@ def desired(
         paused=paused,
         rollout_in_progress=rollout,
         self_heal=self_heal,
+        sticky=sticky,
     )
 
 
@@ -77,6 +79,7 @@ def table(
     generation: int = 7,
     preview: bool = False,
     mirror: bool = False,
+    sticky: bool = False,
 ) -> RouteTable:
     releases = tuple(
         RouteRelease(r.id, weight, tuple(Backend(i.host, i.port) for i in instances))
@@ -89,4 +92,5 @@ def table(
         releases,
         rules,
         mirror=Mirror(splits[0][0].id) if mirror else None,
+        sticky=Sticky() if sticky else None,
     )

@@ -42,6 +42,11 @@ def test_a_fresh_deployment_is_clean() -> None:
     assert result.clean and result.findings == () and result.actions == ()
 
 
+def test_a_sticky_environment_with_its_cookie_is_clean() -> None:
+    result = plan(desired(sticky=True), Observed([I1, I2], table((R1, 100, [I1, I2]), sticky=True)))
+    assert result.clean, [f.reason for f in result.findings]
+
+
 # Each row: (name, desired, observed, finding kinds, action kinds, a fragment of the first reason)
 CASES: list[tuple[str, Any, Observed, list[str], list[str], str]] = [
     (
@@ -147,6 +152,22 @@ CASES: list[tuple[str, Any, Observed, list[str], list[str], str]] = [
         ["route"],
         ["reapply-route"],
         "mirrors to",
+    ),
+    (
+        "stickiness declared, the table has none",
+        desired(sticky=True),
+        Observed([I1, I2], table((R1, 100, [I1, I2]))),
+        ["route"],
+        ["reapply-route"],
+        "stickiness is declared (router.sticky) but the table has none",
+    ),
+    (
+        "a sticky cookie the spec does not declare",
+        desired(),
+        Observed([I1, I2], table((R1, 100, [I1, I2]), sticky=True)),
+        ["route"],
+        ["reapply-route"],
+        "sticky cookie kiln_release that the spec does not declare",
     ),
     (
         "no table at all",

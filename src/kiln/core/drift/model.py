@@ -40,6 +40,8 @@ class Desired:
     paused: bool = False
     rollout_in_progress: bool = False
     self_heal: bool = True
+    # router.sticky: the declared table keeps a client on its release by cookie.
+    sticky: bool = False
 
 
 @dataclass(frozen=True)

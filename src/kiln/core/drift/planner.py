@@ -12,7 +12,8 @@ order:
    (newest first, so the ones that served longest stay);
 4. the router's table is compared with the declared split as *sets*: one
    release at weight 100 whose backends are exactly its running, ready
-   instances; no rules, no mirror. Generation, order and defaults never count;
+   instances; no rules, no mirror, and a sticky cookie exactly when
+   ``router.sticky`` declares one. Generation, order and defaults never count;
 5. a paused environment, or one with ``selfHeal: false``, gets its findings and
    one ``ReportOnly`` action instead of healing.
 """
@@ -138,7 +139,9 @@ def plan(desired: Desired, observed: Observed) -> Plan:
         actions.insert(0, Reunpack(artifact))
     if declared is not None:
         _count(desired, declared.id, good, replace, findings, actions)
-        route = _route_drift(declared.id, env, serving, observed.table, observed.data_plane)
+        route = _route_drift(
+            declared.id, env, serving, observed.table, observed.data_plane, sticky=desired.sticky
+        )
         if route is not None:
             findings.append(route)
             actions.append(ReapplyRoute(declared.id, None))
@@ -222,6 +225,8 @@ def _route_drift(
     serving: list[Instance],
     table: RouteTable | None,
     data_plane: tuple[str, ...] = (),
+    *,
+    sticky: bool = False,
 ) -> RouteDrift | None:
     want = {(i.host, i.port) for i in serving}
 
@@ -258,6 +263,10 @@ def _route_drift(
         problems.append(f"{len(table.rules)} match rule(s) that no rollout declares")
     if table.mirror is not None:
         problems.append(f"mirrors to {table.mirror.release}")
+    if sticky and table.sticky is None:
+        problems.append("stickiness is declared (router.sticky) but the table has none")
+    elif not sticky and table.sticky is not None:
+        problems.append(f"sticky cookie {table.sticky.cookie} that the spec does not declare")
     for listener in table.listeners:
         problems.append(
             f"port {listener.port} serves {listener.release}, which no rollout declares"
