@@ -14,25 +14,16 @@ rolled back (the canary, and the fresh group, drained and destroyed).
 
 from __future__ import annotations
 
-import shutil
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 from tests.e2e.test_rollout_executor import Ledger
-from tests.integration.runtime.conftest import kill_owned, make_provider
-from tests.integration.runtime.trees import CMD, hello_tree, make_writable
-from tests.integration.traffic.conftest import Processes, start_router
 
 from benchmarks.common import report
-from kiln.adapters.store.desired import SqliteDesiredState
-from kiln.adapters.traffic.embedded.client import EmbeddedRouterClient
+from benchmarks.rollout_rig import rollout_rig
 from kiln.core.digest import digest_bytes
-from kiln.core.release import Release
 from kiln.core.rollout.planner import Phase
-from kiln.core.runtime.model import LaunchSpec
 from kiln.core.spec.loader import load_spec
 from kiln.ports.clock import SystemClock
 from kiln.ports.state import Signal
@@ -56,28 +47,8 @@ environments:
 
 def main(argv: list[str]) -> int:
     repeat = 3 if "--quick" in argv else 10
-    work = Path(tempfile.mkdtemp(prefix="kiln-bench-baseline-"))
-    state = work / ".kiln"
-    for sub in ("", "run", "logs", "instances", "keys"):
-        (state / sub).mkdir(mode=0o700, exist_ok=True)
-    tree = hello_tree(work / "root")
-    procs = Processes()
-    try:
-        router_proc = start_router(procs, work)
-        router = EmbeddedRouterClient(socket_path=router_proc.admin)
-        desired = SqliteDesiredState(state / "state.db")
-        provider = make_provider(state, bwrap=None)
-
-        def launch(release: Release) -> LaunchSpec:
-            return LaunchSpec(
-                service="hello",
-                environment=release.environment,
-                release=release.id,
-                artifact=release.artifact,
-                config_digest=release.config,
-                root=tree,
-                command=tuple(CMD),
-            )
+    with rollout_rig("kiln-bench-baseline-") as rig:
+        router, desired, provider = rig.router, rig.desired, rig.provider
 
         def executor(baseline: str) -> RolloutExecutor:
             return RolloutExecutor(
@@ -87,7 +58,7 @@ def main(argv: list[str]) -> int:
                 router=router,
                 recorder=Ledger(),
                 clock=SystemClock(),
-                launcher=launch,
+                launcher=rig.launch,
                 actor="bench",
             )
 
@@ -137,13 +108,6 @@ def main(argv: list[str]) -> int:
              "ratio": f_back / s_back},
         ]  # fmt: skip
         report("fresh_baseline", rows, {"repeat": repeat, "replicas": 2, "weight": 50})
-        router.close()
-        desired.close()
-    finally:
-        kill_owned(str(state.resolve()))
-        procs.stop_all()
-        make_writable(tree)
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
