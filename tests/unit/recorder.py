@@ -37,3 +37,7 @@ class MemoryRecorder:
             {"kind": kind, "actor": actor, "artifact": artifact, "environment": environment} | plain
         )
         return len(self.events)
+
+    def details(self, kind: EventKind) -> list[dict[str, Any]]:
+        """The details of every event of ``kind``, in order."""
+        return [e["details"] for e in self.events if e["kind"] is kind]

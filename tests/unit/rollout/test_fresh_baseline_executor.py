@@ -18,6 +18,7 @@ from kiln.core.runtime.model import ARTIFACT, RELEASE
 from kiln.core.spec.loader import load_spec
 from kiln.ports.clock import SystemClock
 from kiln.services.rollout import RolloutExecutor
+from tests.unit.recorder import MemoryRecorder
 from tests.unit.rollout.fakes import launcher
 from tests.unit.runtime.fakes import FakeProvider
 from tests.unit.traffic.fake_router import FakeRouter
@@ -42,23 +43,10 @@ environments:
 )
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[tuple[EventKind, dict[str, Any]]] = []
-
-    def record(self, kind: EventKind, *, actor: str, **fields: Any) -> int:
-        assert isinstance(kind, EventKind) and actor
-        self.events.append((kind, fields.get("details") or {}))
-        return len(self.events)
-
-    def details(self, kind: EventKind) -> list[dict[str, Any]]:
-        return [d for k, d in self.events if k is kind]
-
-
 @pytest.fixture
 def rig(tmp_path: Path) -> Any:
     desired = SqliteDesiredState(tmp_path / "state.db")
-    provider, router, recorder = FakeProvider(), FakeRouter(), Recorder()
+    provider, router, recorder = FakeProvider(), FakeRouter(), MemoryRecorder()
     executor = RolloutExecutor(
         spec=SPEC,
         desired=desired,
