@@ -27,28 +27,21 @@ from tests.e2e.test_controller_kill9 import (
     build_version,
     cli,
     environment,
-    make_project,
     router_port,
 )
 from tests.e2e.test_rollout_executor import Traffic
+from tests.project import hello_spec, make_project
 
 pytestmark = pytest.mark.e2e
 
-BLUEGREEN = """\
-service: hello
-build:
-  command: ["python", "app.py"]
-  port: 8000
-  requirements: requirements.txt
-environments:
-  - name: prod
-    replicas: 2
-    allowUnsigned: true
-    gates: [naming]  # this story is about rollouts; the pipeline's gates have their own tests
-    health: {interval: 50ms, startTimeout: 20s}
+BLUEGREEN = hello_spec(
+    replicas=2,
+    gates="this story is about rollouts; the pipeline's gates have their own tests",
+    rest="""\
     strategy:
       blueGreen: {autoPromotionSeconds: null, bake: 30s}
-"""
+""",
+)
 
 
 @pytest.fixture

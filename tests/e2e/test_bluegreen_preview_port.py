@@ -25,29 +25,24 @@ from tests.e2e.test_controller_kill9 import (
     build_version,
     cli,
     environment,
-    make_project,
     router_port,
 )
 from tests.e2e.test_rollout_executor import Traffic
+from tests.project import hello_spec, make_project
 
 pytestmark = pytest.mark.e2e
 
-SPEC = """\
-service: hello
-build:
-  command: ["python", "app.py"]
-  port: 8000
-  requirements: requirements.txt
-environments:
-  - name: prod
-    replicas: 2
-    allowUnsigned: true
-    gates: [naming]  # this story is about the preview port; gates have their own tests
-    health: {{interval: 50ms, startTimeout: 20s}}
+
+def preview_spec(port: int, kind: str) -> str:
+    return hello_spec(
+        replicas=2,
+        gates="this story is about the preview port; gates have their own tests",
+        rest=f"""\
     router: {{kind: {kind}}}
     strategy:
       blueGreen: {{previewPort: {port}, autoPromotionSeconds: null}}
-"""
+""",
+    )
 
 
 def free_port() -> int:
@@ -102,7 +97,7 @@ def preview_port() -> int:
 def project(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, preview_port: int, router_kind: str
 ) -> Iterator[Path]:
-    spec = SPEC.format(port=preview_port, kind=router_kind)
+    spec = preview_spec(preview_port, router_kind)
     yield from make_project(tmp_path, monkeypatch, spec)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -27,24 +26,14 @@ from kiln.bootstrap.runtime import provider
 from kiln.cli.main import main
 from kiln.core.runtime.model import ENVIRONMENT, RELEASE, State
 from tests.e2e.test_rollout_executor import Traffic
-from tests.project import git
+from tests.project import git, hello_spec, make_project
 
 pytestmark = pytest.mark.e2e
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello"
-
-CANARY = """\
-service: hello
-build:
-  command: ["python", "app.py"]
-  port: 8000
-  requirements: requirements.txt
-environments:
-  - name: prod
-    replicas: 2
-    allowUnsigned: true
-    gates: [naming]  # this story is about rollouts; the pipeline's gates have their own tests
-    health: {interval: 50ms, startTimeout: 20s}
+CANARY = hello_spec(
+    replicas=2,
+    gates="this story is about rollouts; the pipeline's gates have their own tests",
+    rest="""\
     analysis:
       metrics:
         - {name: errors, metric: error-rate, judge: sequential, minSamples: 30}
@@ -54,22 +43,8 @@ environments:
           - setWeight: 50
           - analysis: {duration: 20s}  # long enough to outlast a restart on a loaded machine
           - setWeight: 100
-"""
-
-
-def make_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: str) -> Iterator[Path]:
-    """A git copy of examples/hello with ``spec`` as its kiln.yaml; `kiln down` after."""
-    work = tmp_path / "hello"
-    shutil.copytree(EXAMPLE, work)
-    (work / "kiln.yaml").write_text(spec)
-    git(work, "init", "-q")
-    git(work, "add", "-A")
-    git(work, "commit", "-qm", "v1")
-    monkeypatch.chdir(work)
-    try:
-        yield work
-    finally:
-        main(["down"])
+""",
+)
 
 
 @pytest.fixture

@@ -25,31 +25,25 @@ import pytest
 from kiln.adapters.store.desired import SqliteDesiredState
 from kiln.core.rollout.planner import RolloutState
 from tests.e2e.test_bluegreen_manual import wait_for
-from tests.e2e.test_controller_kill9 import build_version, cli, make_project
+from tests.e2e.test_controller_kill9 import build_version, cli
+from tests.project import hello_spec, make_project
 
 pytestmark = pytest.mark.e2e
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
-CANARY = """\
-service: hello
-build:
-  command: ["python", "app.py"]
-  port: 8000
-  requirements: requirements.txt
-environments:
-  - name: prod
-    replicas: 1
-    allowUnsigned: true
-    gates: [naming]  # this story is about the dashboard; the gates have their own tests
-    health: {interval: 50ms, startTimeout: 20s}
+CANARY = hello_spec(
+    replicas=1,
+    gates="this story is about the dashboard; the gates have their own tests",
+    rest="""\
     strategy:
       canary:
         steps:
           - setWeight: 50
           - pause: {}
           - setWeight: 100
-"""
+""",
+)
 
 TIMEOUT_MS = 20_000
 

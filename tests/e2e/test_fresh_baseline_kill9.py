@@ -27,11 +27,11 @@ from tests.e2e.test_controller_kill9 import (
     cli,
     environment,
     kill_controller,
-    make_project,
     only_the_new_release_runs,
     router_port,
 )
 from tests.e2e.test_rollout_executor import Traffic
+from tests.project import make_project
 
 pytestmark = pytest.mark.e2e
 

@@ -27,25 +27,17 @@ from tests.e2e.test_controller_kill9 import (
     cli,
     environment,
     kill_controller,
-    make_project,
     router_port,
 )
 from tests.e2e.test_rollout_executor import Traffic
+from tests.project import hello_spec, make_project
 
 pytestmark = pytest.mark.e2e
 
-SPEC = """\
-service: hello
-build:
-  command: ["python", "app.py"]
-  port: 8000
-  requirements: requirements.txt
-environments:
-  - name: prod
-    replicas: 2
-    allowUnsigned: true
-    gates: [naming]  # this story is about the data plane; the gates have their own tests
-    health: {interval: 50ms, startTimeout: 20s}
+SPEC = hello_spec(
+    replicas=2,
+    gates="this story is about the data plane; the gates have their own tests",
+    rest="""\
     router: {kind: haproxy}
     analysis:
       metrics:
@@ -56,7 +48,8 @@ environments:
           - setWeight: 50
           - analysis: {duration: 4s}
           - setWeight: 100
-"""
+""",
+)
 
 
 @pytest.fixture

@@ -22,12 +22,11 @@ from tests.e2e.test_controller_kill9 import (
     build_version,
     cli,
     environment,
-    git,
-    make_project,
     router_port,
 )
 from tests.e2e.test_haproxy_environment import SPEC as HAPROXY_SPEC
 from tests.e2e.test_rollout_executor import Traffic
+from tests.project import git, make_project
 
 pytestmark = pytest.mark.e2e
 
