@@ -69,6 +69,14 @@ def build_version(project: Path, capsys: pytest.CaptureFixture[str], version: st
     return digest
 
 
+def release_v1(project: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
+    """Build v1 and deploy it to prod, waiting for the rollout; prod's status after."""
+    v1 = build_version(project, capsys, "v1")
+    code, _, err = cli(capsys, "deploy", "prod", v1)
+    assert code == 0, err
+    return environment(capsys, "prod")
+
+
 def environment(capsys: pytest.CaptureFixture[str], name: str) -> dict[str, object]:
     code, out, err = cli(capsys, "status", name, "-o", "json")
     assert code == 0, err
@@ -112,10 +120,7 @@ def test_kill9_at_every_step_boundary_resumes(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     state_dir = project / ".kiln"
-    v1 = build_version(project, capsys, "v1")
-    code, _, err = cli(capsys, "deploy", "prod", v1)
-    assert code == 0, err
-    url = environment(capsys, "prod")["url"]
+    url = release_v1(project, capsys)["url"]
     v2 = build_version(project, capsys, "v2")
 
     desired = SqliteDesiredState(state_dir / "state.db")
@@ -192,10 +197,7 @@ def test_kill9_in_the_middle_of_an_analysis_step_resumes_its_judges(
 ) -> None:
     """The resumed step keeps its evidence and ends at its original deadline."""
     state_dir = analysis_project / ".kiln"
-    v1 = build_version(analysis_project, capsys, "v1")
-    code, _, err = cli(capsys, "deploy", "prod", v1)
-    assert code == 0, err
-    url = environment(capsys, "prod")["url"]
+    url = release_v1(analysis_project, capsys)["url"]
     v2 = build_version(analysis_project, capsys, "v2")
     desired = SqliteDesiredState(state_dir / "state.db")
     try:

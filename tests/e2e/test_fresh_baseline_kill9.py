@@ -28,6 +28,7 @@ from tests.e2e.test_controller_kill9 import (
     environment,
     kill_controller,
     only_the_new_release_runs,
+    release_v1,
     router_port,
 )
 from tests.e2e.test_rollout_executor import Traffic
@@ -58,10 +59,7 @@ def test_kill9_with_a_fresh_baseline_resumes_with_the_same_baseline_instances(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     state_dir = project / ".kiln"
-    v1 = build_version(project, capsys, "v1")
-    code, _, err = cli(capsys, "deploy", "prod", v1)
-    assert code == 0, err
-    env = environment(capsys, "prod")
+    env = release_v1(project, capsys)
     stable = env["stable"]
     assert isinstance(stable, dict)
     group = fresh.name_for(stable["id"])

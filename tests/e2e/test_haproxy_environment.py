@@ -27,6 +27,7 @@ from tests.e2e.test_controller_kill9 import (
     cli,
     environment,
     kill_controller,
+    release_v1,
     router_port,
 )
 from tests.e2e.test_rollout_executor import Traffic
@@ -83,10 +84,7 @@ def test_a_haproxy_environment_deploys_canaries_survives_kill9_and_heals_weights
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     state_dir = project / ".kiln"
-    v1 = build_version(project, capsys, "v1")
-    code, _, err = cli(capsys, "deploy", "prod", v1)
-    assert code == 0, err
-    port = router_port(environment(capsys, "prod")["url"])
+    port = router_port(release_v1(project, capsys)["url"])
 
     sock = haproxy_socket(state_dir, "prod")
     assert stat.S_IMODE(sock.stat().st_mode) == 0o600
