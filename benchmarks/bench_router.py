@@ -184,6 +184,25 @@ def _environment(work: Path) -> Iterator[dict[str, tuple[str, int]]]:
                 proc.stdout.close()
 
 
+def _run_delay_ms(pid: int) -> float:
+    """How long ``pid`` (its main thread) has been runnable but off a CPU, in ms:
+    waiting behind other tasks, or throttled (real-time bandwidth limit)."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e6
+
+
+def _rt_limit() -> str:
+    """The kernel's real-time bandwidth limit: RT tasks get at most this share of
+    each CPU per period, then wait (throttled) until the period ends."""
+    try:
+        runtime = int(Path("/proc/sys/kernel/sched_rt_runtime_us").read_text())
+        period = int(Path("/proc/sys/kernel/sched_rt_period_us").read_text())
+    except OSError:
+        return "unknown"
+    if runtime < 0:
+        return "none"
+    return f"{runtime / 1000:.0f} ms per {period / 1000:.0f} ms"
+
+
 def _machine_ticks() -> list[int]:
     """The machine's CPU time counters (user nice system idle iowait irq softirq steal)."""
     return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
@@ -304,10 +323,18 @@ def _phase(
     # Per repetition and proxy: direct then proxy at the proxy's half capacity.
     lat: dict[str, list[dict[str, float]]] = {p: [] for p in PROXIES}
     base: dict[str, list[dict[str, float]]] = {p: [] for p in PROXIES}
+    # The closed-loop wrk runs keep a CPU 100 % busy; under --realtime that uses up
+    # the RT budget of the current period (see _rt_limit). Wait out one period so a
+    # throttle that wrk earned cannot fall on the first latency run.
+    time.sleep(1.1)
     for _ in range(runs):
         for proxy in PROXIES:
             base[proxy].append(_loadgen(urls["direct"][0], lat_seconds, rate[proxy], prefix))
-            lat[proxy].append(_loadgen(urls[proxy][0], lat_seconds, rate[proxy], prefix))
+            waited = _run_delay_ms(urls[proxy][1])
+            got = _loadgen(urls[proxy][0], lat_seconds, rate[proxy], prefix)
+            # The proxy's own time off a CPU during its run: a stall it did not cause.
+            got["proxy_cpu_wait_ms"] = _run_delay_ms(urls[proxy][1]) - waited
+            lat[proxy].append(got)
     load_after, machine = os.getloadavg()[0], _busy_and_steal(ticks_before, _machine_ticks())
 
     def med(samples: list[dict[str, float]], key: str) -> float:
@@ -340,6 +367,7 @@ def _phase(
                     "added_service_p99_ms": added(name, "service_p99_ms"),
                     "send_lag_p99_ms": med(base[name] + lat[name], "send_lag_p99_ms"),
                     "gen_cpu_us_per_req": med(lat[name], "generator_cpu_us_per_req"),
+                    "proxy_cpu_wait_ms": med(lat[name], "proxy_cpu_wait_ms"),
                     "load_1m": med(lat[name], "loadavg_1m"),
                     "errors": sum(s["errors"] for s in lat[name]),
                 }
@@ -348,6 +376,7 @@ def _phase(
     meta = {
         "where": where,
         "realtime": realtime,
+        "rt_limit": _rt_limit(),
         "loadavg_1m": {"start": load_before, "end": load_after},
         # Over the whole phase: how busy all CPUs were (every job on the machine) and
         # how much time the hypervisor took from this VM.

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from benchmarks import bench_router
@@ -48,3 +50,25 @@ def test_busy_and_steal_come_from_the_cpu_counters() -> None:
     # user nice system idle iowait irq softirq steal
     got = bench_router._busy_and_steal([0] * 8, [20, 0, 10, 60, 0, 0, 0, 10])
     assert got == {"busy_pct": 40.0, "steal_pct": 10.0}
+
+
+def test_run_delay_grows_while_a_process_waits_for_a_cpu() -> None:
+    # Two busy loops pinned to one CPU: each waits for the other about half the time.
+    code = "import time\nend = time.monotonic() + 0.4\nwhile time.monotonic() < end: pass\n"
+    cpu = str(min(os.sched_getaffinity(0)))
+    procs = [subprocess.Popen(["taskset", "-c", cpu, sys.executable, "-c", code]) for _ in range(2)]
+    try:
+        before = bench_router._run_delay_ms(procs[0].pid)
+        procs[1].wait(timeout=30)
+        after = bench_router._run_delay_ms(procs[0].pid)
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert after > before >= 0
+
+
+def test_rt_limit_reads_the_kernel_settings() -> None:
+    got = bench_router._rt_limit()
+    runtime = int(Path("/proc/sys/kernel/sched_rt_runtime_us").read_text())
+    assert got == "none" if runtime < 0 else got.endswith(" ms") and " per " in got

@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import re
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from time import monotonic
 from typing import Any, Protocol
 
@@ -80,6 +80,9 @@ class DataPlane:
         self._flush_out = self.flush_out  # one bound method, not one per batch
         # The loop holds tasks weakly; keep connect/probe tasks alive until done.
         self.tasks: set[asyncio.Task[None]] = set()
+        # Told (backend address, idle pooled) when a new upstream connection is
+        # opened; set only by the opt-in tracing of ``trace.py``.
+        self.on_connect: Callable[[str, int], None] | None = None
 
     # -- deferred sends ---------------------------------------------------------------
     def send(self, transport: asyncio.Transport, data: bytes | None) -> None:
@@ -183,6 +186,8 @@ class DataPlane:
         if conn is not None:
             conn.attach(exchange)
             return
+        if self.on_connect is not None:
+            self.on_connect(st.address, len(st.idle))
         self.spawn(self._connect(st, exchange))
 
     async def _connect(self, st: BackendState, exchange: Attached) -> None:

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import os
 import signal
 import socket
 import sys
@@ -39,6 +40,7 @@ from kiln.adapters.traffic.embedded.admin import error_response, json_response, 
 from kiln.adapters.traffic.embedded.listeners import PortListeners
 from kiln.adapters.traffic.embedded.proxy import ClientConnection, DataPlane, idle_sweeper
 from kiln.adapters.traffic.embedded.stats import StatsCollector, StatsView, registry_for
+from kiln.adapters.traffic.embedded.trace import maybe_install
 from kiln.core.traffic.metrics import BackendHealth, DataPlaneHealth, RouterMetrics
 from kiln.core.traffic.selection import compile_plan
 from kiln.core.traffic.table import RouteTable, from_json, must_install
@@ -292,6 +294,8 @@ async def _main(config: RouterConfig) -> int:
     server = RouterServer(config, loop)
     address = await server.start()
     frozen = settle_heap()
+    # Opt-in stall tracing (KILN_ROUTER_TRACE=file); nothing is hooked without it.
+    traced = maybe_install(server.dp, dict(os.environ))
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: server.dp.spawn(server.stop()))
     ready = {
@@ -302,6 +306,7 @@ async def _main(config: RouterConfig) -> int:
         # "uvloop" unless it could not be imported (then asyncio's own loop, ~2x slower).
         "loop": type(loop).__module__.split(".")[0],
         "gc_frozen": frozen,
+        "trace": traced is not None,
     }
     sys.stdout.write(json.dumps(ready) + "\n")
     sys.stdout.flush()
