@@ -56,11 +56,14 @@ def hello_spec(*, replicas: int, gates: str, rest: str) -> str:
     return HELLO_HEAD.format(replicas=replicas, gates=gates) + rest
 
 
-def make_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: str) -> Iterator[Path]:
-    """A git copy of examples/hello with ``spec`` as its kiln.yaml; `kiln down` after."""
+def make_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, *, name: str = "kiln.yaml"
+) -> Iterator[Path]:
+    """A git copy of examples/hello with ``text`` written to ``name`` (its kiln.yaml by
+    default), committed, as the working directory; `kiln down` after."""
     work = tmp_path / "hello"
     shutil.copytree(EXAMPLE, work)
-    (work / "kiln.yaml").write_text(spec)
+    (work / name).write_text(text)
     git(work, "init", "-q")
     git(work, "add", "-A")
     git(work, "commit", "-qm", "v1")

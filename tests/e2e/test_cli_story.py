@@ -5,7 +5,6 @@ and the instances are real processes started on demand; `kiln down` stops them."
 from __future__ import annotations
 
 import json
-import shutil
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,26 +12,14 @@ from pathlib import Path
 import pytest
 
 from kiln.cli.main import main
-from tests.project import TRUST, git
+from tests.project import TRUST, git, make_project
 
 pytestmark = pytest.mark.e2e
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello"
 
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    work = tmp_path / "hello"
-    shutil.copytree(EXAMPLE, work)
-    (work / "trust.yaml").write_text(TRUST)
-    git(work, "init", "-q")
-    git(work, "add", "-A")
-    git(work, "commit", "-qm", "v1")
-    monkeypatch.chdir(work)
-    try:
-        yield work
-    finally:
-        main(["down"])
+    yield from make_project(tmp_path, monkeypatch, TRUST, name="trust.yaml")
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
