@@ -24,18 +24,21 @@ the difference between measuring the proxies and measuring the neighbours.
    ``--runs`` times. Besides req/s, the **CPU time per request** of the one
    process serving each target (utime + stime from /proc/PID/stat over the run,
    divided by the requests).
-2. Added latency at 50 % of each proxy's own capacity (from step 1, same phase):
-   the open-loop generator ``benchmarks.loadgen`` sends at that fixed rate to the
-   proxy and, right before, to the backend directly; added p50/p99/p99.9 = proxy
-   - direct, per repetition, then the median. Latency counts from when each
-   request was *due*, so the generator's own lateness is in both terms; it is
-   reported (send lag, its CPU wait and CPU per request) with the machine's load,
-   busy and steal time of the phase.
+2. Added latency at 50 % of each proxy's own capacity (from step 1, same phase),
+   open loop at that fixed rate, latency counted from when each request was
+   *due*. The default generator, ``pacer`` (``benchmarks/pacer.c``, built with the
+   machine's C compiler), sends within 0.1 ms of the due time and measures the
+   backend directly and the proxy in ONE run, alternating 100 ms windows, so a
+   stall of the machine falls on both alike; added p50/p99/p99.9 = proxy - direct
+   of that run, then the median over repetitions. ``--generator python`` uses the
+   older ``benchmarks.loadgen`` (1 ms send batches, direct and proxy in two runs
+   one after the other). The generator's send lag, CPU wait and CPU per request
+   are reported with the machine's load, busy and steal time of the phase.
 
 Medians of ``--runs`` repetitions; table + JSON through ``benchmarks.common``.
 
     .venv/bin/python -m benchmarks.bench_router [--quick] [--runs N] [--seconds S]
-        [--placement pinned|shared|both] [--realtime]
+        [--placement pinned|shared|both] [--realtime] [--generator pacer|python]
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from benchmarks import pacer
 from benchmarks.common import report
 from kiln.adapters.traffic.haproxy import HAProxyProcess, HAProxyRouter, base_config
 from kiln.core.traffic.table import Backend, Release, RouteTable
@@ -294,6 +298,23 @@ def _loadgen(url: str, seconds: float, rate: float, prefix: Sequence[str] = ()) 
     return result
 
 
+def _paced(
+    direct: str, proxy: str, seconds: float, rate: float, prefix: Sequence[str] = ()
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Direct and proxy measured in one pacer run, alternating 100 ms windows (each
+    gets ``seconds`` of windows); their results in that order."""
+    got = pacer.run(
+        [direct, proxy],
+        prefix=prefix,
+        rate=rate,
+        seconds=2 * seconds,
+        connections=CONNECTIONS,
+        warmup=0.3,
+    )
+    first, second = got["targets"]
+    return first, second
+
+
 def _phase(
     urls: dict[str, tuple[str, int]],
     placement: str,
@@ -302,6 +323,7 @@ def _phase(
     runs: int,
     seconds: float,
     lat_seconds: float,
+    generator: str,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Capacity, then added latency at half of it, with one placement for everything."""
     prefix, where = _place(urls, placement, realtime)
@@ -329,11 +351,18 @@ def _phase(
     time.sleep(1.1)
     for _ in range(runs):
         for proxy in PROXIES:
-            base[proxy].append(_loadgen(urls["direct"][0], lat_seconds, rate[proxy], prefix))
             waited = _run_delay_ms(urls[proxy][1])
-            got = _loadgen(urls[proxy][0], lat_seconds, rate[proxy], prefix)
+            if generator == "pacer":
+                direct, got = _paced(
+                    urls["direct"][0], urls[proxy][0], lat_seconds, rate[proxy], prefix
+                )
+            else:
+                direct = _loadgen(urls["direct"][0], lat_seconds, rate[proxy], prefix)
+                waited = _run_delay_ms(urls[proxy][1])
+                got = _loadgen(urls[proxy][0], lat_seconds, rate[proxy], prefix)
             # The proxy's own time off a CPU during its run: a stall it did not cause.
             got["proxy_cpu_wait_ms"] = _run_delay_ms(urls[proxy][1]) - waited
+            base[proxy].append(direct)
             lat[proxy].append(got)
     load_after, machine = os.getloadavg()[0], _busy_and_steal(ticks_before, _machine_ticks())
 
@@ -401,6 +430,13 @@ def main(argv: list[str] | None = None) -> int:
         "headline); shared: nothing pinned (everything competes for every CPU)",
     )
     parser.add_argument(
+        "--generator",
+        choices=("pacer", "python"),
+        default="pacer",
+        help="pacer: the C generator, 0.1 ms pacing, direct and proxy alternating in one "
+        "run (the default); python: benchmarks.loadgen, 1 ms batches, one run each",
+    )
+    parser.add_argument(
         "--realtime",
         action="store_true",
         help="run the backend, proxies and clients SCHED_FIFO (root or CAP_SYS_NICE): "
@@ -424,6 +460,13 @@ def main(argv: list[str] | None = None) -> int:
         except PermissionError:
             print("bench_router: --realtime needs root or CAP_SYS_NICE", file=sys.stderr)
             return 2
+    generator = args.generator
+    if generator == "pacer":
+        try:
+            pacer.build()
+        except pacer.PacerUnavailable as exc:
+            print(f"bench_router: {exc}; latency by benchmarks.loadgen", file=sys.stderr)
+            generator = "python"
     lat_seconds = max(1.0, seconds * (0.8 if args.quick else 0.7))
     rows: list[dict[str, Any]] = []
     phases: dict[str, Any] = {}
@@ -436,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs=runs,
                 seconds=seconds,
                 lat_seconds=lat_seconds,
+                generator=generator,
             )
             rows.extend(got)
     meta = {
@@ -446,8 +490,13 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "headline": "pinned" if "pinned" in placements else "shared",
         "throughput_tool": "wrk -t2 -c32",
-        "latency_tool": "benchmarks.loadgen (open loop, fixed rate, 1 ms send batches, "
-        "latency from the due time)",
+        "latency_tool": (
+            "pacer (benchmarks/pacer.c: open loop, fixed rate, 0.1 ms pacing, direct and "
+            "proxy alternating 100 ms windows in one run, latency from the due time)"
+            if generator == "pacer"
+            else "benchmarks.loadgen (open loop, fixed rate, 1 ms send batches, "
+            "latency from the due time; direct, then proxy)"
+        ),
         "phases": phases,
         "cpu_note": "CPU time of the one process serving each target (direct: the backend) "
         "per request during the wrk runs; less sensitive to a shared machine than req/s",
@@ -473,11 +522,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{phases[placement]['machine']['busy_pct']:.0f}% busy, steal "
             f"{phases[placement]['machine']['steal_pct']:.1f}%)"
         )
-        if lag > 2.5:
+        batch = 0.1 if generator == "pacer" else 1.0
+        if lag > 2.5 * batch:
             print(
                 f"warning ({placement}): the load generator itself sent requests up to "
-                f"{lag:.1f} ms late (its 1 ms batches account for about 1-2 ms): the machine "
-                "is too busy for the latency figures to be the proxies'"
+                f"{lag:.1f} ms late (its {batch:g} ms pacing accounts for about {batch:g}-"
+                f"{2 * batch:g} ms): the machine is too busy for the latency figures to be "
+                "the proxies' alone"
             )
     return 0
 
