@@ -38,7 +38,8 @@ the difference between measuring the proxies and measuring the neighbours.
 Medians of ``--runs`` repetitions; table + JSON through ``benchmarks.common``.
 
     .venv/bin/python -m benchmarks.bench_router [--quick] [--runs N] [--seconds S]
-        [--placement pinned|shared|both] [--realtime] [--generator pacer|python]
+        [--placement pinned|shared|both] [--realtime] [--poll-idle]
+        [--generator pacer|python]
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +256,43 @@ def _place(
     return prefix, where
 
 
+CPU_SYSFS = Path("/sys/devices/system/cpu")
+
+
+@contextmanager
+def poll_idle(cpus: set[int], root: Path = CPU_SYSFS) -> Iterator[dict[str, Any]]:
+    """Keep ``cpus`` out of their halting idle states for the block, then put every
+    state back as it was (also on error or Ctrl-C); yield what was changed.
+
+    An idle CPU of a VM halts, and waking it (a request arriving for a process on
+    it) waits for the hypervisor to run that virtual CPU again: tens of
+    microseconds, now and then milliseconds. With only the ``POLL`` state left, an
+    idle CPU spins and a wake-up is a flag it sees at once. This is the usual
+    tuning for latency-sensitive proxies (limiting C-states); it costs host CPU,
+    applies to every target alike, and is an option, never the default. Needs
+    root (the ``disable`` files of ``cpuidle``); raises ``PermissionError``
+    otherwise, and ``FileNotFoundError`` where the kernel has no cpuidle states."""
+    changed: list[Path] = []
+    disabled: dict[str, list[str]] = {}
+    try:
+        for cpu in sorted(cpus):
+            states = sorted((root / f"cpu{cpu}" / "cpuidle").glob("state*"))
+            if not states:
+                raise FileNotFoundError(f"no cpuidle states under {root / f'cpu{cpu}'}")
+            for state in states:
+                name = (state / "name").read_text().strip()
+                flag = state / "disable"
+                if name == "POLL" or flag.read_text().strip() == "1":
+                    continue
+                flag.write_text("1")
+                changed.append(flag)
+                disabled.setdefault(f"cpu{cpu}", []).append(name)
+        yield {"disabled_idle_states": disabled}
+    finally:
+        for flag in reversed(changed):
+            flag.write_text("0")
+
+
 def _wrk(url: str, seconds: float, prefix: Sequence[str] = ()) -> dict[str, float]:
     out = subprocess.run(
         [
@@ -437,6 +475,12 @@ def main(argv: list[str] | None = None) -> int:
         "run (the default); python: benchmarks.loadgen, 1 ms batches, one run each",
     )
     parser.add_argument(
+        "--poll-idle",
+        action="store_true",
+        help="keep the CPUs out of their halting idle states during the run (root; "
+        "restored afterwards): a VM's halted CPU wakes late; alike for every target",
+    )
+    parser.add_argument(
         "--realtime",
         action="store_true",
         help="run the backend, proxies and clients SCHED_FIFO (root or CAP_SYS_NICE): "
@@ -470,7 +514,16 @@ def main(argv: list[str] | None = None) -> int:
     lat_seconds = max(1.0, seconds * (0.8 if args.quick else 0.7))
     rows: list[dict[str, Any]] = []
     phases: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp, _environment(Path(tmp)) as urls:
+    idle: dict[str, Any] = {"disabled_idle_states": {}}
+    with ExitStack() as stack:
+        if args.poll_idle:
+            try:
+                idle = stack.enter_context(poll_idle(os.sched_getaffinity(0)))
+            except (PermissionError, FileNotFoundError) as exc:
+                print(f"bench_router: --poll-idle: {exc}", file=sys.stderr)
+                return 2
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        urls = stack.enter_context(_environment(work))
         for placement in placements:
             got, phases[placement] = _phase(
                 urls,
@@ -488,6 +541,7 @@ def main(argv: list[str] | None = None) -> int:
         "latency_seconds": lat_seconds,
         "connections": CONNECTIONS,
         "cpus": os.cpu_count(),
+        "poll_idle": idle,
         "headline": "pinned" if "pinned" in placements else "shared",
         "throughput_tool": "wrk -t2 -c32",
         "latency_tool": (
@@ -511,7 +565,8 @@ def main(argv: list[str] | None = None) -> int:
         kiln, hap = by["kiln"], by["haproxy"]
         lag = max(kiln["send_lag_p99_ms"], hap["send_lag_p99_ms"])
         print(
-            f"{placement}{' realtime' if args.realtime else ''}: kiln throughput "
+            f"{placement}{' realtime' if args.realtime else ''}"
+            f"{' poll-idle' if args.poll_idle else ''}: kiln throughput "
             f"{kiln['x_haproxy']:.2f}x HAProxy, CPU per request {kiln['cpu_us_per_req']:.1f} us "
             f"vs {hap['cpu_us_per_req']:.1f} us; added p50/p99/p99.9 at 50% load: kiln "
             f"{kiln['added_p50_ms']:.2f}/{kiln['added_p99_ms']:.2f}/"
