@@ -336,18 +336,29 @@ def _loadgen(url: str, seconds: float, rate: float, prefix: Sequence[str] = ()) 
     return result
 
 
+PAIRINGS = ("windows", "interleaved")
+
+
 def _paced(
-    direct: str, proxy: str, seconds: float, rate: float, prefix: Sequence[str] = ()
+    direct: str,
+    proxy: str,
+    seconds: float,
+    rate: float,
+    prefix: Sequence[str] = (),
+    pairing: str = "windows",
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """Direct and proxy measured in one pacer run, alternating 100 ms windows (each
-    gets ``seconds`` of windows); their results in that order."""
+    """Direct and proxy measured in one pacer run, each at ``rate`` for ``seconds``:
+    in alternating 100 ms windows, or ``interleaved`` (both at once, every other
+    request); their results in that order."""
+    interleaved = pairing == "interleaved"
     got = pacer.run(
         [direct, proxy],
         prefix=prefix,
         rate=rate,
-        seconds=2 * seconds,
+        seconds=seconds if interleaved else 2 * seconds,
         connections=CONNECTIONS,
         warmup=0.3,
+        window_ms=0.0 if interleaved else 100.0,
     )
     first, second = got["targets"]
     return first, second
@@ -362,6 +373,7 @@ def _phase(
     seconds: float,
     lat_seconds: float,
     generator: str,
+    pairing: str = "windows",
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Capacity, then added latency at half of it, with one placement for everything."""
     prefix, where = _place(urls, placement, realtime)
@@ -392,7 +404,7 @@ def _phase(
             waited = _run_delay_ms(urls[proxy][1])
             if generator == "pacer":
                 direct, got = _paced(
-                    urls["direct"][0], urls[proxy][0], lat_seconds, rate[proxy], prefix
+                    urls["direct"][0], urls[proxy][0], lat_seconds, rate[proxy], prefix, pairing
                 )
             else:
                 direct = _loadgen(urls["direct"][0], lat_seconds, rate[proxy], prefix)
@@ -475,6 +487,13 @@ def main(argv: list[str] | None = None) -> int:
         "run (the default); python: benchmarks.loadgen, 1 ms batches, one run each",
     )
     parser.add_argument(
+        "--pairing",
+        choices=PAIRINGS,
+        default="windows",
+        help="how pacer pairs direct and proxy in one run: alternating 100 ms windows "
+        "(the default), or interleaved (both at the rate at once, every other request)",
+    )
+    parser.add_argument(
         "--poll-idle",
         action="store_true",
         help="keep the CPUs out of their halting idle states during the run (root; "
@@ -533,6 +552,7 @@ def main(argv: list[str] | None = None) -> int:
                 seconds=seconds,
                 lat_seconds=lat_seconds,
                 generator=generator,
+                pairing=args.pairing,
             )
             rows.extend(got)
     meta = {
@@ -542,11 +562,12 @@ def main(argv: list[str] | None = None) -> int:
         "connections": CONNECTIONS,
         "cpus": os.cpu_count(),
         "poll_idle": idle,
+        "pairing": args.pairing if generator == "pacer" else "sequential runs",
         "headline": "pinned" if "pinned" in placements else "shared",
         "throughput_tool": "wrk -t2 -c32",
         "latency_tool": (
-            "pacer (benchmarks/pacer.c: open loop, fixed rate, 0.1 ms pacing, direct and "
-            "proxy alternating 100 ms windows in one run, latency from the due time)"
+            f"pacer (benchmarks/pacer.c: open loop, fixed rate, 0.1 ms pacing, direct and "
+            f"proxy in one run ({args.pairing}), latency from the due time)"
             if generator == "pacer"
             else "benchmarks.loadgen (open loop, fixed rate, 1 ms send batches, "
             "latency from the due time; direct, then proxy)"

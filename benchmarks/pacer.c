@@ -22,12 +22,16 @@
  * (-q, default 100 us) and sends everything due by then: requests leave at most
  * a quantum late, ten times finer than the Python generator's batches.
  *
- * Several targets (-t, up to 4) are measured in ONE run by alternating windows
- * (-W, default 100 ms): the requests due in window k go to target k mod n. A
- * machine's stalls (hypervisor steal, a neighbour's burst) then fall on every
- * target alike, so the difference of two targets' percentiles is the difference
- * of the targets, not of the moments they were measured at. Each target keeps
- * its own pool of connections, open before the first window.
+ * Several targets (-t, up to 4) are measured in ONE run, so that a machine's
+ * stalls (hypervisor steal, a neighbour's burst) fall on every target alike and
+ * the difference of two targets' percentiles is the difference of the targets,
+ * not of the moments they were measured at. Two ways:
+ *   -W MS (default 100): alternating windows; the requests due in window k go to
+ *         target k mod n, each target at the full rate in its windows;
+ *   -W 0: interleaved; every target gets the full rate at once, request i going
+ *         to target i mod n (n times the requests in all), so each request to
+ *         one target has a neighbour in time to every other.
+ * Each target keeps its own pool of connections, open before the first request.
  *
  * Build:  cc -O2 -o pacer benchmarks/pacer.c -lm
  * Run:    pacer -t 127.0.0.1:8080 [-t 127.0.0.1:8081] -r 5000 [-u /] [-d 5] [-c 32]
@@ -540,8 +544,8 @@ int main(int argc, char **argv) {
         }
     }
     if (nspecs == 0) usage("no target (-t HOST:PORT)");
-    if (rate <= 0) usage("-r RATE must be > 0 (requests per second, to each target in its windows)");
-    if (seconds <= 0 || warmup < 0 || window_ms <= 0 || quantum_us < 0) usage("durations must be positive");
+    if (rate <= 0) usage("-r RATE must be > 0 (requests per second to each target)");
+    if (seconds <= 0 || warmup < 0 || window_ms < 0 || quantum_us < 0) usage("durations must be positive");
     if (per_target < 1 || per_target > MAX_CONN) usage("-c takes 1 to 1024 connections per target");
     if (path[0] != '/') usage("-u PATH must start with /");
     for (int i = 0; i < nspecs; i++) add_target(specs[i], path);
@@ -552,7 +556,9 @@ int main(int argc, char **argv) {
     connect_all(per_target);
 
     struct epoll_event events[256];
-    double interval = 1e9 / rate;
+    int interleave = window_ms == 0;
+    double interval = 1e9 / rate / (interleave ? g.ntargets : 1);
+    uint64_t index = 0;
     uint64_t quantum = (uint64_t)(quantum_us * 1e3);
     uint64_t window = (uint64_t)(window_ms * 1e6);
     uint64_t start = now_ns();
@@ -567,7 +573,8 @@ int main(int argc, char **argv) {
         last_wake = now;
         while ((uint64_t)next <= now && (uint64_t)next < end) {
             uint64_t due = (uint64_t)next;
-            dispatch(&g.targets[((due - start) / window) % (uint64_t)g.ntargets], due);
+            uint64_t slot = interleave ? index++ : (due - start) / window;
+            dispatch(&g.targets[slot % (uint64_t)g.ntargets], due);
             next += poisson ? -log(1.0 - drand48()) * interval : interval;
         }
         int sending = (uint64_t)next < end;
@@ -601,8 +608,8 @@ int main(int argc, char **argv) {
     for (int k = 0; k < g.ntargets; k++) sent += g.targets[k].sent;
     double load[1] = {0};
     getloadavg(load, 1);
-    /* Each target is sent to in 1/n of the windows, at the full rate. */
-    double share = seconds / g.ntargets;
+    /* Windows: each target is sent to in 1/n of them, at the full rate. */
+    double share = interleave ? seconds : seconds / g.ntargets;
     printf("{\"rate\": %.3f, \"seconds\": %.3f, \"window_ms\": %.3f, \"quantum_us\": %.3f, "
            "\"arrivals\": \"%s\", \"targets\": [",
            rate, seconds, window_ms, quantum_us, poisson ? "poisson" : "uniform");

@@ -3,8 +3,9 @@
 The Python generator (``benchmarks.loadgen``) wakes once a millisecond, so its
 own send lag is larger than the sub-millisecond latency the router benchmark has
 to resolve. ``pacer`` paces with nanosecond timers (woken at most once per
-quantum, 100 us by default) and measures several targets in one run by
-alternating short windows, so the machine's stalls fall on each target alike.
+quantum, 100 us by default) and measures several targets in one run, by
+alternating short windows or by interleaving their requests, so the machine's
+stalls fall on each target alike.
 See the comment at the top of ``pacer.c`` for the method.
 
 The binary is compiled on first use with the machine's C compiler (``$CC``, else
@@ -14,8 +15,9 @@ rebuilt and a stale binary is never run.
     python -m benchmarks.pacer http://127.0.0.1:8080/ [URL ...] --rate 5000 --seconds 5
 
 prints the generator's JSON: the run's settings and, under ``targets``, one object
-per URL with the keys of ``benchmarks.loadgen`` (each target's rate is the rate
-of the windows it gets).
+per URL with the keys of ``benchmarks.loadgen``. Each target gets ``--rate``: in
+its own windows (``--window-ms``, default 100), or all the time with
+``--window-ms 0`` (interleaved: n targets, n times the requests).
 """
 
 from __future__ import annotations
@@ -124,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="measured duration")
     parser.add_argument("--connections", type=int, default=32, help="per target")
     parser.add_argument("--warmup", type=float, default=0.5, help="seconds sent, not counted")
-    parser.add_argument("--window-ms", type=float, default=100.0, help="alternation window")
+    parser.add_argument(
+        "--window-ms", type=float, default=100.0, help="alternation window; 0 interleaves"
+    )
     parser.add_argument("--quantum-us", type=float, default=100.0, help="shortest sleep")
     parser.add_argument("--poisson", action="store_true", help="Poisson arrivals")
     args = parser.parse_args(argv)

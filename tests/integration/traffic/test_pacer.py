@@ -85,16 +85,35 @@ def test_two_targets_share_the_run_in_alternating_windows(procs: Processes, bina
     assert first["offered_rps"] == second["offered_rps"] == 400
 
 
+def test_interleaved_targets_each_get_the_full_rate_at_once(procs: Processes, binary: Path) -> None:
+    one, two = start_backends(procs, ["one", "two"])
+    first, second = paced(
+        binary,
+        [f"http://{one.address}/", f"http://{two.address}/"],
+        rate=200,
+        seconds=1,
+        warmup=0.2,
+        window_ms=0,
+    )
+    # Every other request: 200 each in the measured second, 400 in all.
+    assert abs(first["completed"] - 200) <= 1 and abs(second["completed"] - 200) <= 1
+    assert first["completed"] + second["completed"] == 400
+    assert first["errors"] == second["errors"] == 0
+
+
 def test_the_router_benchmark_pairs_direct_and_proxy_in_that_order(
     procs: Processes, binary: Path
 ) -> None:
     direct, proxy = start_backends(procs, ["direct", "proxy"])
-    got_direct, got_proxy = bench_router._paced(
-        f"http://{direct.address}/", f"http://{proxy.address}/", 0.5, 200
-    )
-    assert got_direct["target"] == direct.address
-    assert got_proxy["target"] == proxy.address
-    assert got_direct["completed"] + got_proxy["completed"] == 200
+    for pairing in bench_router.PAIRINGS:
+        got_direct, got_proxy = bench_router._paced(
+            f"http://{direct.address}/", f"http://{proxy.address}/", 1.0, 200, pairing=pairing
+        )
+        assert got_direct["target"] == direct.address
+        assert got_proxy["target"] == proxy.address
+        # Each gets 1 s at 200/s: in alternating windows (2 s in all) or at once.
+        assert 190 <= got_direct["completed"] <= 210, pairing
+        assert 190 <= got_proxy["completed"] <= 210, pairing
 
 
 def test_a_refused_target_is_named_and_nothing_is_measured(binary: Path) -> None:
