@@ -37,7 +37,9 @@
  * Run:    pacer -t 127.0.0.1:8080 [-t 127.0.0.1:8081] -r 5000 [-u /] [-d 5] [-c 32]
  *               [-w 0.5] [-W 100] [-q 100] [-p] [-s SEED]
  * Output: one JSON object on stdout: {"targets": [...]}, each with the keys of
- *         benchmarks/loadgen.py (rate and latency per target).
+ *         benchmarks/loadgen.py (rate and latency per target); with -o, also a
+ *         CSV of every measured answer (target index, due time from the start,
+ *         send lag, latency, all in ns; status), to see when a tail happened.
  * Exit:   0 measured (errors are counted, not fatal), 2 bad arguments,
  *         3 cannot connect or out of memory.
  */
@@ -106,6 +108,8 @@ static struct {
     int epfd;
     struct target targets[MAX_TARGETS];
     int ntargets;
+    FILE *samples; /* -o: one line per measured answer, or NULL */
+    uint64_t start;
     struct conn conns[MAX_CONN * MAX_TARGETS];
     int nconns;
     uint64_t count_from;
@@ -240,6 +244,9 @@ static void answered(struct conn *c) {
     uint64_t done = now_ns();
     if (c->due >= g.count_from) {
         t->completed++;
+        if (g.samples)
+            fprintf(g.samples, "%d,%llu,%llu,%llu,%d\n", c->target, (unsigned long long)(c->due - g.start),
+                    (unsigned long long)(c->sent - c->due), (unsigned long long)(done - c->due), c->status);
         if (c->status >= 200 && c->status < 400) {
             push(&t->lat, done - c->due);
             push(&t->svc, done - c->sent);
@@ -433,7 +440,7 @@ static void usage(const char *why) {
     fprintf(stderr,
             "pacer: %s\n"
             "usage: pacer -t HOST:PORT [-t HOST:PORT ...] -r RATE [-u PATH] [-d SECONDS] [-c CONNECTIONS]\n"
-            "             [-w WARMUP] [-W WINDOW_MS] [-q QUANTUM_US] [-p] [-s SEED]\n",
+            "             [-w WARMUP] [-W WINDOW_MS] [-q QUANTUM_US] [-p] [-s SEED] [-o SAMPLES.csv]\n",
             why);
     exit(2);
 }
@@ -520,12 +527,12 @@ static void print_target(struct target *t, double seconds, double offered, uint6
 int main(int argc, char **argv) {
     const char *specs[MAX_TARGETS * 4];
     int nspecs = 0;
-    const char *path = "/";
+    const char *path = "/", *samples = NULL;
     int poisson = 0, per_target = 32;
     double rate = 0, seconds = 5, warmup = 0.5, window_ms = 100, quantum_us = 100;
     unsigned seed = 1;
     int opt;
-    while ((opt = getopt(argc, argv, "t:u:r:d:c:w:W:q:ps:")) != -1) {
+    while ((opt = getopt(argc, argv, "t:u:r:d:c:w:W:q:ps:o:")) != -1) {
         switch (opt) {
         case 't':
             if (nspecs == MAX_TARGETS) usage("at most 4 targets (-t)");
@@ -540,6 +547,7 @@ int main(int argc, char **argv) {
         case 'q': quantum_us = atof(optarg); break;
         case 'p': poisson = 1; break;
         case 's': seed = (unsigned)strtoul(optarg, NULL, 10); break;
+        case 'o': samples = optarg; break;
         default: usage("unknown option");
         }
     }
@@ -554,6 +562,11 @@ int main(int argc, char **argv) {
     g.epfd = epoll_create1(EPOLL_CLOEXEC);
     if (g.epfd < 0) die(3, "epoll_create1");
     connect_all(per_target);
+    if (samples) {
+        g.samples = fopen(samples, "w");
+        if (!g.samples) die(2, samples);
+        fprintf(g.samples, "target,due_ns,send_lag_ns,latency_ns,status\n");
+    }
 
     struct epoll_event events[256];
     int interleave = window_ms == 0;
@@ -562,6 +575,7 @@ int main(int argc, char **argv) {
     uint64_t quantum = (uint64_t)(quantum_us * 1e3);
     uint64_t window = (uint64_t)(window_ms * 1e6);
     uint64_t start = now_ns();
+    g.start = start;
     g.count_from = start + (uint64_t)(warmup * 1e9);
     uint64_t end = start + (uint64_t)((warmup + seconds) * 1e9);
     double next = (double)start; /* when the next request is due */
@@ -622,5 +636,6 @@ int main(int argc, char **argv) {
         print_target(t, share, rate, unanswered, cpu_wait_ms, cpu / (double)(sent ? sent : 1) * 1e6, load[0]);
     }
     printf("]}\n");
+    if (g.samples && fclose(g.samples) != 0) die(3, samples);
     return 0;
 }

@@ -93,6 +93,7 @@ def command(
     window_ms: float = 100.0,
     quantum_us: float = 100.0,
     poisson: bool = False,
+    samples: Path | None = None,
     binary: Path | None = None,
 ) -> list[str]:
     """The pacer command line for these targets (all with the same path)."""
@@ -105,6 +106,8 @@ def command(
         argv += ["-t", hostport]
     argv += ["-u", paths.pop(), "-r", f"{rate:.3f}", "-d", f"{seconds}", "-c", str(connections)]
     argv += ["-w", f"{warmup}", "-W", f"{window_ms}", "-q", f"{quantum_us}"]
+    if samples is not None:
+        argv += ["-o", str(samples)]
     return [*argv, "-p"] if poisson else argv
 
 
@@ -131,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quantum-us", type=float, default=100.0, help="shortest sleep")
     parser.add_argument("--poisson", action="store_true", help="Poisson arrivals")
+    parser.add_argument("--samples", type=Path, help="write every answer to this CSV")
     args = parser.parse_args(argv)
     try:
         result = run(
@@ -142,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             window_ms=args.window_ms,
             quantum_us=args.quantum_us,
             poisson=args.poisson,
+            samples=args.samples,
         )
     except (PacerUnavailable, ValueError, RuntimeError) as exc:
         print(f"pacer: {exc}", file=sys.stderr)

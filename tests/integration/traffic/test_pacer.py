@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,14 @@ def paced(binary: Path, urls: list[str], **options: Any) -> list[dict[str, Any]]
     return targets
 
 
-def test_it_holds_the_offered_rate_and_times_every_answer(procs: Processes, binary: Path) -> None:
+def test_it_holds_the_offered_rate_and_times_every_answer(
+    procs: Processes, binary: Path, tmp_path: Path
+) -> None:
     (backend,) = start_backends(procs, ["fast"])
-    (got,) = paced(binary, [f"http://{backend.address}/"], rate=400, seconds=1, warmup=0.2)
+    samples = tmp_path / "samples.csv"
+    (got,) = paced(
+        binary, [f"http://{backend.address}/"], rate=400, seconds=1, warmup=0.2, samples=samples
+    )
     assert got["target"] == backend.address
     assert (got["completed"], got["errors"]) == (400, 0)
     assert 0 < got["p50_ms"] <= got["p99_ms"] <= got["p999_ms"] <= got["max_ms"]
@@ -35,6 +41,14 @@ def test_it_holds_the_offered_rate_and_times_every_answer(procs: Processes, bina
     assert 0 < got["service_p50_ms"] <= got["p50_ms"]
     assert got["service_p999_ms"] <= got["p999_ms"]
     assert got["send_lag_p50_ms"] >= 0 and got["generator_cpu_wait_ms"] >= 0
+    # The samples file holds every measured answer, the summary's slowest among them.
+    with samples.open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 400
+    assert {row["target"] for row in rows} == {"0"} and {row["status"] for row in rows} == {"200"}
+    slowest = max(int(row["latency_ns"]) for row in rows)
+    assert slowest / 1e6 == pytest.approx(got["max_ms"], abs=1e-5)
+    assert min(int(row["due_ns"]) for row in rows) >= 200_000_000  # after the warm-up
 
 
 def test_a_stalled_target_shows_as_latency_not_as_a_lower_rate(
