@@ -424,6 +424,11 @@ def _phase(
             p[key] - d[key] for p, d in zip(lat[proxy], base[proxy], strict=True)
         )
 
+    def x_direct(proxy: str, key: str) -> float:
+        return statistics.median(
+            p[key] / d[key] for p, d in zip(lat[proxy], base[proxy], strict=True)
+        )
+
     rows: list[dict[str, Any]] = []
     for name in NAMES:
         row: dict[str, Any] = {
@@ -441,8 +446,14 @@ def _phase(
                     "added_p50_ms": added(name, "p50_ms"),
                     "added_p99_ms": added(name, "p99_ms"),
                     "added_p999_ms": added(name, "p999_ms"),
+                    "p50_ms": med(lat[name], "p50_ms"),
                     "p99_ms": med(lat[name], "p99_ms"),
                     "direct_p99_ms": med(base[name], "p99_ms"),
+                    # Ratios (the form): to direct in the same run, and to
+                    # HAProxy's p99 (each proxy at half of its own capacity).
+                    "p50_x_direct": x_direct(name, "p50_ms"),
+                    "p99_x_direct": x_direct(name, "p99_ms"),
+                    "p99_x_haproxy": med(lat[name], "p99_ms") / med(lat["haproxy"], "p99_ms"),
                     "added_service_p99_ms": added(name, "service_p99_ms"),
                     "send_lag_p99_ms": med(base[name] + lat[name], "send_lag_p99_ms"),
                     "gen_cpu_us_per_req": med(lat[name], "generator_cpu_us_per_req"),
