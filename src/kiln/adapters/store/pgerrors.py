@@ -30,6 +30,7 @@ CONNECT_TIMEOUT = 10  # seconds: a host that drops packets must not hang a contr
 # (serialisation failure, deadlock), 57P operator intervention (server shutting down).
 _CONFIG_STATES = ("28", "3D", "42501")
 _TEMPORARY_STATES = ("08", "40", "57P")
+_BUSY = ("starting up", "shutting down", "too many", "recovery", "terminating connection")
 _URI_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
 _KEY_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 
@@ -56,7 +57,7 @@ def translate(exc: psycopg.Error, dsn: str, *, doing: str) -> KilnError:
             f"{SETTING} is not a valid PostgreSQL connection string (cannot {doing})",
             hint="use key=value pairs (host=... dbname=... user=...) or a postgresql:// URI",
         )
-    if state.startswith(_CONFIG_STATES):
+    if state.startswith(_CONFIG_STATES) or _login_refused(exc, text):
         return ConfigError(
             f"PostgreSQL ({SETTING}) refused to let kiln {doing}: {text}",
             hint=f"check the user, password and database named in {SETTING}",
@@ -67,6 +68,14 @@ def translate(exc: psycopg.Error, dsn: str, *, doing: str) -> KilnError:
 
 
 Connection = psycopg.Connection[tuple[Any, ...]]
+
+
+def _login_refused(exc: psycopg.Error, text: str) -> bool:
+    """At connect, libpq carries no sqlstate: the server answered ``FATAL`` (a wrong
+    password, no such database or role) unless it said it is busy or restarting."""
+    if not isinstance(exc, psycopg.OperationalError) or "FATAL:" not in text:
+        return False
+    return not any(word in text for word in _BUSY)
 
 
 def connect(dsn: str, *, application_name: str, doing: str) -> Connection:
