@@ -14,7 +14,6 @@ import pytest
 from kiln.adapters.store.pgdesired import PostgresDesiredState
 from kiln.adapters.store.pgleader import PostgresLeaderLock
 from kiln.adapters.store.postgres import PostgresLedger
-from kiln.core.digest import digest_bytes
 from kiln.core.release import ReleaseId
 from kiln.core.rollout.planner import RolloutState
 from kiln.errors import ConfigError, StaleLeader, Temporary
@@ -128,7 +127,7 @@ def test_migrations_are_idempotent_and_safe_to_race(dsn: str) -> None:
                 lock = PostgresLeaderLock(dsn, namespace="hello")
                 assert lock.try_acquire(f"env{kind}")
                 lock.close()
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             failures.append(exc)
 
     threads = [threading.Thread(target=open_one, args=(k,)) for k in range(6)]
