@@ -160,6 +160,7 @@ class Controller:
                 # drives this environment now; claim_environments restarts us if
                 # we win it back.
                 worker.error = "not the leader any more"
+                log.warning("%s: not the leader any more: its lock was lost", environment)
                 return
             try:
                 self._work_once(environment, executor, worker)

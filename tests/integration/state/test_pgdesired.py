@@ -5,6 +5,7 @@ failures as kiln errors that never show the password."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -187,3 +188,41 @@ def test_a_cut_connection_is_temporary_and_the_next_call_reconnects(
         store.save_rollout(_state(1), epoch=1)
     store.save_rollout(_state(1), epoch=1)  # a fresh session
     assert store.rollout("prod") == _state(1)
+
+
+def test_a_writer_stopped_inside_its_transaction_holds_a_new_term_back_only_briefly(
+    dsn: str,
+) -> None:
+    """A leader frozen between its fence and its commit holds the terms row; the
+    server ends its session after ``stuck_after`` so the successor's term goes on."""
+    stuck = PostgresDesiredState(dsn, namespace="hello", stuck_after=0.5)
+    stuck.open_term("prod", 1)
+    outcome: list[BaseException] = []
+    fenced = threading.Event()
+
+    def freeze_mid_write() -> None:
+        try:
+            with stuck._transaction("write") as cur:
+                stuck._fence(cur, "prod", 1)  # holds the row FOR SHARE
+                fenced.set()
+                time.sleep(3.0)  # stopped, as if by SIGSTOP
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=freeze_mid_write)
+    thread.start()
+    assert fenced.wait(10)
+    lock = PostgresLeaderLock(dsn, namespace="hello")
+    try:
+        started = time.monotonic()
+        assert lock.try_acquire("prod", above=1)
+        waited = time.monotonic() - started
+        assert lock.epoch("prod") == 2
+    finally:
+        lock.close()
+    thread.join(10)
+    assert 0.3 < waited < 2.5  # held back by the frozen writer, then not any more
+    assert len(outcome) == 1 and isinstance(outcome[0], Temporary)
+    with pytest.raises(StaleLeader):  # the frozen leader's next write: refused
+        stuck.save_rollout(_state(1), epoch=1)
+    stuck.close()

@@ -92,10 +92,19 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
 ]
 
 
+# A transaction here is a handful of statements. One left open longer than this is a
+# client that stopped mid-write (SIGSTOP, a frozen VM): the server ends its session,
+# so the row lock its fence holds on the terms row cannot keep a successor's new
+# term (and every other write) waiting until TCP notices.
+STUCK_AFTER = 5.0  # seconds
+LOCK_WAIT = 10.0  # seconds a write waits for a row lock before it is Temporary
+
+
 class PostgresDesiredState:
-    def __init__(self, dsn: str, *, namespace: str) -> None:
+    def __init__(self, dsn: str, *, namespace: str, stuck_after: float = STUCK_AFTER) -> None:
         self._dsn = dsn
         self._namespace = namespace
+        self._stuck_after = stuck_after
         self._lock = threading.RLock()
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._migrate()
@@ -104,9 +113,19 @@ class PostgresDesiredState:
 
     def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = connect(
+            conn = connect(
                 self._dsn, application_name="kiln-desired", doing="open the desired state"
             )
+            try:
+                for name, seconds in (
+                    ("idle_in_transaction_session_timeout", self._stuck_after),
+                    ("lock_timeout", LOCK_WAIT),
+                ):
+                    conn.execute(f"SET {name} = {int(seconds * 1000)}")  # fixed names, numbers
+            except psycopg.Error as exc:
+                conn.close()
+                raise translate(exc, self._dsn, doing="open the desired state") from None
+            self._conn = conn
         return self._conn
 
     @contextmanager

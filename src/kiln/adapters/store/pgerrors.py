@@ -27,9 +27,10 @@ CONNECT_TIMEOUT = 10  # seconds: a host that drops packets must not hang a contr
 
 # sqlstate classes: 28 invalid authorisation, 3D invalid catalog (no such database),
 # 42501 insufficient privilege; 08 connection exceptions, 40 transaction rollback
-# (serialisation failure, deadlock), 57P operator intervention (server shutting down).
+# (serialisation failure, deadlock), 25P03 idle-in-transaction timeout, 55P03 lock
+# not available (lock_timeout), 57P operator intervention (server shutting down).
 _CONFIG_STATES = ("28", "3D", "42501")
-_TEMPORARY_STATES = ("08", "40", "57P")
+_TEMPORARY_STATES = ("08", "25P03", "40", "55P03", "57P")
 _BUSY = ("starting up", "shutting down", "too many", "recovery", "terminating connection")
 _URI_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
 _KEY_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
