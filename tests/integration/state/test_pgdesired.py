@@ -4,9 +4,11 @@ failures as kiln errors that never show the password."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from dataclasses import replace
 
 import psycopg
@@ -226,3 +228,18 @@ def test_a_writer_stopped_inside_its_transaction_holds_a_new_term_back_only_brie
     with pytest.raises(StaleLeader):  # the frozen leader's next write: refused
         stuck.save_rollout(_state(1), epoch=1)
     stuck.close()
+
+
+def test_the_pgstate_benchmark_runs(
+    dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks import bench_pgstate
+
+    monkeypatch.chdir(tmp_path)
+    assert bench_pgstate.main(["--quick", "--dsn", dsn]) == 0
+    payload = json.loads((tmp_path / ".bench" / "pgstate.json").read_text())
+    assert [row["case"] for row in payload["rows"]] == [
+        "rollout transition write, epoch-checked",
+        "a tick's reads: rollout() + term()",
+    ]
+    assert all(row["ratio"] > 0 for row in payload["rows"])
