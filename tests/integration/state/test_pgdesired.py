@@ -8,8 +8,8 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from dataclasses import replace
+from pathlib import Path
 
 import psycopg
 import pytest
