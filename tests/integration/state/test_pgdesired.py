@@ -243,3 +243,32 @@ def test_the_pgstate_benchmark_runs(
         "a tick's reads: rollout() + term()",
     ]
     assert all(row["ratio"] > 0 for row in payload["rows"])
+
+
+def test_kiln_database_selects_postgresql_for_desired_state_and_the_ledger(
+    dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kiln.adapters.store.desired import SqliteDesiredState
+    from kiln.bootstrap.artifacts import release_history
+    from kiln.bootstrap.database import desired_state, shared_database
+    from kiln.bootstrap.ledger import open_ledger
+
+    assert shared_database() is None  # tests/conftest.py clears it
+    local = desired_state(tmp_path, namespace="hello", database=None)
+    assert isinstance(local, SqliteDesiredState)
+    local.close()
+    ledger = open_ledger(tmp_path)
+    assert type(ledger.store).__name__ == "SqliteLedger"
+    ledger.close()
+
+    monkeypatch.setenv("KILN_DATABASE", dsn)
+    shared = desired_state(tmp_path, namespace="hello", database=shared_database())
+    assert isinstance(shared, PostgresDesiredState)
+    shared.open_term("prod", 1)
+    shared.set_stable("prod", ReleaseId("r1"), epoch=1)
+    ledger = open_ledger(tmp_path)
+    assert isinstance(ledger.store, PostgresLedger)
+    ledger.close()
+    with release_history(tmp_path / "elsewhere", namespace="hello") as history:
+        assert history is not None and history.environments() == ["prod"]
+    shared.close()
