@@ -26,8 +26,6 @@ import pytest
 
 from kiln.adapters.store.pgdesired import PostgresDesiredState
 from kiln.bootstrap.down import down
-from kiln.core.traffic.table import TERM_SHIFT
-from kiln.ports.state import Signal
 from tests.integration.controller.fenced_controller import SPEC
 from tests.integration.controller.test_fencing import V1, V2, Site
 from tests.integration.runtime.trees import hello_tree, make_writable
@@ -94,14 +92,7 @@ def test_a_stopped_leader_on_another_host_is_refused_and_stands_down(
     there.wait_for(lambda: "prod: leading in term 2" in there.log("b"), "b leads in term 2")
     assert there.desired.term("prod") == 2
     assert there.rollout() == before  # the shared state: b resumes a's rollout
-    there.desired.signal("prod", Signal.PROMOTE)  # b carries v2 to the end, on its host
-    done = there.released()
-    assert done.deployment == before.deployment
-    table = there.table()
-    assert table is not None and table.generation >> TERM_SHIFT == 2
-    assert table.release(done.candidate).weight == 100  # type: ignore[union-attr]
-    serving = there.instances()
-    assert [release for _, release in serving] == [done.candidate]  # replicas: 1
+    done, table, serving = there.carried_to_the_end(before, term=2)  # by b, on its host
     a_actions = here.actions_of(a)
     assert a_actions > 0 and there.actions_of(there.procs["b"]) > 0  # one shared ledger
 
