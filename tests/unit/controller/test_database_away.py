@@ -41,17 +41,20 @@ class AwayExecutor(Unfenced):
         self.check(environment)
 
 
-def test_a_claim_that_cannot_read_the_term_is_retried_on_the_next_claim() -> None:
-    store = AwayStore(failures=1)
-    controller = Controller(
+def controller_of(store: AwayStore, executor: Unfenced) -> Controller:
+    return Controller(
         spec=SPEC,
         leader=FlipLeader(),
         clock=SystemClock(),
         address="test",
         desired=cast(Any, store),
-        executors={"prod": cast(Any, Unfenced())},
+        executors={"prod": cast(Any, executor)},
         heal_interval=60.0,
     )
+
+
+def test_a_claim_that_cannot_read_the_term_is_retried_on_the_next_claim() -> None:
+    controller = controller_of(AwayStore(failures=1), Unfenced())
     controller.leader.leading = False  # type: ignore[attr-defined]  # a follower reads the term
     try:
         assert controller.claim_environments() == []  # no exception out of the claim loop
@@ -63,15 +66,7 @@ def test_a_claim_that_cannot_read_the_term_is_retried_on_the_next_claim() -> Non
 
 def test_a_worker_whose_term_check_fails_keeps_going() -> None:
     executor = AwayExecutor(failures=3)
-    controller = Controller(
-        spec=SPEC,
-        leader=FlipLeader(),
-        clock=SystemClock(),
-        address="test",
-        desired=cast(Any, AwayStore(failures=0)),
-        executors={"prod": cast(Any, executor)},
-        heal_interval=60.0,
-    )
+    controller = controller_of(AwayStore(failures=0), executor)
     try:
         assert controller.claim_environments() == ["prod"]
         wait_for(lambda: executor.check.calls > 3)
