@@ -1,0 +1,349 @@
+"""The embedded router's CPU per proxied request, against a bare proxy (the floor).
+
+Timing on a shared machine is noise, so the headline counts **instructions**:
+``valgrind --tool=callgrind`` counts the user-space instructions a process runs
+whatever else the machine does, the same from one run to the next within a few
+tenths of a percent. Both targets run under callgrind with instrumentation off
+during start-up; a fixed-count client (32 keep-alive HTTP/1.1 connections, like
+wrk's requests) warms them up, then the counters are zeroed, exactly N requests
+are proxied, and the counters dumped: instructions / N.
+
+Targets, one release with one backend (a static HAProxy frontend answering
+``200 ok``, ``bench_router.start_static_backend``):
+
+- ``floor``: a bare uvloop + httptools forwarding proxy written below (no
+  features: one upstream connection per client connection, both directions
+  parsed by llhttp with a single "message complete" callback, bytes relayed as
+  received). Issue 6 measured such a proxy at about HAProxy's throughput: it is
+  what any Python proxy on these libraries pays;
+- ``kiln``: ``kiln router`` (``python -m kiln router``) with the same table as
+  ``bench_router``.
+
+Beside it, without valgrind, the **CPU µs per request** (utime + stime of the
+proxy's process from /proc over a ``wrk -t2 -c32`` run, median of ``--runs``
+interleaved runs): the real cost, noisy, for scale.
+
+The callgrind dump of the kiln run is kept (its path is printed):
+``callgrind_annotate --inclusive=yes FILE`` shows where the instructions go.
+
+    .venv/bin/python -m benchmarks.bench_router_cpu [--quick] [--requests N] [--runs R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import httptools
+
+from benchmarks.bench_router import start_static_backend
+from benchmarks.common import report
+from kiln.core.traffic.table import Backend, Release, RouteTable
+
+CONNECTIONS = 32
+TARGETS = ("floor", "kiln")
+WARMUP = 300
+
+
+# -- the floor: a bare forwarding proxy -----------------------------------------------
+class _Done:
+    """A parser's only callback: counts whole messages."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = 0
+
+    def on_message_complete(self) -> None:
+        self.done += 1
+
+
+class _FloorUpstream(asyncio.Protocol):
+    def __init__(self, client: _FloorClient) -> None:
+        self.client = client
+        self.parser = httptools.HttpResponseParser(_Done())
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a stream transport
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed_data(data)
+        client = self.client.transport
+        if client is not None:
+            client.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.client.transport is not None:
+            self.client.transport.close()
+
+
+class _FloorClient(asyncio.Protocol):
+    """Relays the client's bytes to its own upstream connection, opened on the first
+    request; both directions go through llhttp, nothing is rewritten."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, backend: tuple[str, int]) -> None:
+        self.loop = loop
+        self.backend = backend
+        self.parser = httptools.HttpRequestParser(_Done())
+        self.transport: asyncio.Transport | None = None
+        self.upstream: _FloorUpstream | None = None
+        self.pending: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a stream transport
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed_data(data)
+        upstream = self.upstream
+        if upstream is not None and upstream.transport is not None:
+            upstream.transport.write(data)
+            return
+        self.pending.append(data)
+        if upstream is None:
+            self.upstream = _FloorUpstream(self)
+            self.loop.create_task(self._connect())
+
+    async def _connect(self) -> None:
+        assert self.upstream is not None
+        await self.loop.create_connection(lambda: self.upstream, *self.backend)  # type: ignore[return-value,arg-type]
+        assert self.upstream.transport is not None
+        self.upstream.transport.write(b"".join(self.pending))
+        self.pending = []
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if self.upstream is not None and self.upstream.transport is not None:
+            self.upstream.transport.close()
+
+
+def serve_floor(backend_port: int) -> None:
+    """Run the floor proxy (uvloop) on a free loopback port; print its ready line."""
+    import uvloop
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: _FloorClient(loop, ("127.0.0.1", backend_port)), "127.0.0.1", 0
+        )
+        port = server.sockets[0].getsockname()[1]
+        print(json.dumps({"event": "ready", "listen": f"127.0.0.1:{port}"}), flush=True)
+        await asyncio.Event().wait()
+
+    uvloop.run(serve())
+
+
+# -- a fixed-count client --------------------------------------------------------------
+def drive(
+    port: int, warmup: int, requests: int, between: Callable[[], None], after: Callable[[], None]
+) -> None:
+    """``warmup`` then exactly ``requests`` keep-alive GETs over CONNECTIONS
+    connections (each waits for its answer before the next request, like wrk);
+    ``between`` runs once the warm-up is answered, ``after`` once the run is."""
+    request = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+
+    async def connection(budget: list[int]) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return reader, writer
+
+    async def run(
+        streams: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]], count: int
+    ) -> None:
+        left = [count]
+
+        async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            done = _Done()
+            parser = httptools.HttpResponseParser(done)
+            while left[0] > 0:
+                left[0] -= 1
+                writer.write(request)
+                want = done.done + 1
+                while done.done < want:
+                    data = await reader.read(65536)
+                    if not data:
+                        raise ConnectionError("the proxy closed a keep-alive connection")
+                    parser.feed_data(data)
+                if parser.get_status_code() != 200:
+                    raise RuntimeError(f"answer {parser.get_status_code()}, not 200")
+
+        await asyncio.gather(*(one(r, w) for r, w in streams))
+
+    async def main() -> None:
+        streams = [await connection([]) for _ in range(CONNECTIONS)]
+        await run(streams, warmup)
+        between()
+        await run(streams, requests)
+        after()
+        for _, writer in streams:
+            writer.close()
+
+    asyncio.run(main())
+
+
+# -- the targets ------------------------------------------------------------------------
+@contextmanager
+def _target(
+    name: str, work: Path, backend_port: int, prefix: list[str]
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """Start ``name`` (under ``prefix``, e.g. valgrind); yield its port and process."""
+    if name == "floor":
+        command = [sys.executable, "-m", "benchmarks.bench_router_cpu", "--serve-floor"]
+        command.append(str(backend_port))
+    else:
+        state = work / "kiln.json"
+        table = RouteTable(1, "bench", (Release("r", 100, (Backend("127.0.0.1", backend_port),)),))
+        state.write_bytes(table.to_json())
+        command = [sys.executable, "-m", "kiln", "router", "--listen", "127.0.0.1:0"]
+        command += ["--admin-socket", str(work / "kiln.sock"), "--state-file", str(state)]
+    proc = subprocess.Popen([*prefix, *command], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        ready = json.loads(proc.stdout.readline())
+        yield int(ready["listen"].rsplit(":", 1)[1]), proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _control(pid: int, *args: str) -> None:
+    subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True)
+
+
+def _totals(path: Path) -> int:
+    match = re.search(r"^(?:totals|summary):\s+(\d+)", path.read_text(), re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"no totals in {path}")
+    return int(match.group(1))
+
+
+def instructions(name: str, work: Path, backend_port: int, requests: int) -> tuple[float, Path]:
+    """Instructions per request of ``name`` under callgrind, and the dump file."""
+    out = work / f"callgrind.{name}"
+    prefix = ["valgrind", "-q", "--tool=callgrind", "--instr-atstart=no"]
+    prefix.append(f"--callgrind-out-file={out}")
+    with _target(name, work, backend_port, prefix) as (port, proc):
+        _control(proc.pid, "--instr=on")
+        drive(
+            port,
+            WARMUP,
+            requests,
+            between=lambda: _control(proc.pid, "--zero"),
+            after=lambda: _control(proc.pid, "--dump=measured"),
+        )
+    dumps = sorted(work.glob(f"callgrind.{name}.*"), key=lambda p: p.stat().st_mtime)
+    measured = [p for p in dumps if "measured" in p.read_text()[:2000]]
+    dump = measured[-1]
+    return _totals(dump) / requests, dump
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    import os
+
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_request(port: int, pid: int, seconds: float) -> float:
+    """CPU µs per request of ``pid`` under ``wrk -t2 -c32`` for ``seconds``."""
+    before = _cpu_seconds(pid)
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s", f"http://127.0.0.1:{port}/"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 30,
+    ).stdout
+    used = _cpu_seconds(pid) - before
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return used / total * 1e6
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--serve-floor"]:
+        serve_floor(int(argv[1]))
+        return 0
+    parser = argparse.ArgumentParser(prog="bench_router_cpu")
+    parser.add_argument("--quick", action="store_true", help="smoke-sized run")
+    parser.add_argument("--requests", type=int, default=None, help="requests under callgrind")
+    parser.add_argument("--runs", type=int, default=None, help="wrk runs per target")
+    parser.add_argument("--seconds", type=float, default=None, help="seconds per wrk run")
+    parser.add_argument("--keep", type=Path, default=Path(".bench"), help="where dumps are kept")
+    args = parser.parse_args(argv)
+    for tool in ("valgrind", "callgrind_control", "wrk"):
+        if shutil.which(tool) is None:
+            print(f"bench_router_cpu: {tool} is not installed; skipping")
+            return 0
+    requests = args.requests or (2000 if args.quick else 10000)
+    runs = args.runs or (1 if args.quick else 5)
+    seconds = args.seconds or (2.0 if args.quick else 5.0)
+    rows: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-router-cpu-") as tmp:
+        work = Path(tmp)
+        backend_port, backend = start_static_backend(work)
+        try:
+            ir: dict[str, float] = {}
+            for name in TARGETS:
+                ir[name], dump = instructions(name, work, backend_port, requests)
+                kept = args.keep / f"callgrind.{name}.out"
+                kept.parent.mkdir(exist_ok=True)
+                shutil.copyfile(dump, kept)
+            cpu: dict[str, list[float]] = {name: [] for name in TARGETS}
+            with _target("floor", work, backend_port, []) as floor, _target(
+                "kiln", work, backend_port, []
+            ) as kiln:
+                started = {"floor": floor, "kiln": kiln}
+                for _ in range(runs):
+                    for name in TARGETS:
+                        port, proc = started[name]
+                        cpu[name].append(cpu_per_request(port, proc.pid, seconds))
+        finally:
+            backend.kill()
+            backend.wait(timeout=10)
+    for name in TARGETS:
+        rows.append(
+            {
+                "target": name,
+                "instructions_per_request": round(ir[name]),
+                "ratio_to_floor": ir[name] / ir["floor"],
+                "cpu_us_per_request": statistics.median(cpu[name]),
+                "cpu_ratio_to_floor": statistics.median(cpu[name])
+                / statistics.median(cpu["floor"]),
+            }
+        )
+    report(
+        "router_cpu",
+        rows,
+        {
+            "requests_under_callgrind": requests,
+            "warmup": WARMUP,
+            "connections": CONNECTIONS,
+            "wrk_runs": runs,
+            "wrk_seconds": seconds,
+            "cpu_samples_us": cpu,
+            "dumps": [str(args.keep / f"callgrind.{name}.out") for name in TARGETS],
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
