@@ -19,6 +19,7 @@ import httptools
 
 from kiln.adapters.traffic.embedded.routing import (
     MAX_IDLE_PER_BACKEND,
+    ONE_MESSAGE,
     BackendState,
     Routes,
     Target,
@@ -216,21 +217,20 @@ class Exchange:
             return False  # a head or body cut across reads: stream it
         if _HOP_BY_HOP_RESPONSE.search(data[:end].lower()) is not None:
             return False
-        seen = conn.seen
         checker = conn.checker
+        marks = conn.checks.marks
         try:
             checker.feed_data(data)
+            whole = marks == ONE_MESSAGE
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
-            seen.done = 0
+            whole = False
+        marks.clear()
         status: int = checker.get_status_code()
-        if seen.done != 1 or seen.begun != 1 or status < 200:
-            # Not one whole final answer (a 1xx, a cut body, trailing bytes): the
-            # full parser takes these bytes; the checker starts afresh.
-            if seen.done != seen.begun:
-                conn.checker = httptools.HttpResponseParser(seen)
-            seen.begun = seen.done = 0
+        if not whole or status < 200:
+            # Not one whole final answer (a 1xx, a cut body, trailing bytes, broken
+            # bytes): the full parser takes these bytes; the checker starts afresh.
+            conn.checker = httptools.HttpResponseParser(conn.checks)
             return False
-        seen.begun = seen.done = 0
         client = self.client
         if client.dp.draining:
             return False  # the answer must say connection: close
