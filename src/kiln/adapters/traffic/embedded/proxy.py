@@ -290,8 +290,11 @@ class ClientConnection(asyncio.Protocol):
         self.checks = Marks()
         self.checker = httptools.HttpRequestParser(self.checks)
         self.mid = False
-        self.last_host = b""
-        self.host_suffix = b"x-forwarded-proto: http\r\n\r\n"
+        # What the fast path appends to a head (X-Forwarded-*, the blank line), kept
+        # with the Host line it was built for (from its "\n" to its "\r"): a
+        # keep-alive client repeats its Host line, so most requests reuse the tail.
+        self.host_line = b""
+        self.host_tail = b""
         self.open = False
         self.http11 = True
         self.url = b""
@@ -423,18 +426,22 @@ class ClientConnection(asyncio.Protocol):
             return False
         method: bytes = checker.get_method()
         at = lower.rfind(b"\nhost:")  # the last one, as the full path keeps
-        if at >= 0:
-            host = data[at + 6 : data.find(b"\r", at)].strip()
-            if host != self.last_host:
-                self.last_host = host
-                self.host_suffix = (
-                    b"x-forwarded-proto: http\r\nx-forwarded-host: " + host + b"\r\n\r\n"
-                )
-            suffix = self.host_suffix
+        if at < 0:
+            tail = self.forwarded_line + b"x-forwarded-proto: http\r\n\r\n"
         else:
-            suffix = b"x-forwarded-proto: http\r\n\r\n"
+            line = self.host_line
+            if not line or data[at : at + len(line)] != line:
+                # Not the Host line of this connection's previous fast request.
+                end = data.find(b"\r", at)  # the head ends with CRLF CRLF: found
+                host = data[at + 6 : end].strip()
+                self.host_line = data[at : end + 1]
+                self.host_tail = b"%sx-forwarded-proto: http\r\nx-forwarded-host: %s\r\n\r\n" % (
+                    self.forwarded_line,
+                    host,
+                )
+            tail = self.host_tail
         self.http11 = True
-        ex = Exchange(self, data[:-2] + self.forwarded_line + suffix, routes)
+        ex = Exchange(self, data[:-2] + tail, routes)
         ex.is_head = is_head = method == b"HEAD"
         ex.method_idempotent = method in IDEMPOTENT
         ex.request_done = True
