@@ -433,7 +433,7 @@ class ClientConnection(asyncio.Protocol):
             if not line or data[at : at + len(line)] != line:
                 # Not the Host line of this connection's previous fast request.
                 end = data.find(b"\r", at)  # the head ends with CRLF CRLF: found
-                host = data[at + 6 : end].strip()
+                host = data[at + 6 : end].strip(b" \t")
                 self.host_line = data[at : end + 1]
                 self.host_tail = b"%sx-forwarded-proto: http\r\nx-forwarded-host: %s\r\n\r\n" % (
                     self.forwarded_line,
@@ -482,7 +482,8 @@ class ClientConnection(asyncio.Protocol):
         if kind == _KEEP:
             self.lines.append(name + b": " + value + b"\r\n")
             if lname == b"host":
-                self.host = value
+                # llhttp keeps trailing whitespace; a field value has none (RFC 9110 §5.5).
+                self.host = value.rstrip(b" \t")
             elif lname == b"cookie":
                 self.cookie = value if not self.cookie else self.cookie + b"; " + value
             else:  # content-length
