@@ -44,54 +44,32 @@ _HOP_BY_HOP_RESPONSE = re.compile(
 class Exchange:
     """One client request and its response, possibly across several upstream attempts."""
 
-    __slots__ = (
-        "attempts",
-        "body_pending",
-        "chunked_in",
-        "chunked_out",
-        "client",
-        "client_keep_alive",
-        "has_body",
-        "head",
-        "is_head",
-        "method_idempotent",
-        "plain",
-        "request_done",
-        "response_started",
-        "routes",
-        "set_cookie",
-        "started",
-        "state",
-        "status",
-        "target",
-        "tried",
-        "until_close",
-        "upstream",
-    )
+    # Defaults live on the class: constructing an exchange (once per request) sets
+    # three attributes, the rest only when they differ (``bench_router_cpu``).
+    target: Target | None = None
+    state: BackendState | None = None
+    upstream: UpstreamConnection | None = None
+    body_pending: list[bytes] | None = None
+    has_body = False
+    chunked_in = False
+    chunked_out = False
+    is_head = False
+    method_idempotent = True
+    client_keep_alive = True
+    plain = False
+    request_done = False
+    response_started = False
+    until_close = False
+    set_cookie = b""
+    status = 0
+    attempts = 0
+    tried: list[BackendState] | None = None
+    started = 0.0
 
     def __init__(self, client: ClientConnection, head: bytes, routes: Routes) -> None:
         self.client = client
         self.head = head
         self.routes = routes
-        self.target: Target | None = None
-        self.state: BackendState | None = None
-        self.upstream: UpstreamConnection | None = None
-        self.body_pending: list[bytes] | None = None
-        self.has_body = False
-        self.chunked_in = False
-        self.chunked_out = False
-        self.is_head = False
-        self.method_idempotent = True
-        self.client_keep_alive = True
-        self.plain = False
-        self.request_done = False
-        self.response_started = False
-        self.until_close = False
-        self.set_cookie = b""
-        self.status = 0
-        self.attempts = 0
-        self.tried: list[BackendState] | None = None
-        self.started = 0.0
 
     # -- request side --------------------------------------------------------------------
     def dispatch(self, target: Target, st: BackendState) -> None:
