@@ -45,17 +45,16 @@ class Exchange:
     """One client request and its response, possibly across several upstream attempts."""
 
     # Defaults live on the class: constructing an exchange (once per request) sets
-    # three attributes, the rest only when they differ (``bench_router_cpu``).
+    # only what every request reads, the rest is stored when it differs. (CPython
+    # 3.11 reads an instance attribute quickly, a class default slowly: measured
+    # with ``benchmarks/bench_router_cpu.py``.)
     target: Target | None = None
     state: BackendState | None = None
     upstream: UpstreamConnection | None = None
-    body_pending: list[bytes] | None = None
     has_body = False
     chunked_in = False
-    chunked_out = False
     is_head = False
     method_idempotent = True
-    client_keep_alive = True
     plain = False
     request_done = False
     response_started = False
@@ -70,6 +69,9 @@ class Exchange:
         self.client = client
         self.head = head
         self.routes = routes
+        self.body_pending: list[bytes] | None = None
+        self.chunked_out = False
+        self.client_keep_alive = True
 
     # -- request side --------------------------------------------------------------------
     def dispatch(self, target: Target, st: BackendState) -> None:
