@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import shutil
 import statistics
@@ -42,7 +43,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
 import httptools
@@ -52,8 +53,10 @@ from benchmarks.common import report
 from kiln.core.traffic.table import Backend, Release, RouteTable
 
 CONNECTIONS = 32
+ROOT = Path(__file__).resolve().parents[1]  # where ``-m benchmarks...`` imports from
 TARGETS = ("floor", "kiln")
 WARMUP = 300
+MEASURED = "desc: Trigger: dump measured"  # the header of the dump taken after the run
 
 
 # -- the floor: a bare forwarding proxy -----------------------------------------------
@@ -100,6 +103,7 @@ class _FloorClient(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.upstream: _FloorUpstream | None = None
         self.pending: list[bytes] = []
+        self.connecting: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # a stream transport
@@ -112,14 +116,13 @@ class _FloorClient(asyncio.Protocol):
             return
         self.pending.append(data)
         if upstream is None:
-            self.upstream = _FloorUpstream(self)
-            self.loop.create_task(self._connect())
+            self.upstream = upstream = _FloorUpstream(self)
+            # Kept until done: the loop holds tasks weakly.
+            self.connecting = self.loop.create_task(self._connect(upstream))
 
-    async def _connect(self) -> None:
-        assert self.upstream is not None
-        await self.loop.create_connection(lambda: self.upstream, *self.backend)  # type: ignore[return-value,arg-type]
-        assert self.upstream.transport is not None
-        self.upstream.transport.write(b"".join(self.pending))
+    async def _connect(self, upstream: _FloorUpstream) -> None:
+        transport, _ = await self.loop.create_connection(lambda: upstream, *self.backend)
+        transport.write(b"".join(self.pending))
         self.pending = []
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -153,10 +156,6 @@ def drive(
     ``between`` runs once the warm-up is answered, ``after`` once the run is."""
     request = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
 
-    async def connection(budget: list[int]) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        return reader, writer
-
     async def run(
         streams: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]], count: int
     ) -> None:
@@ -180,7 +179,7 @@ def drive(
         await asyncio.gather(*(one(r, w) for r, w in streams))
 
     async def main() -> None:
-        streams = [await connection([]) for _ in range(CONNECTIONS)]
+        streams = [await asyncio.open_connection("127.0.0.1", port) for _ in range(CONNECTIONS)]
         await run(streams, warmup)
         between()
         await run(streams, requests)
@@ -206,7 +205,7 @@ def _target(
         state.write_bytes(table.to_json())
         command = [sys.executable, "-m", "kiln", "router", "--listen", "127.0.0.1:0"]
         command += ["--admin-socket", str(work / "kiln.sock"), "--state-file", str(state)]
-    proc = subprocess.Popen([*prefix, *command], stdout=subprocess.PIPE)
+    proc = subprocess.Popen([*prefix, *command], stdout=subprocess.PIPE, cwd=ROOT)
     try:
         assert proc.stdout is not None
         ready = json.loads(proc.stdout.readline())
@@ -226,10 +225,11 @@ def _control(pid: int, *args: str) -> None:
     subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True)
 
 
-def _totals(path: Path) -> int:
-    match = re.search(r"^(?:totals|summary):\s+(\d+)", path.read_text(), re.MULTILINE)
+def _summary(path: Path) -> int:
+    """The instructions a callgrind dump counted (its ``summary:`` line)."""
+    match = re.search(r"^summary:\s+(\d+)", path.read_text(), re.MULTILINE)
     if match is None:
-        raise RuntimeError(f"no totals in {path}")
+        raise RuntimeError(f"no summary line in {path}")
     return int(match.group(1))
 
 
@@ -245,18 +245,19 @@ def instructions(name: str, work: Path, backend_port: int, requests: int) -> tup
             WARMUP,
             requests,
             between=lambda: _control(proc.pid, "--zero"),
-            after=lambda: _control(proc.pid, "--dump=measured"),
+            after=lambda: _control(proc.pid, "--dump=measured"),  # MEASURED
         )
     dumps = sorted(work.glob(f"callgrind.{name}.*"), key=lambda p: p.stat().st_mtime)
-    measured = [p for p in dumps if "measured" in p.read_text()[:2000]]
+    measured = [p for p in dumps if MEASURED in p.read_text()[:2000]]
+    if not measured:
+        raise RuntimeError(f"callgrind wrote no dump named 'measured' in {work}")
     dump = measured[-1]
-    return _totals(dump) / requests, dump
+    return _summary(dump) / requests, dump
 
 
 def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    import os
-
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -264,7 +265,13 @@ def cpu_per_request(port: int, pid: int, seconds: float) -> float:
     """CPU µs per request of ``pid`` under ``wrk -t2 -c32`` for ``seconds``."""
     before = _cpu_seconds(pid)
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s", f"http://127.0.0.1:{port}/"],
+        [
+            "wrk",
+            "-t2",
+            f"-c{CONNECTIONS}",
+            f"-d{max(1, round(seconds))}s",
+            f"http://127.0.0.1:{port}/",
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -306,9 +313,10 @@ def main(argv: list[str] | None = None) -> int:
                 kept.parent.mkdir(exist_ok=True)
                 shutil.copyfile(dump, kept)
             cpu: dict[str, list[float]] = {name: [] for name in TARGETS}
-            with _target("floor", work, backend_port, []) as floor, _target(
-                "kiln", work, backend_port, []
-            ) as kiln:
+            with (
+                _target("floor", work, backend_port, []) as floor,
+                _target("kiln", work, backend_port, []) as kiln,
+            ):
                 started = {"floor": floor, "kiln": kiln}
                 for _ in range(runs):
                     for name in TARGETS:
