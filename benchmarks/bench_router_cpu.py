@@ -23,10 +23,15 @@ Beside it, without valgrind, the **CPU µs per request** (utime + stime of the
 proxy's process from /proc over a ``wrk -t2 -c32`` run, median of ``--runs``
 interleaved runs): the real cost, noisy, for scale.
 
-The callgrind dump of the kiln run is kept (its path is printed):
+``--baseline-src DIR`` adds a third target, ``kiln-baseline``: the same router
+imported from another source tree (``git archive main src | tar -x -C DIR``), so a
+change is measured before and after in one run, with ratios.
+
+Each run's callgrind dump is kept in ``.bench/`` (paths in the JSON):
 ``callgrind_annotate --inclusive=yes FILE`` shows where the instructions go.
 
     .venv/bin/python -m benchmarks.bench_router_cpu [--quick] [--requests N] [--runs R]
+        [--seconds S] [--baseline-src DIR]
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httptools
@@ -193,19 +198,23 @@ def drive(
 # -- the targets ------------------------------------------------------------------------
 @contextmanager
 def _target(
-    name: str, work: Path, backend_port: int, prefix: list[str]
+    name: str, work: Path, backend_port: int, prefix: list[str], src: Path | None = None
 ) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    """Start ``name`` (under ``prefix``, e.g. valgrind); yield its port and process."""
+    """Start ``name`` (under ``prefix``, e.g. valgrind; kiln imported from ``src``
+    when given); yield its port and process."""
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
     if name == "floor":
         command = [sys.executable, "-m", "benchmarks.bench_router_cpu", "--serve-floor"]
         command.append(str(backend_port))
     else:
-        state = work / "kiln.json"
+        state = work / f"{name}.json"
         table = RouteTable(1, "bench", (Release("r", 100, (Backend("127.0.0.1", backend_port),)),))
         state.write_bytes(table.to_json())
         command = [sys.executable, "-m", "kiln", "router", "--listen", "127.0.0.1:0"]
-        command += ["--admin-socket", str(work / "kiln.sock"), "--state-file", str(state)]
-    proc = subprocess.Popen([*prefix, *command], stdout=subprocess.PIPE, cwd=ROOT)
+        command += ["--admin-socket", str(work / f"{name}.sock"), "--state-file", str(state)]
+    proc = subprocess.Popen([*prefix, *command], stdout=subprocess.PIPE, cwd=ROOT, env=env)
     try:
         assert proc.stdout is not None
         ready = json.loads(proc.stdout.readline())
@@ -233,12 +242,14 @@ def _summary(path: Path) -> int:
     return int(match.group(1))
 
 
-def instructions(name: str, work: Path, backend_port: int, requests: int) -> tuple[float, Path]:
+def instructions(
+    name: str, work: Path, backend_port: int, requests: int, src: Path | None = None
+) -> tuple[float, Path]:
     """Instructions per request of ``name`` under callgrind, and the dump file."""
     out = work / f"callgrind.{name}"
     prefix = ["valgrind", "-q", "--tool=callgrind", "--instr-atstart=no"]
     prefix.append(f"--callgrind-out-file={out}")
-    with _target(name, work, backend_port, prefix) as (port, proc):
+    with _target(name, work, backend_port, prefix, src) as (port, proc):
         _control(proc.pid, "--instr=on")
         drive(
             port,
@@ -293,6 +304,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=None, help="wrk runs per target")
     parser.add_argument("--seconds", type=float, default=None, help="seconds per wrk run")
     parser.add_argument("--keep", type=Path, default=Path(".bench"), help="where dumps are kept")
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        default=None,
+        help="also measure kiln imported from this source tree (e.g. `git archive main src`)",
+    )
     args = parser.parse_args(argv)
     for tool in ("valgrind", "callgrind_control", "wrk"):
         if shutil.which(tool) is None:
@@ -301,41 +318,48 @@ def main(argv: list[str] | None = None) -> int:
     requests = args.requests or (2000 if args.quick else 10000)
     runs = args.runs or (1 if args.quick else 5)
     seconds = args.seconds or (2.0 if args.quick else 5.0)
+    # name -> where kiln is imported from (None: this checkout)
+    targets: dict[str, Path | None] = {"floor": None}
+    if args.baseline_src is not None:
+        targets["kiln-baseline"] = args.baseline_src.resolve()
+    targets["kiln"] = None
     rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="bench-router-cpu-") as tmp:
         work = Path(tmp)
         backend_port, backend = start_static_backend(work)
         try:
             ir: dict[str, float] = {}
-            for name in TARGETS:
-                ir[name], dump = instructions(name, work, backend_port, requests)
+            for name, src in targets.items():
+                ir[name], dump = instructions(name, work, backend_port, requests, src)
                 kept = args.keep / f"callgrind.{name}.out"
                 kept.parent.mkdir(exist_ok=True)
                 shutil.copyfile(dump, kept)
-            cpu: dict[str, list[float]] = {name: [] for name in TARGETS}
-            with (
-                _target("floor", work, backend_port, []) as floor,
-                _target("kiln", work, backend_port, []) as kiln,
-            ):
-                started = {"floor": floor, "kiln": kiln}
-                for _ in range(runs):
-                    for name in TARGETS:
-                        port, proc = started[name]
+            cpu: dict[str, list[float]] = {name: [] for name in targets}
+            with ExitStack() as stack:
+                started = {
+                    name: stack.enter_context(_target(name, work, backend_port, [], src))
+                    for name, src in targets.items()
+                }
+                for _ in range(runs):  # interleaved: a busy moment falls on every target
+                    for name, (port, proc) in started.items():
                         cpu[name].append(cpu_per_request(port, proc.pid, seconds))
         finally:
             backend.kill()
             backend.wait(timeout=10)
-    for name in TARGETS:
-        rows.append(
-            {
-                "target": name,
-                "instructions_per_request": round(ir[name]),
-                "ratio_to_floor": ir[name] / ir["floor"],
-                "cpu_us_per_request": statistics.median(cpu[name]),
-                "cpu_ratio_to_floor": statistics.median(cpu[name])
-                / statistics.median(cpu["floor"]),
-            }
-        )
+    for name in targets:
+        row: dict[str, object] = {
+            "target": name,
+            "instructions_per_request": round(ir[name]),
+            "ratio_to_floor": ir[name] / ir["floor"],
+            "cpu_us_per_request": statistics.median(cpu[name]),
+            "cpu_ratio_to_floor": statistics.median(cpu[name]) / statistics.median(cpu["floor"]),
+        }
+        if "kiln-baseline" in targets and name != "floor":
+            row["instructions_vs_baseline"] = ir[name] / ir["kiln-baseline"]
+            row["cpu_vs_baseline"] = statistics.median(cpu[name]) / statistics.median(
+                cpu["kiln-baseline"]
+            )
+        rows.append(row)
     report(
         "router_cpu",
         rows,
@@ -346,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
             "wrk_runs": runs,
             "wrk_seconds": seconds,
             "cpu_samples_us": cpu,
-            "dumps": [str(args.keep / f"callgrind.{name}.out") for name in TARGETS],
+            "baseline_src": str(args.baseline_src) if args.baseline_src else None,
+            "dumps": [str(args.keep / f"callgrind.{name}.out") for name in targets],
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },
     )
