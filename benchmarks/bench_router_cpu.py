@@ -2,8 +2,8 @@
 
 Timing on a shared machine is noise, so the headline counts **instructions**:
 ``valgrind --tool=callgrind`` counts the user-space instructions a process runs
-whatever else the machine does, the same from one run to the next within a few
-tenths of a percent. Both targets run under callgrind with instrumentation off
+whatever else the machine does, the same from one run to the next within half a
+percent. Every target runs under callgrind with instrumentation off
 during start-up; a fixed-count client (32 keep-alive HTTP/1.1 connections, like
 wrk's requests) warms them up, then the counters are zeroed, exactly N requests
 are proxied, and the counters dumped: instructions / N.
@@ -21,7 +21,9 @@ Targets, one release with one backend (a static HAProxy frontend answering
 
 Beside it, without valgrind, the **CPU µs per request** (utime + stime of the
 proxy's process from /proc over a ``wrk -t2 -c32`` run, median of ``--runs``
-interleaved runs): the real cost, noisy, for scale.
+interleaved runs, in ABBA order): the real cost, noisy, for scale. User and
+system time are also shown apart: the Python hot path moves the user time; the
+system time is the reads and writes, which the floor makes too.
 
 ``--baseline-src DIR`` adds a third target, ``kiln-baseline``: the same router
 imported from another source tree (``git archive main src | tar -x -C DIR``), so a
@@ -266,15 +268,17 @@ def instructions(
     return _summary(dump) / requests, dump
 
 
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc (Linux)."""
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """(utime, stime) of a process, from /proc (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
-def cpu_per_request(port: int, pid: int, seconds: float) -> float:
-    """CPU µs per request of ``pid`` under ``wrk -t2 -c32`` for ``seconds``."""
-    before = _cpu_seconds(pid)
+def cpu_per_request(port: int, pid: int, seconds: float) -> tuple[float, float]:
+    """(user, system) CPU µs per request of ``pid`` under ``wrk -t2 -c32`` for
+    ``seconds``."""
+    user, system = _cpu_seconds(pid)
     out = subprocess.run(
         [
             "wrk",
@@ -288,9 +292,9 @@ def cpu_per_request(port: int, pid: int, seconds: float) -> float:
         check=True,
         timeout=seconds + 30,
     ).stdout
-    used = _cpu_seconds(pid) - before
+    user_after, system_after = _cpu_seconds(pid)
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    return used / total * 1e6
+    return (user_after - user) / total * 1e6, (system_after - system) / total * 1e6
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -334,31 +338,36 @@ def main(argv: list[str] | None = None) -> int:
                 kept = args.keep / f"callgrind.{name}.out"
                 kept.parent.mkdir(exist_ok=True)
                 shutil.copyfile(dump, kept)
-            cpu: dict[str, list[float]] = {name: [] for name in targets}
+            cpu: dict[str, list[tuple[float, float]]] = {name: [] for name in targets}
             with ExitStack() as stack:
                 started = {
                     name: stack.enter_context(_target(name, work, backend_port, [], src))
                     for name, src in targets.items()
                 }
-                for _ in range(runs):  # interleaved: a busy moment falls on every target
-                    for name, (port, proc) in started.items():
+                order = list(started)
+                for run in range(runs):  # interleaved, ABBA: no target always goes first
+                    for name in order if run % 2 == 0 else order[::-1]:
+                        port, proc = started[name]
                         cpu[name].append(cpu_per_request(port, proc.pid, seconds))
         finally:
             backend.kill()
             backend.wait(timeout=10)
+    total = {name: statistics.median(u + s for u, s in cpu[name]) for name in targets}
+    user = {name: statistics.median(u for u, _ in cpu[name]) for name in targets}
     for name in targets:
         row: dict[str, object] = {
             "target": name,
             "instructions_per_request": round(ir[name]),
             "ratio_to_floor": ir[name] / ir["floor"],
-            "cpu_us_per_request": statistics.median(cpu[name]),
-            "cpu_ratio_to_floor": statistics.median(cpu[name]) / statistics.median(cpu["floor"]),
+            "cpu_us_per_request": total[name],
+            "user_us": user[name],
+            "system_us": statistics.median(s for _, s in cpu[name]),
+            "cpu_ratio_to_floor": total[name] / total["floor"],
         }
         if "kiln-baseline" in targets and name != "floor":
             row["instructions_vs_baseline"] = ir[name] / ir["kiln-baseline"]
-            row["cpu_vs_baseline"] = statistics.median(cpu[name]) / statistics.median(
-                cpu["kiln-baseline"]
-            )
+            row["user_vs_baseline"] = user[name] / user["kiln-baseline"]
+            row["cpu_vs_baseline"] = total[name] / total["kiln-baseline"]
         rows.append(row)
     report(
         "router_cpu",
