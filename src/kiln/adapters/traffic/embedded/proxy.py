@@ -415,14 +415,16 @@ class ClientConnection(asyncio.Protocol):
         try:
             checker.feed_data(data)
             # The head ends the data and announces no body, so a valid one completes.
-            # HTTP/1.0 is forwarded as 1.1 by the full path; with no Connection
-            # header, keep-alive is exactly "HTTP/1.1".
-            whole = marks == ONE_MESSAGE and checker.should_keep_alive()
+            whole = marks == ONE_MESSAGE
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
             whole = False
         marks.clear()
         if not whole:
             self.checker = httptools.HttpRequestParser(self.checks)  # starts afresh
+            return False
+        if not checker.should_keep_alive():
+            # HTTP/1.0 is forwarded as 1.1 by the full path; with no Connection
+            # header, keep-alive is exactly "HTTP/1.1".
             return False
         method: bytes = checker.get_method()
         at = lower.rfind(b"\nhost:")  # the last one, as the full path keeps
