@@ -3,6 +3,7 @@ callgrind's counters are read for exactly the measured requests (no timing)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,3 +53,22 @@ def test_the_floor_under_callgrind_counts_the_measured_requests_only(
     # A relayed request costs thousands of instructions, never millions: start-up and
     # the warm-up (zeroed before the run) are not in the figure.
     assert 2_000 < per_request < 100_000
+
+
+def test_the_benchmark_runs_end_to_end_with_a_baseline_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for tool in ("valgrind", "callgrind_control", "wrk", "haproxy"):
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
+            pytest.skip(f"{tool} is not installed")
+    monkeypatch.chdir(tmp_path)
+    own_src = bench_router_cpu.ROOT / "src"  # the same code as "kiln": a ratio near 1
+    argv = ["--quick", "--requests", "300", "--runs", "1", "--seconds", "1"]
+    assert bench_router_cpu.main([*argv, "--baseline-src", str(own_src)]) == 0
+    payload = json.loads((tmp_path / ".bench" / "router_cpu.json").read_text())
+    rows = {row["target"]: row for row in payload["rows"]}
+    assert list(rows) == ["floor", "kiln-baseline", "kiln"]
+    assert 0.9 < rows["kiln"]["instructions_vs_baseline"] < 1.1
+    assert rows["kiln"]["ratio_to_floor"] > 1  # kiln does more than relay bytes
+    for name in rows:
+        assert (tmp_path / ".bench" / f"callgrind.{name}.out").exists()
