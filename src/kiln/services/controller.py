@@ -169,6 +169,9 @@ class Controller:
 
     def _work_once(self, environment: str, executor: RolloutExecutor, worker: _Worker) -> None:
         executor.check_term(environment)  # a paused leader stands down before it acts
+        # Events a crash left in the outbox reach the ledger first, even when the
+        # rollout they describe is already over (no tick would follow).
+        executor.flush_outbox()
         state = self.desired.rollout(environment) if self.desired else None
         if state is None or state.phase.terminal:
             self._heal_tick(environment, worker)
