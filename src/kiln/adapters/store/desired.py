@@ -316,9 +316,11 @@ class SqliteDesiredState:
                     "ON CONFLICT(environment) DO UPDATE SET state = excluded.state",
                     (state.environment, canonical_json(asdict(state)).decode()),
                 )
-                self._db.executemany(
-                    "INSERT INTO outbox (environment, deployment, event) VALUES (?, ?, ?)", rows
-                )
+                if rows:
+                    self._db.executemany(
+                        "INSERT INTO outbox (environment, deployment, event) VALUES (?, ?, ?)",
+                        rows,
+                    )
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
