@@ -44,7 +44,7 @@ def run(state: Path, *args: str, fault: bool) -> int:
     env = {k: v for k, v in os.environ.items() if k != "KILN_FAULT"}
     if fault:
         env["KILN_FAULT"] = "after-state-save"
-    proc = subprocess.run(  # noqa: S603 - our own module, fixed arguments
+    proc = subprocess.run(
         [sys.executable, "-m", "tests.integration.controller.outbox_controller", str(state), *args],
         cwd=REPO,
         env=env,

@@ -22,7 +22,7 @@ from kiln.core.ledger.events import EventDraft
 from kiln.core.ledger.kinds import EventKind
 from kiln.core.ledger.outbox import IDEMPOTENCY_KEY, draft_from_json, draft_json, key_for
 from kiln.core.ledger.verify import Verified, verify_log
-from kiln.core.rollout.planner import Phase, RolloutState
+from kiln.core.rollout.planner import RolloutState
 from kiln.errors import InvalidInput, StaleLeader
 from kiln.services.outbox import EventOutbox
 
