@@ -174,6 +174,7 @@ class Controller:
         executor.flush_outbox()
         state = self.desired.rollout(environment) if self.desired else None
         if state is None or state.phase.terminal:
+            executor.settle(environment)  # a crash right after the last transition
             self._heal_tick(environment, worker)
             worker.wake.wait(min(1.0, self.heal_interval))
             worker.wake.clear()

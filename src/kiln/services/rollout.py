@@ -382,6 +382,22 @@ class RolloutExecutor:
         with self._committing:
             return self._outbox.flush()
 
+    def settle(self, environment: str) -> None:
+        """Finish what a crash cut short after a rollout's last transition was saved:
+        the release it ended on becomes the stable one (``MarkStable``, the one final
+        action nothing else would redo; the reconciler then heals routes and
+        instances toward it). A no-op, one read, when it already is."""
+        state = self._desired.rollout(environment)
+        if state is None or not state.phase.terminal:
+            return
+        outcome = state.candidate if state.phase is Phase.SUCCEEDED else state.stable
+        if outcome is None or self._desired.environment(environment).stable == outcome:
+            return
+        self.check_term(environment)
+        self._desired.set_stable(
+            environment, ReleaseId(outcome), epoch=self._terms.get(environment)
+        )
+
     def _commit(self, state: RolloutState, drafts: list[EventDraft], *, epoch: int | None) -> None:
         """Save ``state`` (refused if our term is over) and record its events. Readers
         of ``rollout`` see both or neither; with the outbox a crash between the two
@@ -436,6 +452,8 @@ class RolloutExecutor:
             raise NotFound(f"{environment} has no rollout", hint=f"run `kiln deploy {environment}`")
         self.check_term(environment)
         self.flush_outbox()  # a crash's leftovers go first, before any new event
+        if state.phase.terminal:
+            self.settle(environment)
         tracked = self._track(environment)
         self._listing = {}
         try:
