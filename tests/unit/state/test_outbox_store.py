@@ -204,3 +204,19 @@ def test_a_replay_after_a_crash_between_append_and_clear_appends_nothing_twice(
     assert keyed(ledger) == [("dep-abc/1", 0), ("dep-abc/2", 1), ("dep-abc/3", 2)]
     outcome = verify_log(ledger.rows(), [], head=ledger.head())
     assert isinstance(outcome, Verified)
+
+
+def test_the_outbox_benchmark_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from benchmarks import bench_outbox
+
+    monkeypatch.chdir(tmp_path)
+    assert bench_outbox.main(["--quick"]) == 0
+    payload = json.loads((tmp_path / ".bench" / "outbox.json").read_text())
+    assert [row["case"] for row in payload["rows"]] == [
+        "transition, 1 event",
+        "transition, 2 events",
+        "a tick's reads (outbox empty)",
+    ]
+    assert all(row["ratio"] > 0 for row in payload["rows"])
