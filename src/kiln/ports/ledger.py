@@ -44,6 +44,19 @@ class Recorder(Protocol):
         ...
 
 
+def record_draft(recorder: Recorder, draft: EventDraft) -> int:
+    """Append an already built event through a plain ``Recorder``."""
+    return recorder.record(
+        draft.kind,
+        actor=draft.actor,
+        artifact=draft.artifact,
+        environment=draft.environment,
+        release=draft.release,
+        links=draft.links,
+        details=draft.details,
+    )
+
+
 class EventLog(Protocol):
     @property
     def origin(self) -> str:

@@ -98,7 +98,7 @@ from kiln.core.traffic.table import (
 from kiln.core.traffic.table import Release as RouteRelease
 from kiln.errors import KilnError, NotFound, Refused, StaleLeader
 from kiln.ports.clock import Clock
-from kiln.ports.ledger import Recorder
+from kiln.ports.ledger import Recorder, record_draft
 from kiln.ports.metrics import MetricSource
 from kiln.ports.runtime import Provider
 from kiln.ports.state import AnalysisJournal, DesiredState, Signal
@@ -411,15 +411,7 @@ class RolloutExecutor:
             self._desired.save_rollout(state, epoch=epoch)
             self._crash_point(AFTER_STATE_SAVE)
             for draft in drafts:
-                self._recorder.record(
-                    draft.kind,
-                    actor=draft.actor,
-                    artifact=draft.artifact,
-                    environment=draft.environment,
-                    release=draft.release,
-                    links=draft.links,
-                    details=draft.details,
-                )
+                record_draft(self._recorder, draft)
 
     # --- the loop ------------------------------------------------------------------------
 

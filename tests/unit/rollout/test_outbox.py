@@ -26,6 +26,7 @@ from kiln.core.ledger.kinds import EventKind
 from kiln.core.ledger.outbox import IDEMPOTENCY_KEY, key_of
 from kiln.core.rollout.planner import Phase, RolloutState
 from kiln.core.spec.loader import load_spec
+from kiln.ports.ledger import record_draft
 from kiln.ports.state import PendingEvent, Signal
 from kiln.services.outbox import EventOutbox
 from kiln.services.rollout import AFTER_STATE_SAVE, RolloutExecutor
@@ -82,15 +83,7 @@ class MemoryLedger(MemoryRecorder):
         for key, draft in zip(keys, drafts, strict=True):
             assert key is not None
             if key not in self.keys:
-                self.keys[key] = self.record(
-                    draft.kind,
-                    actor=draft.actor,
-                    artifact=draft.artifact,
-                    environment=draft.environment,
-                    release=draft.release,
-                    links=draft.links,
-                    details=draft.details,
-                )
+                self.keys[key] = record_draft(self, draft)
             out.append(self.keys[key])
         return out
 

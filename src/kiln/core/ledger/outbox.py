@@ -18,6 +18,7 @@ checks these events like any other.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from kiln.core.ledger.events import EventDraft
@@ -46,15 +47,7 @@ def key_of(draft: EventDraft) -> str | None:
 
 def with_key(draft: EventDraft, key: str) -> EventDraft:
     """The same event, carrying ``key`` in its details."""
-    return EventDraft(
-        kind=draft.kind,
-        actor=draft.actor,
-        artifact=draft.artifact,
-        environment=draft.environment,
-        release=draft.release,
-        links=draft.links,
-        details={**draft.details, IDEMPOTENCY_KEY: key},
-    )
+    return replace(draft, details={**draft.details, IDEMPOTENCY_KEY: key})
 
 
 def draft_json(draft: EventDraft) -> dict[str, Any]:
