@@ -16,6 +16,7 @@ from kiln.bootstrap import dataplane
 from kiln.bootstrap import runtime as runtime_boot
 from kiln.bootstrap import trust as trust_boot
 from kiln.bootstrap.database import desired_state
+from kiln.bootstrap.faults import crash_point
 from kiln.bootstrap.ledger import recorder as ledger_recorder
 from kiln.core.digest import Digest, hex_of
 from kiln.core.ledger.kinds import EventKind
@@ -30,6 +31,7 @@ from kiln.ports.runtime import Provider
 from kiln.ports.state import DesiredState
 from kiln.services import artifacts as artifact_service
 from kiln.services.controller import HEAL_INTERVAL, Controller
+from kiln.services.outbox import EventOutbox
 from kiln.services.reconcile import Reconciler, store_versions, tree_checker, tree_refresher
 from kiln.services.rollout import CommitInfo, Launcher, RolloutExecutor
 from kiln.services.unpack import unpack
@@ -167,6 +169,9 @@ def controller(
     ledger = ledger_recorder(state_dir, database=database)
     launch = launcher(state_dir, spec, desired)
     actor = f"controller:{os.getpid()}"
+    # Every executor records its transitions through the one outbox in state.db.
+    outbox = EventOutbox(store=desired, ledger=ledger)
+    fault = crash_point()  # test-only (KILN_FAULT); None otherwise
     dataplane.start_routers(state_dir, list(spec.environments))
     executors: dict[str, RolloutExecutor] = {}
     reconcilers: dict[str, Reconciler] = {}
@@ -190,6 +195,8 @@ def controller(
             actor=actor,
             commit_info=commit_info(state_dir),
             journal=desired,
+            outbox=outbox,
+            crash_point=fault,
         )
         reconcilers[env.name] = Reconciler(
             spec=spec,

@@ -9,6 +9,11 @@ small structured data. Neither may contain a secret value.
 queries, the stored tree head, perfect Merkle nodes for proofs, and the signed
 checkpoints kept beside the events. ``LedgerStore`` adds batched appends and
 checkpoint storage; the SQLite and PostgreSQL adapters implement it.
+
+``OnceAppender`` is the conditional append the rollout executor's outbox uses
+(``kiln.services.outbox``): an event carrying an idempotency key is appended
+only if no stored event has that key, so replaying the outbox after a crash
+never records a transition twice. Every other caller keeps using ``Recorder``.
 """
 
 from __future__ import annotations
@@ -37,6 +42,19 @@ class Recorder(Protocol):
     ) -> int:
         """Append one event durably; return its sequence number."""
         ...
+
+
+def record_draft(recorder: Recorder, draft: EventDraft) -> int:
+    """Append an already built event through a plain ``Recorder``."""
+    return recorder.record(
+        draft.kind,
+        actor=draft.actor,
+        artifact=draft.artifact,
+        environment=draft.environment,
+        release=draft.release,
+        links=draft.links,
+        details=draft.details,
+    )
 
 
 class EventLog(Protocol):
@@ -89,7 +107,18 @@ class EventLog(Protocol):
         ...
 
 
-class LedgerStore(EventLog, Recorder, Protocol):
+class OnceAppender(Protocol):
+    def append_once(self, drafts: Sequence[EventDraft]) -> list[int]:
+        """Append, in order and in one durable transaction, each draft whose
+        ``details.idempotency_key`` (``kiln.core.ledger.outbox``) no stored event
+        carries yet; return each draft's seq (the stored event's for a key already
+        there). A draft without a key is refused with ``InvalidInput``; a key twice
+        in ``drafts`` is appended once. Concurrent callers with the same keys
+        append each key once: the lookup runs under the append's writer lock."""
+        ...
+
+
+class LedgerStore(EventLog, Recorder, OnceAppender, Protocol):
     def append(self, drafts: Sequence[EventDraft]) -> list[int]:
         """Append ``drafts`` in one durable transaction; return their sequence numbers."""
         ...

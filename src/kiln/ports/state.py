@@ -11,15 +11,21 @@ wins the environment's lock, and passes its epoch to every write it makes for
 that environment. A write whose epoch is not the current term raises
 ``kiln.errors.StaleLeader`` and changes nothing. ``epoch=None`` is an unfenced
 write (operator declarations, tools that drive no rollout).
+
+``Outbox``: the ledger events a rollout transition must not lose, saved in the
+same transaction as the transition, until they are in the ledger
+(``kiln.services.outbox``; docs/ledger.md, "The rollout outbox").
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from kiln.core.ledger.events import EventDraft
+from kiln.core.ledger.outbox import key_for
 from kiln.core.release import Release, ReleaseId
 from kiln.core.rollout.planner import RolloutState
 
@@ -122,4 +128,54 @@ class AnalysisJournal(Protocol):
         epoch: int | None = None,
     ) -> None:
         """Drop the environment's rounds, except those of ``keep`` = (deployment, step)."""
+        ...
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """One outbox row: an event saved with a transition, not yet known to be in the ledger."""
+
+    seq: int  # the store's row number: from 1, increasing in commit order, never reused
+    environment: str
+    deployment: str
+    draft: EventDraft
+
+    @property
+    def key(self) -> str:
+        """The idempotency key the ledger deduplicates on (``kiln.core.ledger.outbox``)."""
+        return key_for(self.deployment, self.seq)
+
+
+class Outbox(Protocol):
+    """Events waiting for the ledger, written atomically with the rollout they describe.
+
+    A second store implements exactly these three methods:
+
+    - ``save_rollout_with_events``: in ONE transaction, what ``save_rollout`` does
+      (fenced the same way: a stale epoch raises ``StaleLeader`` and writes
+      nothing) plus one row per draft, in the given order, each numbered from a
+      sequence that is never reused (not even after rows are cleared or the
+      transaction rolls back: a gap is fine, a reused number is not) and that
+      increases in commit order (serialise these transactions, as SQLite's
+      writer lock does, or a flush may see row n+1 before row n commits);
+    - ``pending_events``: every row not cleared, by ``seq``;
+    - ``clear_events``: delete the rows with these numbers (missing ones ignored).
+
+    Store the draft as data (``kiln.core.ledger.outbox.draft_json``) and give it
+    back equal. Nothing here touches the ledger; clearing is not fenced (any
+    controller may flush any row: the ledger's ``append_once`` makes it harmless).
+    """
+
+    def save_rollout_with_events(
+        self, state: RolloutState, drafts: Sequence[EventDraft], *, epoch: int | None = None
+    ) -> None:
+        """``save_rollout`` and an outbox row per draft, atomically."""
+        ...
+
+    def pending_events(self) -> list[PendingEvent]:
+        """Every row still in the outbox, oldest first (by ``seq``)."""
+        ...
+
+    def clear_events(self, seqs: Sequence[int]) -> None:
+        """Drop these rows: their events are in the ledger."""
         ...

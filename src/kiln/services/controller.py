@@ -176,8 +176,12 @@ class Controller:
 
     def _work_once(self, environment: str, executor: RolloutExecutor, worker: _Worker) -> None:
         executor.check_term(environment)  # a paused leader stands down before it acts
+        # Events a crash left in the outbox reach the ledger first, even when the
+        # rollout they describe is already over (no tick would follow).
+        executor.flush_outbox()
         state = self.desired.rollout(environment) if self.desired else None
         if state is None or state.phase.terminal:
+            executor.settle(environment)  # a crash right after the last transition
             self._heal_tick(environment, worker)
             worker.wake.wait(min(1.0, self.heal_interval))
             worker.wake.clear()

@@ -7,7 +7,9 @@ One ``tick`` is one cycle for one environment:
    current analysis step's outcome;
 2. decide: ``kiln.core.rollout.planner.decide`` (pure);
 3. persist the new state in ``DesiredState`` *before* acting, and record the
-   transition in the ledger;
+   transition in the ledger: with an outbox (``kiln.services.outbox``, what the
+   controller wires) the state and its events are saved in one transaction and
+   then appended, so a crash between the two loses no event;
 4. apply the actions, each idempotent.
 
 So a controller killed anywhere resumes from the persisted state: the next tick
@@ -47,6 +49,7 @@ from typing import Any
 
 from kiln.core.canonical import canonical_json
 from kiln.core.digest import Digest, digest_bytes
+from kiln.core.ledger.events import EventDraft
 from kiln.core.ledger.kinds import EventKind
 from kiln.core.release import Release, ReleaseId, resolved_config
 from kiln.core.rollout import baseline as fresh
@@ -95,12 +98,13 @@ from kiln.core.traffic.table import (
 from kiln.core.traffic.table import Release as RouteRelease
 from kiln.errors import KilnError, NotFound, Refused, StaleLeader
 from kiln.ports.clock import Clock
-from kiln.ports.ledger import Recorder
+from kiln.ports.ledger import Recorder, record_draft
 from kiln.ports.metrics import MetricSource
 from kiln.ports.runtime import Provider
 from kiln.ports.state import AnalysisJournal, DesiredState, Signal
 from kiln.ports.traffic import Router
 from kiln.services.analysis import AnalysisSession, RouterSource
+from kiln.services.outbox import EventOutbox
 
 Launcher = Callable[[Release], LaunchSpec]
 """Turns a release into what a provider starts (the artifact unpacked, config resolved)."""
@@ -108,6 +112,10 @@ Launcher = Callable[[Release], LaunchSpec]
 POLL = 0.05  # seconds between ticks while something is changing; readiness is not tick-bound
 DRAIN_TIMEOUT = 10.0
 PREVIEW_VALUE = "1"  # `curl -H 'x-kiln-preview: 1'` reaches the preview release
+
+AFTER_STATE_SAVE = "after-state-save"
+"""The crash point between a transition's state save and its ledger append (test-only:
+``KILN_FAULT``, ``kiln.bootstrap.faults``)."""
 
 
 @dataclass(frozen=True)
@@ -144,8 +152,16 @@ class RolloutExecutor:
         sources: Mapping[MetricSourceKind, MetricSource] | None = None,
         commit_info: Callable[[Digest], CommitInfo] | None = None,
         journal: AnalysisJournal | None = None,
+        outbox: EventOutbox | None = None,
+        crash_point: Callable[[str], None] | None = None,
     ) -> None:
         self.spec = spec
+        # Where a transition's events wait for the ledger, saved with the state; without
+        # one (unit tests, one-shot tools) they are recorded straight after the save,
+        # and a crash in between loses them.
+        self._outbox = outbox
+        # Test-only fault injection (``KILN_FAULT``): called with AFTER_STATE_SAVE.
+        self._crash_point = crash_point or (lambda _point: None)
         self._desired = desired
         # Where analysis rounds are kept across a controller restart; without
         # one, an interrupted analysis step restarts its window instead.
@@ -218,6 +234,7 @@ class RolloutExecutor:
         """Begin moving ``environment`` to ``artifact``: a new release, a persisted rollout."""
         env = self._environment(environment)
         self.check_term(environment)
+        self.flush_outbox()
         current = self._desired.rollout(environment)
         if current is not None and not current.phase.terminal:
             raise Refused(
@@ -248,7 +265,6 @@ class RolloutExecutor:
             deployment=deployment,
             baseline=baseline,
         )
-        self._desired.save_rollout(state, epoch=epoch)
         info = self._commit_info(artifact)
         details: dict[str, Any] = {
             "deployment": deployment,
@@ -263,7 +279,8 @@ class RolloutExecutor:
         links: dict[str, str] = {"config": release.config}
         if stable:
             links["previous_release"] = stable
-        self._recorder.record(
+        events = _Drafts()
+        events.record(
             EventKind.DEPLOY_START,
             actor=actor or self._actor,
             artifact=artifact,
@@ -272,6 +289,7 @@ class RolloutExecutor:
             links=links,
             details=details,
         )
+        self._commit(state, events.drafts, epoch=epoch)
         return state
 
     def rollback(
@@ -287,6 +305,7 @@ class RolloutExecutor:
         """
         self._environment(environment)
         self.check_term(environment)
+        self.flush_outbox()
         current = self._desired.rollout(environment)
         if current is not None and not current.phase.terminal:
             self.signal(environment, Signal.ABORT, actor=actor)
@@ -318,18 +337,20 @@ class RolloutExecutor:
             deployment=f"rbk-{secrets.token_hex(6)}",
             fast_track=True,
         )
-        self._desired.save_rollout(state, epoch=self._terms.get(environment))
-        self._recorder.record(
+        events = _Drafts()
+        events.record(
             EventKind.ROLLOUT_STEP,
             actor=actor or self._actor,
             environment=environment,
             release=target,
             details={"deployment": state.deployment, "signal": "rollback", "from": stable},
         )
+        self._commit(state, events.drafts, epoch=self._terms.get(environment))
         return state
 
     def signal(self, environment: str, signal: Signal, *, actor: str | None = None) -> None:
         self.check_term(environment)
+        self.flush_outbox()
         state = self._desired.rollout(environment)
         if state is None or state.phase.terminal:
             raise Refused(
@@ -346,9 +367,51 @@ class RolloutExecutor:
         )
 
     def rollout(self, environment: str) -> RolloutState | None:
-        """The saved rollout, once the ledger holds the events of its last transition."""
+        """The saved rollout, once the ledger holds the events of its last transition
+        (a crash's leftovers in the outbox are appended first)."""
         with self._committing:
+            if self._outbox is not None:
+                self._outbox.flush()
             return self._desired.rollout(environment)
+
+    def flush_outbox(self) -> int:
+        """Append what a crash left in the outbox to the ledger (in order, each event
+        once); the number of events. Cheap when it is empty: one read."""
+        if self._outbox is None:
+            return 0
+        with self._committing:
+            return self._outbox.flush()
+
+    def settle(self, environment: str) -> None:
+        """Finish what a crash cut short after a rollout's last transition was saved:
+        the release it ended on becomes the stable one (``MarkStable``, the one final
+        action nothing else would redo; the reconciler then heals routes and
+        instances toward it). A no-op, one read, when it already is."""
+        state = self._desired.rollout(environment)
+        if state is None or not state.phase.terminal:
+            return
+        outcome = state.candidate if state.phase is Phase.SUCCEEDED else state.stable
+        if outcome is None or self._desired.environment(environment).stable == outcome:
+            return
+        self.check_term(environment)
+        self._desired.set_stable(
+            environment, ReleaseId(outcome), epoch=self._terms.get(environment)
+        )
+
+    def _commit(self, state: RolloutState, drafts: list[EventDraft], *, epoch: int | None) -> None:
+        """Save ``state`` (refused if our term is over) and record its events. Readers
+        of ``rollout`` see both or neither; with the outbox a crash between the two
+        loses nothing (the next flush appends them)."""
+        with self._committing:
+            if self._outbox is not None:
+                self._outbox.save(state, drafts, epoch=epoch)
+                self._crash_point(AFTER_STATE_SAVE)
+                self._outbox.flush()
+                return
+            self._desired.save_rollout(state, epoch=epoch)
+            self._crash_point(AFTER_STATE_SAVE)
+            for draft in drafts:
+                record_draft(self._recorder, draft)
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -380,6 +443,9 @@ class RolloutExecutor:
         if state is None:
             raise NotFound(f"{environment} has no rollout", hint=f"run `kiln deploy {environment}`")
         self.check_term(environment)
+        self.flush_outbox()  # a crash's leftovers go first, before any new event
+        if state.phase.terminal:
+            self.settle(environment)
         tracked = self._track(environment)
         self._listing = {}
         try:
@@ -387,10 +453,10 @@ class RolloutExecutor:
             seen = self._observe(env, state, tracked)
             decision = planner.decide(env, state, seen)
             if decision.state != state:
-                with self._committing:  # readers of rollout() see both or neither
-                    # Before acting, crash-safe; refused if our term is over.
-                    self._desired.save_rollout(decision.state, epoch=self._terms.get(environment))
-                    self._record_transition(env, state, decision)
+                events = _Drafts()
+                self._record_transition(env, state, decision, events)
+                # Before acting, crash-safe; refused if our term is over.
+                self._commit(decision.state, events.drafts, epoch=self._terms.get(environment))
             self._apply(env, decision, tracked)
         finally:
             self._listing = None
@@ -436,14 +502,17 @@ class RolloutExecutor:
             )
             return state
         resumed = replace(state, step_started=self._wall())
-        self._desired.save_rollout(resumed, epoch=self._terms.get(env.name))
+        events = _Drafts()
         self._record_resume(
-            env, state, "resumed after a controller restart: analysis window restarted"
+            env, state, "resumed after a controller restart: analysis window restarted", events
         )
+        self._commit(resumed, events.drafts, epoch=self._terms.get(env.name))
         return resumed
 
-    def _record_resume(self, env: Environment, state: RolloutState, note: str) -> None:
-        self._recorder.record(
+    def _record_resume(
+        self, env: Environment, state: RolloutState, note: str, recorder: Recorder | None = None
+    ) -> None:
+        (recorder or self._recorder).record(
             EventKind.ROLLOUT_STEP,
             actor=self._actor,
             environment=env.name,
@@ -847,13 +916,15 @@ class RolloutExecutor:
     # --- the ledger ----------------------------------------------------------------------
 
     def _record_transition(
-        self, env: Environment, before: RolloutState, decision: Decision
+        self, env: Environment, before: RolloutState, decision: Decision, recorder: Recorder
     ) -> None:
+        """The events of one transition, handed to ``recorder`` (a ``_Drafts``: they
+        are committed with the state)."""
         after = decision.state
         release = self._desired.release(ReleaseId(after.candidate))
         artifact = release.artifact if release else None
         if after.step != before.step or after.phase != before.phase:
-            self._recorder.record(
+            recorder.record(
                 EventKind.ROLLOUT_STEP,
                 actor=self._actor,
                 environment=env.name,
@@ -866,7 +937,7 @@ class RolloutExecutor:
                     "weights": self._weights(env, after),
                 },
             )
-        self._record_passed_analyses(env, before, after)
+        self._record_passed_analyses(env, before, after, recorder)
         rolling = {Phase.ROLLING_BACK, Phase.ROLLED_BACK}
         if (
             after.phase in rolling
@@ -875,7 +946,7 @@ class RolloutExecutor:
             # analysis failure is recorded as a verdict either way.
             and (after.phase is Phase.ROLLING_BACK or "analysis" in after.reason)
         ):
-            self._recorder.record(
+            recorder.record(
                 EventKind.ANALYSIS_VERDICT
                 if "analysis" in after.reason
                 else EventKind.HEALTH_FAILURE,
@@ -896,7 +967,7 @@ class RolloutExecutor:
             and before.phase is not Phase.SUCCEEDED
         ):
             # A manual rollback finished: record it as a rollback of what was stable.
-            self._recorder.record(
+            recorder.record(
                 EventKind.ROLLBACK,
                 actor=self._actor,
                 artifact=artifact,
@@ -923,7 +994,7 @@ class RolloutExecutor:
             links: dict[str, str] = {"config": release.config} if release else {}
             if after.stable:
                 links["previous_release"] = after.stable
-            self._recorder.record(
+            recorder.record(
                 EventKind.DEPLOY_COMPLETE,
                 actor=self._actor,
                 artifact=artifact,
@@ -934,7 +1005,7 @@ class RolloutExecutor:
             )
         if after.phase is Phase.ROLLED_BACK and before.phase is not Phase.ROLLED_BACK:
             restored: dict[str, str] = {"previous_release": after.stable} if after.stable else {}
-            self._recorder.record(
+            recorder.record(
                 EventKind.ROLLBACK,
                 actor=self._actor,
                 artifact=artifact,
@@ -951,7 +1022,7 @@ class RolloutExecutor:
             )
 
     def _record_passed_analyses(
-        self, env: Environment, before: RolloutState, after: RolloutState
+        self, env: Environment, before: RolloutState, after: RolloutState, recorder: Recorder
     ) -> None:
         """One ``analysis.verdict`` per analysis step the rollout moved past: what was
         decided, against which baseline, with the figures."""
@@ -968,7 +1039,7 @@ class RolloutExecutor:
             status = seen[2] if seen is not None and seen[:2] == (after.deployment, index) else None
             # Past an analysis step without a pass: promoted by hand over an inconclusive one.
             verdict = "pass" if isinstance(status, planner.Passed) else "inconclusive"
-            self._recorder.record(
+            recorder.record(
                 EventKind.ANALYSIS_VERDICT,
                 actor=self._actor,
                 environment=env.name,
@@ -1068,6 +1139,38 @@ class RolloutExecutor:
         return self._router
 
 
+class _Drafts:
+    """A ``Recorder`` that keeps the events it is given as drafts, to commit them with
+    the transition they describe (``RolloutExecutor._commit``)."""
+
+    def __init__(self) -> None:
+        self.drafts: list[EventDraft] = []
+
+    def record(
+        self,
+        kind: EventKind,
+        *,
+        actor: str,
+        artifact: str | None = None,
+        environment: str | None = None,
+        release: str | None = None,
+        links: Mapping[str, str] | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> int:
+        self.drafts.append(
+            EventDraft(
+                kind=kind,
+                actor=actor,
+                artifact=artifact,
+                environment=environment,
+                release=release,
+                links=dict(links or {}),
+                details=dict(details or {}),
+            )
+        )
+        return len(self.drafts)
+
+
 def _sticky(env: Environment) -> Sticky | None:
     """``router.sticky: true`` keeps a client on the release it first landed on."""
     return Sticky() if env.router.sticky else None
@@ -1087,4 +1190,4 @@ def _rfc3339(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-__all__ = ["Analyze", "CommitInfo", "RolloutExecutor"]
+__all__ = ["AFTER_STATE_SAVE", "Analyze", "CommitInfo", "RolloutExecutor"]

@@ -135,3 +135,32 @@ def test_audit_services_work_unchanged_on_postgres(dsn: str, tmp_path: Path) -> 
         assert [d.release for d in audit.env_history(ledger.store, "prod")][:2] == ["r0", "r1"]
     finally:
         ledger.close()
+
+
+def test_append_once_appends_each_idempotency_key_once(dsn: str) -> None:
+    from kiln.adapters.store.postgres import PostgresLedger
+    from kiln.core.ledger.outbox import IDEMPOTENCY_KEY
+
+    store = PostgresLedger(dsn)
+    try:
+        with store._read() as cur:
+            cur.execute("SELECT MAX(version) FROM schema_version WHERE component = 'ledger'")
+            assert cur.fetchone()[0] == 2
+        a, b, c = (
+            EventDraft(EventKind.ROLLOUT_STEP, "c", details={"step": n, IDEMPOTENCY_KEY: f"d/{n}"})
+            for n in (1, 2, 3)
+        )
+        assert store.append_once([a, a, b]) == [0, 0, 1]
+        assert store.append_once([b, c]) == [1, 2]  # b is there already: only c is new
+        assert [e.details["step"] for e in store.events()] == [1, 2, 3]
+        with store._read() as cur:  # the lookup is an index search, not a scan
+            cur.execute("SET enable_seqscan = off")
+            cur.execute(
+                "EXPLAIN SELECT seq FROM ledger_events"
+                " WHERE ((body::jsonb) #>> '{details,idempotency_key}') = 'd/1'"
+            )
+            assert "ledger_events_idempotency" in str(cur.fetchall())
+        outcome = verify_log(store.entries(), [], head=store.head())
+        assert isinstance(outcome, Verified) and outcome.size == 3
+    finally:
+        store.close()

@@ -93,7 +93,7 @@ def test_appending_keeps_seq_and_verifies(ledger: Ledger) -> None:
     assert ledger.store.record(EventKind.TEST, actor="b") == 1
     assert [e.time for e in ledger.store.events()] == sorted(e.time for e in ledger.store.events())
     assert isinstance(reverify(ledger.state_dir), Verified)
-    assert ledger.store.schema_version() == 1
+    assert ledger.store.schema_version() == 2  # 2: the idempotency-key index (outbox)
 
 
 @needs_shell

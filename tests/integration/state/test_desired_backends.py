@@ -1,5 +1,10 @@
 """The desired-state contract on both stores: SQLite (``state.db``) and a real PostgreSQL 15.
 
+The outbox (``Outbox`` port) too: a transition's state and its ledger events are
+one fenced transaction; rows come back in the order written, numbered from a
+sequence that is never reused (tests/unit/state/test_outbox_store.py has the
+SQLite-only parts: migrating a v3 file, the ledger's keyed append).
+
 Every test takes ``backend``, a factory opening "the same" store again (the
 same file, or the same database and namespace), so reopening is a restart of
 the controller. Fencing is the unit tests' (tests/unit/state/test_fencing.py),
@@ -20,6 +25,8 @@ from kiln.adapters.store.desired import SqliteDesiredState
 from kiln.adapters.store.pgdesired import PostgresDesiredState
 from kiln.core.canonical import canonical_json
 from kiln.core.digest import digest_bytes
+from kiln.core.ledger.events import EventDraft
+from kiln.core.ledger.kinds import EventKind
 from kiln.core.release import Release, ReleaseId
 from kiln.core.rollout.planner import Phase, RolloutState
 from kiln.errors import IntegrityError, Refused, StaleLeader
@@ -206,3 +213,72 @@ def test_an_epoch_no_term_was_opened_for_is_refused_too(store: Store, write: str
 def test_unfenced_writes_are_not_checked(store: Store, write: str) -> None:
     store.open_term("prod", 7)
     WRITES[write](store, None)
+
+
+# --- the outbox ------------------------------------------------------------------------
+
+OUTBOX_STATE = replace(RolloutState.begin("prod", V2.id, RELEASE.id, 1000.0), deployment="dep-a")
+
+
+def _event(n: int) -> EventDraft:
+    return EventDraft(
+        EventKind.ROLLOUT_STEP,
+        "controller:1",
+        environment="prod",
+        release=V2.id,
+        details={"deployment": "dep-a", "step": n, "weights": {RELEASE.id: 50, V2.id: 50}},
+    )
+
+
+def test_a_transition_and_its_events_are_saved_together_and_come_back_in_order(
+    store: Store,
+) -> None:
+    store.save_rollout_with_events(OUTBOX_STATE, [_event(0), _event(1)])
+    assert store.rollout("prod") == OUTBOX_STATE
+    pending = store.pending_events()
+    assert [p.draft for p in pending] == [_event(0), _event(1)]
+    assert [(p.environment, p.deployment) for p in pending] == [("prod", "dep-a")] * 2
+    first, second = (p.seq for p in pending)
+    assert first < second
+    assert [p.key for p in pending] == [f"dep-a/{first}", f"dep-a/{second}"]
+    store.clear_events([first])
+    assert [p.seq for p in store.pending_events()] == [second]
+    store.clear_events([second, second + 1000])  # a row already gone is ignored
+    assert store.pending_events() == []
+    store.save_rollout(replace(OUTBOX_STATE, step=1))  # no events: no rows
+    assert store.pending_events() == []
+
+
+def test_outbox_numbers_are_never_reused_after_clearing_and_reopening(backend: Opener) -> None:
+    store = backend()
+    store.save_rollout_with_events(OUTBOX_STATE, [_event(0)])
+    (cleared,) = (p.seq for p in store.pending_events())
+    store.clear_events([cleared])
+    store.close()
+    again = backend()
+    again.save_rollout_with_events(OUTBOX_STATE, [_event(1)])
+    (row,) = again.pending_events()
+    assert row.seq > cleared and row.draft == _event(1)
+
+
+def test_a_stale_leader_saves_neither_the_transition_nor_its_events(store: Store) -> None:
+    store.open_term("prod", 2)
+    with pytest.raises(StaleLeader):
+        store.save_rollout_with_events(OUTBOX_STATE, [_event(0)], epoch=1)
+    assert store.rollout("prod") is None
+    assert store.pending_events() == []
+    store.save_rollout_with_events(OUTBOX_STATE, [_event(0)], epoch=2)
+    assert [p.draft for p in store.pending_events()] == [_event(0)]
+
+
+def test_another_service_sharing_the_database_has_its_own_outbox(dsn: str) -> None:
+    hello, other = (PostgresDesiredState(dsn, namespace=n) for n in ("hello", "other"))
+    try:
+        hello.save_rollout_with_events(OUTBOX_STATE, [_event(0)])
+        assert other.pending_events() == []
+        (row,) = hello.pending_events()
+        other.clear_events([row.seq])  # not its row: nothing happens
+        assert hello.pending_events() == [row]
+    finally:
+        hello.close()
+        other.close()

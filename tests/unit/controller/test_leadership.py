@@ -43,6 +43,12 @@ class Unfenced:
     def served_term(self) -> int:
         return 0
 
+    def flush_outbox(self) -> int:
+        return 0
+
+    def settle(self, environment: str) -> None:
+        pass
+
 
 def wait_for(condition: Any, seconds: float = 5.0) -> None:
     deadline = time.monotonic() + seconds

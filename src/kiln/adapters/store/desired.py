@@ -9,7 +9,13 @@ The schema is versioned like the ledger's (``schema_version``, one row per
 component and version, in the same database): version 1 is the original
 tables (written with ``IF NOT EXISTS``, so a database made before versioning
 takes it as a no-op), version 2 adds the analysis journal, version 3 the leaders'
-terms.
+terms, version 4 the outbox.
+
+The outbox (``Outbox`` port): ``save_rollout_with_events`` writes the rollout row
+and one ``outbox`` row per ledger event in the same transaction; the executor
+then appends them to the ledger and clears them. ``seq`` is an AUTOINCREMENT
+key, so a number is never handed out twice, even after its row was deleted; and
+SQLite commits one writer at a time, so the numbers rise in commit order.
 
 Fencing: each time a controller becomes an environment's leader it opens a
 *term* here (``open_term``) with an epoch above every earlier one, and every
@@ -26,7 +32,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,10 +41,12 @@ from typing import Any
 from kiln.adapters.store.migrations import SCHEMA_VERSION_TABLE
 from kiln.core.canonical import canonical_json
 from kiln.core.digest import Digest, digest_bytes
+from kiln.core.ledger.events import EventDraft
+from kiln.core.ledger.outbox import draft_from_json, draft_json
 from kiln.core.release import Release, ReleaseId
 from kiln.core.rollout.planner import Phase, RolloutState
 from kiln.errors import ConfigError, IntegrityError, StaleLeader
-from kiln.ports.state import EnvironmentState, Signal
+from kiln.ports.state import EnvironmentState, PendingEvent, Signal
 
 COMPONENT = "desired"
 
@@ -73,6 +81,14 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ],
     ),
     (3, ["CREATE TABLE leader_terms (environment TEXT PRIMARY KEY, epoch INTEGER NOT NULL)"]),
+    (
+        4,
+        [
+            "CREATE TABLE outbox ("
+            " seq INTEGER PRIMARY KEY AUTOINCREMENT, environment TEXT NOT NULL,"
+            " deployment TEXT NOT NULL, event TEXT NOT NULL)"
+        ],
+    ),
 ]
 
 
@@ -280,12 +296,54 @@ class SqliteDesiredState:
         self._upsert(name, "pinned", release_id)
 
     def save_rollout(self, state: RolloutState, *, epoch: int | None = None) -> None:
-        self._write(
-            "INSERT INTO rollouts (environment, state) VALUES (?, ?) "
-            "ON CONFLICT(environment) DO UPDATE SET state = excluded.state",
-            (state.environment, canonical_json(asdict(state)).decode()),
-            fence=(state.environment, epoch),
-        )
+        self.save_rollout_with_events(state, (), epoch=epoch)
+
+    # --- Outbox ------------------------------------------------------------------------
+
+    def save_rollout_with_events(
+        self, state: RolloutState, drafts: Sequence[EventDraft], *, epoch: int | None = None
+    ) -> None:
+        rows = [
+            (state.environment, state.deployment, canonical_json(draft_json(d)).decode())
+            for d in drafts
+        ]
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._fence(state.environment, epoch)
+                self._db.execute(
+                    "INSERT INTO rollouts (environment, state) VALUES (?, ?) "
+                    "ON CONFLICT(environment) DO UPDATE SET state = excluded.state",
+                    (state.environment, canonical_json(asdict(state)).decode()),
+                )
+                if rows:
+                    self._db.executemany(
+                        "INSERT INTO outbox (environment, deployment, event) VALUES (?, ?, ?)",
+                        rows,
+                    )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def pending_events(self) -> list[PendingEvent]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, environment, deployment, event FROM outbox ORDER BY seq"
+            ).fetchall()
+        return [PendingEvent(r[0], r[1], r[2], draft_from_json(json.loads(r[3]))) for r in rows]
+
+    def clear_events(self, seqs: Sequence[int]) -> None:
+        if not seqs:
+            return
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def rollout(self, name: str) -> RolloutState | None:
         row = self._db.execute(

@@ -63,6 +63,20 @@ SQLITE: list[tuple[int, list[str]]] = [
     ),
 ]
 
+# Version 2: the idempotency keys the rollout outbox puts in ``details``
+# (``kiln.core.ledger.outbox``), indexed where present so ``append_once`` finds a
+# key in O(log n). An index over the hashed bytes, not a second copy of the key.
+SQLITE.append(
+    (
+        2,
+        [
+            "CREATE INDEX ledger_events_idempotency"
+            " ON ledger_events (json_extract(CAST(body AS TEXT), '$.details.idempotency_key'))"
+            " WHERE json_extract(CAST(body AS TEXT), '$.details.idempotency_key') IS NOT NULL"
+        ],
+    )
+)
+
 POSTGRES: list[tuple[int, list[str]]] = [
     (
         1,
@@ -104,5 +118,16 @@ POSTGRES: list[tuple[int, list[str]]] = [
         ],
     ),
 ]
+
+POSTGRES.append(
+    (
+        2,
+        [
+            "CREATE INDEX ledger_events_idempotency"
+            " ON ledger_events (((body::jsonb) #>> '{details,idempotency_key}'))"
+            " WHERE ((body::jsonb) #>> '{details,idempotency_key}') IS NOT NULL"
+        ],
+    )
+)
 
 APPEND_ONLY_MESSAGE = _APPEND_ONLY

@@ -12,7 +12,8 @@ Schema: versioned in ``schema_version`` (component ``desired``), next to the
 ledger's rows; migrations run in one transaction under the advisory lock the
 ledger's migrations take, plus the lock ``kiln.adapters.store.pgleader`` takes
 to create ``kiln_leader_terms``, so any number of controllers, ledgers and
-leader locks may start at once on an empty database.
+leader locks may start at once on an empty database. Version 2 adds the outbox
+(``Outbox`` port: a rollout transition's ledger events, saved with it).
 
 Terms: the environment's row in ``kiln_leader_terms`` (written by
 ``PostgresLeaderLock`` when it wins a lock) holds two numbers: ``epoch``, the
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -48,11 +49,14 @@ from kiln.adapters.store.statecodec import (
     round_text,
     verified_document,
 )
+from kiln.core.canonical import canonical_json
 from kiln.core.digest import Digest
+from kiln.core.ledger.events import EventDraft
+from kiln.core.ledger.outbox import draft_from_json, draft_json
 from kiln.core.release import Release, ReleaseId
 from kiln.core.rollout.planner import RolloutState
 from kiln.errors import StaleLeader
-from kiln.ports.state import EnvironmentState, Signal
+from kiln.ports.state import EnvironmentState, PendingEvent, Signal
 
 COMPONENT = "desired"
 
@@ -87,6 +91,16 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             TERMS_TABLE,
             "ALTER TABLE kiln_leader_terms"
             " ADD COLUMN IF NOT EXISTS opened BIGINT NOT NULL DEFAULT 0",
+        ],
+    ),
+    (
+        2,
+        [
+            "CREATE TABLE kiln_outbox ("
+            " seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+            " namespace TEXT NOT NULL, environment TEXT NOT NULL, deployment TEXT NOT NULL,"
+            " event TEXT NOT NULL)",
+            "CREATE INDEX kiln_outbox_namespace ON kiln_outbox (namespace, seq)",
         ],
     ),
 ]
@@ -358,12 +372,63 @@ class PostgresDesiredState:
     # --- rollouts and signals -------------------------------------------------------------
 
     def save_rollout(self, state: RolloutState, *, epoch: int | None = None) -> None:
-        self._write(
-            "INSERT INTO kiln_rollouts (namespace, environment, state) VALUES (%s, %s, %s) "
-            "ON CONFLICT (namespace, environment) DO UPDATE SET state = excluded.state",
-            (state.environment, rollout_text(state)),
-            fence=(state.environment, epoch),
+        self.save_rollout_with_events(state, (), epoch=epoch)
+
+    # --- the outbox (``Outbox`` port) -------------------------------------------------------
+
+    def save_rollout_with_events(
+        self, state: RolloutState, drafts: Sequence[EventDraft], *, epoch: int | None = None
+    ) -> None:
+        """The rollout row and one ``kiln_outbox`` row per draft in one fenced
+        transaction. An identity column never hands a number out twice (a rolled
+        back one is a gap); the namespace's outbox lock, held to the commit, makes
+        the numbers rise in commit order, so a flush never sees row n+1 before n."""
+        with self._transaction("write the desired state") as cur:
+            self._fence(cur, state.environment, epoch)
+            cur.execute(
+                "INSERT INTO kiln_rollouts (namespace, environment, state) VALUES (%s, %s, %s) "
+                "ON CONFLICT (namespace, environment) DO UPDATE SET state = excluded.state",
+                (self._namespace, state.environment, rollout_text(state)),
+            )
+            if drafts:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (self._outbox_lock,))
+                cur.executemany(
+                    "INSERT INTO kiln_outbox (namespace, environment, deployment, event)"
+                    " VALUES (%s, %s, %s, %s)",
+                    [
+                        (
+                            self._namespace,
+                            state.environment,
+                            state.deployment,
+                            canonical_json(draft_json(draft)).decode(),
+                        )
+                        for draft in drafts
+                    ],
+                )
+
+    @property
+    def _outbox_lock(self) -> int:
+        return lock_key(self._namespace, "kiln_outbox")
+
+    def pending_events(self) -> list[PendingEvent]:
+        rows = self._rows(
+            "SELECT seq, environment, deployment, event FROM kiln_outbox"
+            " WHERE namespace = %s ORDER BY seq",
+            (self._namespace,),
         )
+        return [
+            PendingEvent(int(seq), env, deployment, draft_from_json(json.loads(event)))
+            for seq, env, deployment, event in rows
+        ]
+
+    def clear_events(self, seqs: Sequence[int]) -> None:
+        if not seqs:
+            return
+        with self._transaction("clear the outbox") as cur:
+            cur.execute(
+                "DELETE FROM kiln_outbox WHERE namespace = %s AND seq = ANY(%s)",
+                (self._namespace, list(seqs)),
+            )
 
     def rollout(self, name: str) -> RolloutState | None:
         rows = self._rows(

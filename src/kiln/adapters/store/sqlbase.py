@@ -14,6 +14,9 @@ Tables (``docs/ledger.md``, "Storage"):
   tree.
 - ``ledger_checkpoints(size, note)``: signed checkpoints, append-only.
 - ``ledger_meta``: the log id (its origin), written once.
+
+Schema version 2 adds an expression index on ``details.idempotency_key`` for
+``append_once``, the conditional append the rollout executor's outbox uses.
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ from kiln.core.ledger.checkpoint import Checkpoint
 from kiln.core.ledger.events import Event, EventDraft, decode, encode_draft, format_time
 from kiln.core.ledger.kinds import EventKind
 from kiln.core.ledger.merkle import EMPTY_ROOT, HASH_SIZE, Frontier, leaf_hash
+from kiln.core.ledger.outbox import IDEMPOTENCY_KEY, key_of
 from kiln.core.ledger.verify import LogEntry
-from kiln.errors import IntegrityError, NotFound
+from kiln.errors import IntegrityError, InvalidInput, NotFound
 from kiln.ports.clock import Clock
 
 ORIGIN_PREFIX = "kiln.local/ledger/"
@@ -167,28 +171,62 @@ class SqlLedger(ABC):
         if not drafts:
             return []
         with self._write() as cur:
-            size, frontier = self._locked_head(cur)
-            when = format_time(self._clock.now())
-            rows: list[tuple[int, bytes | str, bytes]] = []
-            nodes: list[tuple[int, int, bytes]] = []
-            body = self._body
-            for offset, draft in enumerate(drafts):
-                seq = size + offset
-                leaf = encode_draft(draft, seq, when)
-                h = leaf_hash(leaf)
-                rows.append((seq, body(leaf), h))
-                nodes.extend(frontier.push(h))
+            return self._append(cur, drafts)
+
+    def append_once(self, drafts: Sequence[EventDraft]) -> list[int]:
+        keys: list[str] = []
+        for draft in drafts:
+            key = key_of(draft)
+            if key is None:
+                raise InvalidInput(f"append_once needs details.{IDEMPOTENCY_KEY} on every event")
+            keys.append(key)
+        if not drafts:
+            return []
+        # A fixed expression and a placeholder: the key travels as a parameter.
+        key_expr = self._json("details." + IDEMPOTENCY_KEY)
+        lookup = self._q("SELECT seq FROM ledger_events WHERE " + key_expr + " = ?")  # noqa: S608
+        with self._write() as cur:
+            # The head is locked first: the lookups and the append see one state.
+            self._locked_head(cur)
+            known: dict[str, int] = {}
+            for key in dict.fromkeys(keys):
+                cur.execute(lookup, (key,))
+                row = cur.fetchone()
+                if row is not None:
+                    known[key] = int(row[0])
+            fresh: dict[str, EventDraft] = {}
+            for key, draft in zip(keys, drafts, strict=True):
+                if key not in known:
+                    fresh.setdefault(key, draft)
+            known.update(zip(fresh, self._append(cur, list(fresh.values())), strict=True))
+        return [known[key] for key in keys]
+
+    def _append(self, cur: Cursor, drafts: Sequence[EventDraft]) -> list[int]:
+        """Append ``drafts`` inside the caller's write transaction."""
+        if not drafts:
+            return []
+        size, frontier = self._locked_head(cur)
+        when = format_time(self._clock.now())
+        rows: list[tuple[int, bytes | str, bytes]] = []
+        nodes: list[tuple[int, int, bytes]] = []
+        body = self._body
+        for offset, draft in enumerate(drafts):
+            seq = size + offset
+            leaf = encode_draft(draft, seq, when)
+            h = leaf_hash(leaf)
+            rows.append((seq, body(leaf), h))
+            nodes.extend(frontier.push(h))
+        cur.executemany(
+            self._q("INSERT INTO ledger_events (seq, body, leaf_hash) VALUES (?, ?, ?)"), rows
+        )
+        if nodes:
             cur.executemany(
-                self._q("INSERT INTO ledger_events (seq, body, leaf_hash) VALUES (?, ?, ?)"), rows
+                self._q("INSERT INTO ledger_nodes (level, idx, hash) VALUES (?, ?, ?)"), nodes
             )
-            if nodes:
-                cur.executemany(
-                    self._q("INSERT INTO ledger_nodes (level, idx, hash) VALUES (?, ?, ?)"), nodes
-                )
-            cur.execute(
-                self._q("UPDATE ledger_head SET size = ?, root = ?, frontier = ? WHERE id = 1"),
-                (frontier.size, frontier.root(), b"".join(frontier.hashes)),
-            )
+        cur.execute(
+            self._q("UPDATE ledger_head SET size = ?, root = ?, frontier = ? WHERE id = 1"),
+            (frontier.size, frontier.root(), b"".join(frontier.hashes)),
+        )
         return [size + i for i in range(len(drafts))]
 
     def _locked_head(self, cur: Cursor) -> tuple[int, Frontier]:
