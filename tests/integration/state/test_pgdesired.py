@@ -140,13 +140,13 @@ def test_migrations_are_idempotent_and_safe_to_race(dsn: str) -> None:
         thread.join(60)
     assert failures == []
     store = PostgresDesiredState(dsn, namespace="hello")  # once more: nothing to do
-    assert store.schema_version() == 1
+    assert store.schema_version() == 2  # 2: the outbox
     store.close()
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
             "SELECT component, version FROM schema_version ORDER BY 1, 2"
         ).fetchall()
-    assert rows == [("desired", 1), ("ledger", 1)]
+    assert rows == [("desired", 1), ("desired", 2), ("ledger", 1), ("ledger", 2)]
 
 
 def test_a_malformed_dsn_is_a_config_error_without_the_password() -> None:
