@@ -22,8 +22,8 @@ from kiln.core.traffic.table import (
     HeaderMatch,
     Mirror,
     Release,
-    Rule,
     RouteTable,
+    Rule,
     Sticky,
 )
 from kiln.errors import InvalidInput
