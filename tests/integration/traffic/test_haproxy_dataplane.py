@@ -22,7 +22,7 @@ from kiln.bootstrap.dataplane import SupervisedHAProxy
 from kiln.bootstrap.down import peer_pid
 from kiln.core.spec.loader import load_spec
 from kiln.core.spec.models import Environment
-from kiln.core.traffic.table import Backend, HeaderMatch, Release, RouteTable
+from kiln.core.traffic.table import Backend, HeaderMatch, Release, RouteTable, Sticky
 from kiln.errors import ConfigError, Temporary
 from tests.integration.traffic.conftest import Processes, free_port, start_backends
 
@@ -189,6 +189,41 @@ def test_a_restarted_haproxy_gets_its_preview_rule_back(state_dir: Path, procs: 
     dataplane.router_for(state_dir, env)
     assert get_with(port, {"x-kiln-preview": "1"}) == "green"
     assert get(port) == "blue"
+
+
+def answer_with_cookie(port: int, cookie: str | None) -> tuple[str, str | None]:
+    """(body, Set-Cookie) of one request carrying ``cookie``."""
+    headers = {"cookie": cookie} if cookie else {}
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/", headers=headers)
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+        return bytes(response.read()).decode(), response.headers.get("set-cookie")
+
+
+def test_a_sticky_environment_keeps_clients_on_their_release_across_a_restart(
+    state_dir: Path, procs: Processes
+) -> None:
+    env = environment("{kind: haproxy, sticky: true}")
+    a, b = start_backends(procs, ["a", "b"])
+    router = dataplane.router_for(state_dir, env)
+    port = int(dataplane.listen_address(state_dir, env).rsplit(":", 1)[1])
+    rels = (
+        Release("v1", 50, (Backend("127.0.0.1", a.port),)),
+        Release("v2", 50, (Backend("127.0.0.1", b.port),)),
+    )
+    router.apply(RouteTable(1, "prod", rels, sticky=Sticky()))
+    first = {answer_with_cookie(port, None) for _ in range(4)}
+    assert first == {
+        ("a", "kiln_release=v1; Path=/; Max-Age=3600; HttpOnly; SameSite=Lax"),
+        ("b", "kiln_release=v2; Path=/; Max-Age=3600; HttpOnly; SameSite=Lax"),
+    }
+    pid = peer_pid(dataplane.haproxy_socket(state_dir, "prod"))
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_gone(pid)
+    # A fresh HAProxy (empty maps at start) gets the maps back with the table.
+    assert router.differences() == []
+    assert {answer_with_cookie(port, "kiln_release=v2") for _ in range(4)} == {("b", None)}
+    assert {answer_with_cookie(port, "kiln_release=v1") for _ in range(4)} == {("a", None)}
 
 
 def test_a_killed_haproxy_is_started_again_by_the_next_call(
