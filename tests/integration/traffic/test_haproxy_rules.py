@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kiln.adapters.traffic.haproxy import HAProxyProcess, HAProxyRouter, base_config
+from kiln.adapters.traffic.haproxy import HAProxyProcess, HAProxyRouter, base_config, parse_stat
 from kiln.adapters.traffic.haproxy_rules import RuleMaps
 from kiln.core.traffic.table import (
     Backend,
@@ -140,8 +140,14 @@ def test_sticky_clients_keep_their_release_across_weight_changes(
     clients = [sticky_client(url) for _ in range(8)]
     assert {release for _, release in clients} == {"a", "b"}  # 50/50 by weight
     try:
-        for generation, weights in enumerate(({"a": 90, "b": 10}, {"a": 1, "b": 99}), 2):
-            router.apply(RouteTable(generation, "dev", reweigh(rels, weights), sticky=Sticky()))
+        # The second change also adds a rule for b: rule targets take the first release
+        # backends, so a and b swap backends while their clients stay.
+        for generation, weights, rules in (
+            (2, {"a": 90, "b": 10}, ()),
+            (3, {"a": 1, "b": 99}, (HeaderMatch("x-t", "1", "b"),)),
+        ):
+            table = RouteTable(generation, "dev", reweigh(rels, weights), rules, Sticky())
+            router.apply(table)
             for client, release in clients:
                 answers = [client.get("/") for _ in range(4)]
                 assert {r.text[0] for r in answers} == {release}
@@ -185,22 +191,27 @@ def test_what_the_haproxy_router_cannot_map_is_refused_clearly(
 
 
 def test_sticky_and_rule_traffic_under_load_while_rules_and_weights_change(
-    haproxy: tuple[HAProxyRouter, str, HAProxyProcess], procs: Processes
+    haproxy: tuple[HAProxyRouter, str, HAProxyProcess],
+    procs: Processes,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Three hey runs (plain, a rule's header, a sticky cookie) at 150 req/s each while
-    a table is applied every 100 ms: 0 failed requests; the rule's release (weight 0)
-    serves exactly the rule's requests, the sticky cookie's release at least its own."""
+    """Three hey runs (plain on fresh connections, a rule's header, a sticky cookie) at
+    150 req/s each while a table is applied every 100 ms: 0 failed requests; the
+    rule's release backend serves exactly the rule's requests, the sticky release's
+    exactly the sticky cookie's, and the releases' totals add up."""
     router, url, _ = haproxy
     rels = releases(procs, {"a": 50, "b": 50, "c": 0}, per=2)
     rule = HeaderMatch("x-cohort", "beta", "c")
     extra = CookieMatch("k", "v", "c")
     router.apply(RouteTable(1, "dev", rels, rules=(rule,), sticky=Sticky()))
     loads = {
-        name: start_load(procs, url + "/", seconds=4, workers=3, qps_per_worker=50, headers=h)
-        for name, h in (
-            ("plain", ()),
-            ("rule", ("x-cohort: beta",)),
-            ("sticky", ("Cookie: kiln_release=b",)),
+        name: start_load(
+            procs, url + "/", seconds=4, workers=3, qps_per_worker=50, headers=h, keepalive=ka
+        )
+        for name, h, ka in (
+            ("plain", (), False),
+            ("rule", ("x-cohort: beta",), True),
+            ("sticky", ("Cookie: kiln_release=b",), True),
         )
     }
     stop = threading.Event()
@@ -224,11 +235,25 @@ def test_sticky_and_rule_traffic_under_load_while_rules_and_weights_change(
     finally:
         stop.set()
         pusher.join(timeout=30)
+    with capsys.disabled():
+        print(
+            f"\nHAProxy rules + sticky under load, {len(applied)} tables: "
+            + ", ".join(
+                f"{name} ok {r.ok} failed {r.failed} ({r.rps:.0f} req/s)"
+                for name, r in results.items()
+            )
+        )
     for name, result in results.items():
         assert result.failed == 0, (name, result.raw)
         assert result.ok > 0, (name, result.raw)
     assert len(applied) >= 10
+    # Release backends by slot: c (the rules' target), then a and b (sticky, by weight).
+    served: dict[str, int] = {}
+    for row in parse_stat(router.api.command("show stat")):
+        served[row.backend] = served.get(row.backend, 0) + sum(row.responses)
+    assert served["be_dev_r0"] == results["rule"].ok
+    assert served.get("be_dev_r1", 0) == 0  # nobody holds a's cookie
+    assert served["be_dev_r2"] == results["sticky"].ok
     by_release = {m.release: m.requests for m in router.metrics().releases}
     assert by_release["c"] == results["rule"].ok
-    assert by_release["b"] >= results["sticky"].ok
     assert sum(by_release.values()) == sum(r.ok for r in results.values())
