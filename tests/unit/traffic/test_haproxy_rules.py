@@ -257,6 +257,13 @@ def test_maps_are_replaced_whole_after_their_servers_are_added(tmp_path: Path) -
     assert sorted(v for _, v in api.maps[servers]) == ["a", "b", "c", "d"]
     assert r.differences() == []
 
+    # A map changed behind kiln's back is a difference (the heal loop re-applies).
+    api.maps[sticky] = [("a", "be_prod_r1")]
+    assert r.differences() == [
+        "HAProxy's map h.sticky.map holds 1 entries that differ from the 2 the table gives"
+    ]
+    api.maps[sticky] = [("a", "be_prod_r1"), ("b", "be_prod_r2")]
+
     # The same maps again: nothing is sent for them.
     api.sent.clear()
     r.apply(table((HeaderMatch("x", "1", "c"),), (40, 60, 0, 0), Sticky()).with_generation(2))

@@ -337,6 +337,13 @@ class HAProxyRouter:
             for name, row in sorted(live[be].items()):
                 if name not in desired and not row.status.startswith(("MAINT", "DRAIN")):
                     out.append(f"HAProxy serves {name}{where}, which no table declares")
+        for path, entries in self._maps(current).items():
+            listed = self._listed(path)
+            if listed != entries:
+                out.append(
+                    f"HAProxy's map {path.name} holds {len(listed)} entries that differ from "
+                    f"the {len(entries)} the table gives"
+                )
         return out
 
     def apply(self, table: RouteTable) -> int:
@@ -446,18 +453,16 @@ class HAProxyRouter:
         """Runtime commands that make the live backends serve ``table``."""
         wanted = self._wanted(table)
         rows = self._rows()
+        maps = self._maps(table)
         if self.rules is not None:  # who answered -> its release, before servers serve
-            self._commit_map(self.rules.servers, self._server_releases(table))
+            self._commit_map(self.rules.servers, maps[self.rules.servers])
         self._converge_backend(self.backend, wanted[self.backend], rows[self.backend])
         if self.rules is not None:
             # Servers first, then the map entries that route to them, then drain the rest.
-            slot_of = dict(zip(self._slots(table), self.release_backends, strict=False))
             for be in self.release_backends:
                 self._add_servers(be, wanted[be], rows[be])
-            header = self.preview_header
-            entries = [(p, slot_of[r]) for p, r in mapped_rules(table, header)]
-            self._commit_map(self.rules.rules, entries)
-            self._commit_map(self.rules.sticky, [(r, slot_of[r]) for r in sticky_releases(table)])
+            self._commit_map(self.rules.rules, maps[self.rules.rules])
+            self._commit_map(self.rules.sticky, maps[self.rules.sticky])
             for be in self.release_backends:
                 self._drain_unwanted(be, wanted[be], rows[be])
         rule = _preview_rule(table, self.preview_header)
@@ -469,24 +474,39 @@ class HAProxyRouter:
         self._set_preview_value(self.preview.values, rule.value if rule else None)
         self._drain_unwanted(self.preview_backend, wanted[self.preview_backend], preview_rows)
 
-    def _server_releases(self, table: RouteTable) -> list[tuple[str, str]]:
-        """(server name, release) of the weighted backend's servers, for ``Set-Cookie``:
-        none unless the table is sticky."""
-        if table.sticky is None:
-            return []
-        return [(name, release) for name, (_, release, _) in server_weights(table).items()]
+    def _maps(self, table: RouteTable | None) -> dict[Path, list[tuple[str, str]]]:
+        """Each runtime map's entries for ``table`` (none without ``rules``): the rules'
+        patterns and the sticky releases -> release backend; server -> release (for
+        ``Set-Cookie``) only when the table is sticky."""
+        if self.rules is None:
+            return {}
+        slot_of = dict(zip(self._slots(table), self.release_backends, strict=False))
+        servers: list[tuple[str, str]] = []
+        if table is not None and table.sticky is not None:
+            servers = [(name, rel) for name, (_, rel, _) in server_weights(table).items()]
+        return {
+            self.rules.rules: [
+                (p, slot_of[r]) for p, r in mapped_rules(table, self.preview_header)
+            ],
+            self.rules.sticky: [(r, slot_of[r]) for r in sticky_releases(table)],
+            self.rules.servers: servers,
+        }
 
-    def _commit_map(self, path: Path, entries: list[tuple[str, str]]) -> None:
-        """Make a runtime map hold exactly ``entries`` (in order), replaced at once:
-        ``prepare map``, ``add map @VERSION`` each, ``commit map``. Nothing is sent
-        when it already does."""
+    def _listed(self, path: Path) -> list[tuple[str, str]]:
+        """A runtime map's entries, in HAProxy's order (``show map``)."""
         listed: list[tuple[str, str]] = []
         for line in self.api.command(f"show map {path}").splitlines():
             ref, _, entry = line.partition(" ")
             key, _, value = entry.partition(" ")
             if ref.startswith("0x"):
                 listed.append((key, value))
-        if listed == entries:
+        return listed
+
+    def _commit_map(self, path: Path, entries: list[tuple[str, str]]) -> None:
+        """Make a runtime map hold exactly ``entries`` (in order), replaced at once:
+        ``prepare map``, ``add map @VERSION`` each, ``commit map``. Nothing is sent
+        when it already does."""
+        if self._listed(path) == entries:
             return
         answer = self.api.expect(f"prepare map {path}", "New version created:")
         version = answer.rpartition(":")[2].strip()
