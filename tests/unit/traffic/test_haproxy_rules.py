@@ -34,7 +34,7 @@ from kiln.core.traffic.table import (
     Rule,
     Sticky,
 )
-from kiln.errors import InvalidInput
+from kiln.errors import InvalidInput, Permanent
 
 MAPS = RuleMaps.beside(Path("/run/haproxy-prod"))
 
@@ -276,3 +276,20 @@ def test_maps_are_replaced_whole_after_their_servers_are_added(tmp_path: Path) -
     assert api.sent.index(f"commit map @7 {rules}") < api.sent.index(
         f"set server be_prod_r0/{c} state drain"
     )
+
+
+class MaplessAPI(RecordingAPI):
+    """An HAProxy whose config has no kiln maps (started by an older kiln)."""
+
+    def command(self, line: str) -> str:
+        if " map " in f" {line} ":
+            return "Unknown map identifier. Please use #<id> or <file>.\n"
+        return super().command(line)
+
+
+def test_an_haproxy_without_the_maps_refuses_rules_with_a_hint(tmp_path: Path) -> None:
+    r = router(MaplessAPI(), tmp_path)
+    r.apply(table())  # no rule, no stickiness: nothing to write in a map
+    with pytest.raises(Permanent, match="refused `prepare map") as caught:
+        r.apply(table((HeaderMatch("x", "1", "c"),)).with_generation(2))
+    assert "`kiln down`, then deploy" in (caught.value.hint or "")

@@ -508,10 +508,14 @@ class HAProxyRouter:
         when it already does."""
         if self._listed(path) == entries:
             return
-        answer = self.api.expect(f"prepare map {path}", "New version created:")
+        answer = self.api.command(f"prepare map {path}").strip()
         version = answer.rpartition(":")[2].strip()
-        if not version.isdigit():
-            raise Permanent(f"HAProxy answered `prepare map {path}` with {answer!r}")
+        if not answer.startswith("New version created:") or not version.isdigit():
+            raise Permanent(
+                f"HAProxy refused `prepare map {path}`: {answer}",
+                hint="an HAProxy started from a config without kiln's maps (an older kiln) "
+                "cannot take rules or stickiness: `kiln down`, then deploy",
+            )
         for key, value in entries:
             self.api.expect(f"add map @{version} {path} {cli_argument(key)} {value}")
         self.api.expect(f"commit map @{version} {path}")
