@@ -24,18 +24,22 @@ the difference between measuring the proxies and measuring the neighbours.
    ``--runs`` times. Besides req/s, the **CPU time per request** of the one
    process serving each target (utime + stime from /proc/PID/stat over the run,
    divided by the requests).
-2. Added latency at 50 % of each proxy's own capacity (from step 1, same phase):
-   the open-loop generator ``benchmarks.loadgen`` sends at that fixed rate to the
-   proxy and, right before, to the backend directly; added p50/p99/p99.9 = proxy
-   - direct, per repetition, then the median. Latency counts from when each
-   request was *due*, so the generator's own lateness is in both terms; it is
-   reported (send lag, its CPU wait and CPU per request) with the machine's load,
-   busy and steal time of the phase.
+2. Added latency at 50 % of each proxy's own capacity (from step 1, same phase),
+   open loop at that fixed rate, latency counted from when each request was
+   *due*. The default generator, ``pacer`` (``benchmarks/pacer.c``, built with the
+   machine's C compiler), sends within 0.1 ms of the due time and measures the
+   backend directly and the proxy in ONE run, alternating 100 ms windows, so a
+   stall of the machine falls on both alike; added p50/p99/p99.9 = proxy - direct
+   of that run, then the median over repetitions. ``--generator python`` uses the
+   older ``benchmarks.loadgen`` (1 ms send batches, direct and proxy in two runs
+   one after the other). The generator's send lag, CPU wait and CPU per request
+   are reported with the machine's load, busy and steal time of the phase.
 
 Medians of ``--runs`` repetitions; table + JSON through ``benchmarks.common``.
 
     .venv/bin/python -m benchmarks.bench_router [--quick] [--runs N] [--seconds S]
-        [--placement pinned|shared|both] [--realtime]
+        [--placement pinned|shared|both] [--realtime] [--poll-idle]
+        [--generator pacer|python]
 """
 
 from __future__ import annotations
@@ -52,10 +56,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from benchmarks import pacer
 from benchmarks.common import report
 from kiln.adapters.traffic.haproxy import HAProxyProcess, HAProxyRouter, base_config
 from kiln.core.traffic.table import Backend, Release, RouteTable
@@ -251,6 +256,43 @@ def _place(
     return prefix, where
 
 
+CPU_SYSFS = Path("/sys/devices/system/cpu")
+
+
+@contextmanager
+def poll_idle(cpus: set[int], root: Path = CPU_SYSFS) -> Iterator[dict[str, Any]]:
+    """Keep ``cpus`` out of their halting idle states for the block, then put every
+    state back as it was (also on error or Ctrl-C); yield what was changed.
+
+    An idle CPU of a VM halts, and waking it (a request arriving for a process on
+    it) waits for the hypervisor to run that virtual CPU again: tens of
+    microseconds, now and then milliseconds. With only the ``POLL`` state left, an
+    idle CPU spins and a wake-up is a flag it sees at once. This is the usual
+    tuning for latency-sensitive proxies (limiting C-states); it costs host CPU,
+    applies to every target alike, and is an option, never the default. Needs
+    root (the ``disable`` files of ``cpuidle``); raises ``PermissionError``
+    otherwise, and ``FileNotFoundError`` where the kernel has no cpuidle states."""
+    changed: list[Path] = []
+    disabled: dict[str, list[str]] = {}
+    try:
+        for cpu in sorted(cpus):
+            states = sorted((root / f"cpu{cpu}" / "cpuidle").glob("state*"))
+            if not states:
+                raise FileNotFoundError(f"no cpuidle states under {root / f'cpu{cpu}'}")
+            for state in states:
+                name = (state / "name").read_text().strip()
+                flag = state / "disable"
+                if name == "POLL" or flag.read_text().strip() == "1":
+                    continue
+                flag.write_text("1")
+                changed.append(flag)
+                disabled.setdefault(f"cpu{cpu}", []).append(name)
+        yield {"disabled_idle_states": disabled}
+    finally:
+        for flag in reversed(changed):
+            flag.write_text("0")
+
+
 def _wrk(url: str, seconds: float, prefix: Sequence[str] = ()) -> dict[str, float]:
     out = subprocess.run(
         [
@@ -294,6 +336,34 @@ def _loadgen(url: str, seconds: float, rate: float, prefix: Sequence[str] = ()) 
     return result
 
 
+PAIRINGS = ("windows", "interleaved")
+
+
+def _paced(
+    direct: str,
+    proxy: str,
+    seconds: float,
+    rate: float,
+    prefix: Sequence[str] = (),
+    pairing: str = "windows",
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Direct and proxy measured in one pacer run, each at ``rate`` for ``seconds``:
+    in alternating 100 ms windows, or ``interleaved`` (both at once, every other
+    request); their results in that order."""
+    interleaved = pairing == "interleaved"
+    got = pacer.run(
+        [direct, proxy],
+        prefix=prefix,
+        rate=rate,
+        seconds=seconds if interleaved else 2 * seconds,
+        connections=CONNECTIONS,
+        warmup=0.3,
+        window_ms=0.0 if interleaved else 100.0,
+    )
+    first, second = got["targets"]
+    return first, second
+
+
 def _phase(
     urls: dict[str, tuple[str, int]],
     placement: str,
@@ -302,6 +372,8 @@ def _phase(
     runs: int,
     seconds: float,
     lat_seconds: float,
+    generator: str,
+    pairing: str = "windows",
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Capacity, then added latency at half of it, with one placement for everything."""
     prefix, where = _place(urls, placement, realtime)
@@ -329,11 +401,18 @@ def _phase(
     time.sleep(1.1)
     for _ in range(runs):
         for proxy in PROXIES:
-            base[proxy].append(_loadgen(urls["direct"][0], lat_seconds, rate[proxy], prefix))
             waited = _run_delay_ms(urls[proxy][1])
-            got = _loadgen(urls[proxy][0], lat_seconds, rate[proxy], prefix)
+            if generator == "pacer":
+                direct, got = _paced(
+                    urls["direct"][0], urls[proxy][0], lat_seconds, rate[proxy], prefix, pairing
+                )
+            else:
+                direct = _loadgen(urls["direct"][0], lat_seconds, rate[proxy], prefix)
+                waited = _run_delay_ms(urls[proxy][1])
+                got = _loadgen(urls[proxy][0], lat_seconds, rate[proxy], prefix)
             # The proxy's own time off a CPU during its run: a stall it did not cause.
             got["proxy_cpu_wait_ms"] = _run_delay_ms(urls[proxy][1]) - waited
+            base[proxy].append(direct)
             lat[proxy].append(got)
     load_after, machine = os.getloadavg()[0], _busy_and_steal(ticks_before, _machine_ticks())
 
@@ -343,6 +422,11 @@ def _phase(
     def added(proxy: str, key: str) -> float:
         return statistics.median(
             p[key] - d[key] for p, d in zip(lat[proxy], base[proxy], strict=True)
+        )
+
+    def x_direct(proxy: str, key: str) -> float:
+        return statistics.median(
+            p[key] / d[key] for p, d in zip(lat[proxy], base[proxy], strict=True)
         )
 
     rows: list[dict[str, Any]] = []
@@ -362,8 +446,14 @@ def _phase(
                     "added_p50_ms": added(name, "p50_ms"),
                     "added_p99_ms": added(name, "p99_ms"),
                     "added_p999_ms": added(name, "p999_ms"),
+                    "p50_ms": med(lat[name], "p50_ms"),
                     "p99_ms": med(lat[name], "p99_ms"),
                     "direct_p99_ms": med(base[name], "p99_ms"),
+                    # Ratios (the issue's form): to direct in the same run, and to
+                    # HAProxy's p99 (each proxy at half of its own capacity).
+                    "p50_x_direct": x_direct(name, "p50_ms"),
+                    "p99_x_direct": x_direct(name, "p99_ms"),
+                    "p99_x_haproxy": med(lat[name], "p99_ms") / med(lat["haproxy"], "p99_ms"),
                     "added_service_p99_ms": added(name, "service_p99_ms"),
                     "send_lag_p99_ms": med(base[name] + lat[name], "send_lag_p99_ms"),
                     "gen_cpu_us_per_req": med(lat[name], "generator_cpu_us_per_req"),
@@ -401,6 +491,26 @@ def main(argv: list[str] | None = None) -> int:
         "headline); shared: nothing pinned (everything competes for every CPU)",
     )
     parser.add_argument(
+        "--generator",
+        choices=("pacer", "python"),
+        default="pacer",
+        help="pacer: the C generator, 0.1 ms pacing, direct and proxy alternating in one "
+        "run (the default); python: benchmarks.loadgen, 1 ms batches, one run each",
+    )
+    parser.add_argument(
+        "--pairing",
+        choices=PAIRINGS,
+        default="windows",
+        help="how pacer pairs direct and proxy in one run: alternating 100 ms windows "
+        "(the default), or interleaved (both at the rate at once, every other request)",
+    )
+    parser.add_argument(
+        "--poll-idle",
+        action="store_true",
+        help="keep the CPUs out of their halting idle states during the run (root; "
+        "restored afterwards): a VM's halted CPU wakes late; alike for every target",
+    )
+    parser.add_argument(
         "--realtime",
         action="store_true",
         help="run the backend, proxies and clients SCHED_FIFO (root or CAP_SYS_NICE): "
@@ -424,10 +534,26 @@ def main(argv: list[str] | None = None) -> int:
         except PermissionError:
             print("bench_router: --realtime needs root or CAP_SYS_NICE", file=sys.stderr)
             return 2
+    generator = args.generator
+    if generator == "pacer":
+        try:
+            pacer.build()
+        except pacer.PacerUnavailable as exc:
+            print(f"bench_router: {exc}; latency by benchmarks.loadgen", file=sys.stderr)
+            generator = "python"
     lat_seconds = max(1.0, seconds * (0.8 if args.quick else 0.7))
     rows: list[dict[str, Any]] = []
     phases: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp, _environment(Path(tmp)) as urls:
+    idle: dict[str, Any] = {"disabled_idle_states": {}}
+    with ExitStack() as stack:
+        if args.poll_idle:
+            try:
+                idle = stack.enter_context(poll_idle(os.sched_getaffinity(0)))
+            except (PermissionError, FileNotFoundError) as exc:
+                print(f"bench_router: --poll-idle: {exc}", file=sys.stderr)
+                return 2
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        urls = stack.enter_context(_environment(work))
         for placement in placements:
             got, phases[placement] = _phase(
                 urls,
@@ -436,6 +562,8 @@ def main(argv: list[str] | None = None) -> int:
                 runs=runs,
                 seconds=seconds,
                 lat_seconds=lat_seconds,
+                generator=generator,
+                pairing=args.pairing,
             )
             rows.extend(got)
     meta = {
@@ -444,10 +572,17 @@ def main(argv: list[str] | None = None) -> int:
         "latency_seconds": lat_seconds,
         "connections": CONNECTIONS,
         "cpus": os.cpu_count(),
+        "poll_idle": idle,
+        "pairing": args.pairing if generator == "pacer" else "sequential runs",
         "headline": "pinned" if "pinned" in placements else "shared",
         "throughput_tool": "wrk -t2 -c32",
-        "latency_tool": "benchmarks.loadgen (open loop, fixed rate, 1 ms send batches, "
-        "latency from the due time)",
+        "latency_tool": (
+            f"pacer (benchmarks/pacer.c: open loop, fixed rate, 0.1 ms pacing, direct and "
+            f"proxy in one run ({args.pairing}), latency from the due time)"
+            if generator == "pacer"
+            else "benchmarks.loadgen (open loop, fixed rate, 1 ms send batches, "
+            "latency from the due time; direct, then proxy)"
+        ),
         "phases": phases,
         "cpu_note": "CPU time of the one process serving each target (direct: the backend) "
         "per request during the wrk runs; less sensitive to a shared machine than req/s",
@@ -462,7 +597,8 @@ def main(argv: list[str] | None = None) -> int:
         kiln, hap = by["kiln"], by["haproxy"]
         lag = max(kiln["send_lag_p99_ms"], hap["send_lag_p99_ms"])
         print(
-            f"{placement}{' realtime' if args.realtime else ''}: kiln throughput "
+            f"{placement}{' realtime' if args.realtime else ''}"
+            f"{' poll-idle' if args.poll_idle else ''}: kiln throughput "
             f"{kiln['x_haproxy']:.2f}x HAProxy, CPU per request {kiln['cpu_us_per_req']:.1f} us "
             f"vs {hap['cpu_us_per_req']:.1f} us; added p50/p99/p99.9 at 50% load: kiln "
             f"{kiln['added_p50_ms']:.2f}/{kiln['added_p99_ms']:.2f}/"
@@ -473,11 +609,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{phases[placement]['machine']['busy_pct']:.0f}% busy, steal "
             f"{phases[placement]['machine']['steal_pct']:.1f}%)"
         )
-        if lag > 2.5:
+        batch = 0.1 if generator == "pacer" else 1.0
+        if lag > 2.5 * batch:
             print(
                 f"warning ({placement}): the load generator itself sent requests up to "
-                f"{lag:.1f} ms late (its 1 ms batches account for about 1-2 ms): the machine "
-                "is too busy for the latency figures to be the proxies'"
+                f"{lag:.1f} ms late (its {batch:g} ms pacing accounts for about {batch:g}-"
+                f"{2 * batch:g} ms): the machine is too busy for the latency figures to be "
+                "the proxies' alone"
             )
     return 0
 

@@ -16,6 +16,7 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> It
         "KILN_SPEC",
         "KILN_CONTROLLER",
         "KILN_TRUST_POLICY",
+        "KILN_DATABASE",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_COLOR", "1")

@@ -70,6 +70,7 @@ def serve(
         leader=leader,
         policy=policy or state_dir.parent / "trust.yaml",
         heal_interval=heal_interval(),
+        database=database,
     )
     controller.claim_environments()
     stop_claims = threading.Event()

@@ -26,15 +26,18 @@ def store(state_dir: Path) -> ArtifactStore:
 
 
 @contextmanager
-def release_history(state_dir: Path) -> Iterator[ReleaseHistory | None]:
-    """The controller's desired state (``state.db``) for gc, or None if there is none yet."""
-    path = state_dir / "state.db"
-    if not path.is_file():
+def release_history(
+    state_dir: Path, *, namespace: str | None = None
+) -> Iterator[ReleaseHistory | None]:
+    """The controller's desired state for gc: the shared PostgreSQL one under
+    ``KILN_DATABASE`` (``namespace`` is the service), else ``state.db`` if there is one."""
+    from kiln.bootstrap.database import desired_state, shared_database
+
+    database = shared_database() if namespace else None
+    if database is None and not (state_dir / "state.db").is_file():
         yield None
         return
-    from kiln.adapters.store.desired import SqliteDesiredState
-
-    desired = SqliteDesiredState(path)
+    desired = desired_state(state_dir, namespace=namespace or "", database=database)
     try:
         yield desired
     finally:

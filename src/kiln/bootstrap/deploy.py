@@ -10,12 +10,12 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from kiln.adapters.store.desired import SqliteDesiredState
 from kiln.adapters.store.leader import FileLeaderLock
 from kiln.bootstrap import artifacts as artifacts_boot
 from kiln.bootstrap import dataplane
 from kiln.bootstrap import runtime as runtime_boot
 from kiln.bootstrap import trust as trust_boot
+from kiln.bootstrap.database import desired_state
 from kiln.bootstrap.ledger import recorder as ledger_recorder
 from kiln.core.digest import Digest, hex_of
 from kiln.core.ledger.kinds import EventKind
@@ -155,12 +155,16 @@ def controller(
     leader: LeaderLock,
     policy: Path,
     heal_interval: float = HEAL_INTERVAL,
+    database: str | None = None,
 ) -> Controller:
+    """The controller of ``spec``; with ``database`` (``KILN_DATABASE``) its desired
+    state, analysis journal and ledger are the PostgreSQL ones every controller of
+    the service shares, and ``leader`` must be that database's lock (same terms)."""
     clock = SystemClock()
     if spec is None:
         return Controller(spec=None, leader=leader, clock=clock, address=address)
-    desired = SqliteDesiredState(state_dir / "state.db")
-    ledger = ledger_recorder(state_dir)
+    desired = desired_state(state_dir, namespace=spec.service, database=database)
+    ledger = ledger_recorder(state_dir, database=database)
     launch = launcher(state_dir, spec, desired)
     actor = f"controller:{os.getpid()}"
     dataplane.start_routers(state_dir, list(spec.environments))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from kiln.adapters.keys.file import FileSigner, generate, load_public_pem
 from kiln.adapters.store.sqlite import SqliteLedger
+from kiln.bootstrap.database import shared_database
 from kiln.core.ledger.checkpoint import note_key_id, vkey
 from kiln.core.ledger.kinds import EventKind
 from kiln.ports.clock import Clock, SystemClock
@@ -67,7 +68,9 @@ class Ledger:
 
 def open_ledger(state_dir: Path, *, clock: Clock | None = None, dsn: str | None = None) -> Ledger:
     """The ledger of ``state_dir``: ``state.db`` there, or PostgreSQL when ``dsn`` is given
-    (keys and the checkpoint copies stay in ``state_dir`` either way)."""
+    or ``KILN_DATABASE`` is set (keys and the checkpoint copies stay in ``state_dir``
+    either way)."""
+    dsn = dsn or shared_database()
     if dsn is not None:
         from kiln.adapters.store.postgres import PostgresLedger
 
@@ -76,7 +79,7 @@ def open_ledger(state_dir: Path, *, clock: Clock | None = None, dsn: str | None 
     return Ledger(store=store, state_dir=state_dir)
 
 
-def recorder(state_dir: Path) -> LedgerStore:
+def recorder(state_dir: Path, *, database: str | None = None) -> LedgerStore:
     """The ``Recorder`` other wiring hands to services (``kiln.bootstrap.trust.recorder``
     can return this): the state directory's ledger, open for the life of the process."""
-    return open_ledger(state_dir).store
+    return open_ledger(state_dir, dsn=database).store

@@ -404,7 +404,8 @@ def gc(
     from kiln.services.artifacts import gc as collect
 
     fmt = output_format(app, output)
-    with release_history(app.state_dir()) as history:
+    namespace = app.spec().service if app.spec_file.exists() else None
+    with release_history(app.state_dir(), namespace=namespace) as history:
         report = collect(
             _store(app),
             policy=Policy(keep_per_environment=keep_per_env, keep_recent=keep_recent),

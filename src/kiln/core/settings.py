@@ -43,7 +43,7 @@ SETTINGS: tuple[Setting, ...] = (
         "database",
         "KILN_DATABASE",
         None,
-        "PostgreSQL DSN shared by controllers (leadership by advisory lock); none: local flock",
+        "PostgreSQL DSN shared by controllers (leadership, desired state, ledger); none: state.db",
     ),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}

@@ -33,7 +33,7 @@ from kiln.core.digest import Digest
 from kiln.core.release import ReleaseId
 from kiln.core.rollout.planner import Decision, RolloutState
 from kiln.core.spec.models import ServiceSpec
-from kiln.errors import KilnError, NotFound, Refused, StaleLeader
+from kiln.errors import KilnError, NotFound, Refused, StaleLeader, Temporary
 from kiln.ports.clock import Clock
 from kiln.ports.leader import LeaderLock
 from kiln.ports.state import DesiredState, Signal
@@ -92,9 +92,12 @@ class Controller:
         led: list[str] = []
         held = self.leader.held()
         for env in self.spec.environments:
-            above = 0 if env.name in held else self._last_term(env.name)
-            if self.leader.try_acquire(env.name, above=above) and self._open_term(env.name):
-                led.append(env.name)
+            try:
+                above = 0 if env.name in held else self._last_term(env.name)
+                if self.leader.try_acquire(env.name, above=above) and self._open_term(env.name):
+                    led.append(env.name)
+            except Temporary as exc:  # a shared database away for a moment: claim again later
+                log.warning("%s: cannot claim it now: %s", env.name, exc.message)
         for name in led:
             if name in self.executors:
                 self._ensure_worker(name)
@@ -160,12 +163,16 @@ class Controller:
                 # drives this environment now; claim_environments restarts us if
                 # we win it back.
                 worker.error = "not the leader any more"
+                log.warning("%s: not the leader any more: its lock was lost", environment)
                 return
             try:
                 self._work_once(environment, executor, worker)
             except StaleLeader as exc:
                 self._stand_down(environment, worker, exc)
                 return
+            except Temporary as exc:  # the term check's read failed: retry, do not act
+                worker.error = exc.message
+                self._stop.wait(exc.delay)
 
     def _work_once(self, environment: str, executor: RolloutExecutor, worker: _Worker) -> None:
         executor.check_term(environment)  # a paused leader stands down before it acts

@@ -7,6 +7,11 @@ process provider and the environment's embedded router. Instances run the
 hello tree given on the command line. It claims every 0.1 s, deploys the
 digests it was given one after another while it leads, and stops on SIGTERM.
 
+With ``KILN_DATABASE`` in its environment it is a controller of a team sharing
+one PostgreSQL: desired state, terms and the ledger there (the wiring of
+``kiln.bootstrap``), leadership by advisory lock; the state directory keeps
+only what is local to its host (instances, router).
+
     python -m tests.integration.controller.fenced_controller STATE_DIR TREE [DIGEST ...]
 """
 
@@ -19,16 +24,18 @@ import sys
 import threading
 from pathlib import Path
 
-from kiln.adapters.store.desired import SqliteDesiredState
 from kiln.adapters.store.leader import FileLeaderLock
+from kiln.adapters.store.pgleader import PostgresLeaderLock
 from kiln.bootstrap import dataplane
 from kiln.bootstrap import runtime as runtime_boot
+from kiln.bootstrap.database import desired_state, shared_database
 from kiln.bootstrap.ledger import recorder
 from kiln.core.digest import Digest, parse_digest
 from kiln.core.release import Release
 from kiln.core.runtime.model import LaunchSpec, Limits
 from kiln.core.spec.loader import load_spec
 from kiln.ports.clock import SystemClock
+from kiln.ports.leader import ClosableLeaderLock
 from kiln.services.controller import Controller
 from kiln.services.rollout import RolloutExecutor
 
@@ -55,7 +62,8 @@ def main(argv: list[str]) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     (state_dir / "logs").mkdir(exist_ok=True)  # the router's log, as `kiln` makes it
     clock = SystemClock()
-    desired = SqliteDesiredState(state_dir / "state.db")
+    database = shared_database()
+    desired = desired_state(state_dir, namespace=SPEC.service, database=database)
     provider = runtime_boot.provider("process", state_dir)
     provider.recover()
     env = SPEC.environment("prod")
@@ -77,13 +85,17 @@ def main(argv: list[str]) -> int:
         desired=desired,
         provider=provider,
         router=dataplane.router_for(state_dir, env),
-        recorder=recorder(state_dir),
+        recorder=recorder(state_dir, database=database),
         clock=clock,
         launcher=launch,
         actor=f"controller:{os.getpid()}",
         journal=desired,
     )
-    leader = FileLeaderLock(state_dir / "run")
+    leader: ClosableLeaderLock = (
+        PostgresLeaderLock(database, namespace=SPEC.service)
+        if database
+        else FileLeaderLock(state_dir / "run")
+    )
 
     def resolve(reference: str) -> Digest:
         return parse_digest(reference)

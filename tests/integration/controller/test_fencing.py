@@ -135,6 +135,21 @@ class Site:
         assert state is not None and state.phase is Phase.SUCCEEDED
         return state
 
+    def carried_to_the_end(
+        self, before: RolloutState, *, term: int
+    ) -> tuple[RolloutState, RouteTable, list[tuple[str, str]]]:
+        """Promote the canary held at its pause; wait until the leader of ``term`` has
+        released it, as the same deployment. The rollout, its route table, the instances."""
+        self.desired.signal("prod", Signal.PROMOTE)
+        done = self.released()
+        assert done.deployment == before.deployment  # resumed, not a new rollout
+        table = self.table()
+        assert table is not None and table.generation >> TERM_SHIFT == term
+        assert table.release(done.candidate).weight == 100  # type: ignore[union-attr]
+        serving = self.instances()
+        assert [release for _, release in serving] == [done.candidate]  # replicas: 1
+        return done, table, serving
+
     def paused_at_50(self) -> RolloutState:
         """Promote v1 (the first release) at its pause; wait for v2 to hold at its
         pause step with half the traffic."""
@@ -190,14 +205,7 @@ def test_a_paused_leader_whose_lock_passed_is_refused_and_stands_down(site: Site
     (site.state / "run" / "leader-prod.lock").unlink()  # the lock passes under a live holder
     site.start("b")
     site.wait_for(lambda: site.desired.term("prod") == 2, "b opens term 2")
-    site.desired.signal("prod", Signal.PROMOTE)  # b carries v2 to the end
-    done = site.released()
-    assert done.deployment == before.deployment  # b resumed a's rollout, not a new one
-    table = site.table()
-    assert table is not None and table.generation >> TERM_SHIFT == 2
-    assert table.release(done.candidate).weight == 100  # type: ignore[union-attr]
-    serving = site.instances()
-    assert [release for _, release in serving] == [done.candidate]  # replicas: 1
+    done, table, serving = site.carried_to_the_end(before, term=2)  # by b
     a_actions = site.actions_of(a)
 
     os.kill(a.pid, signal.SIGCONT)

@@ -72,3 +72,38 @@ def test_rt_limit_reads_the_kernel_settings() -> None:
     got = bench_router._rt_limit()
     runtime = int(Path("/proc/sys/kernel/sched_rt_runtime_us").read_text())
     assert got == "none" if runtime < 0 else got.endswith(" ms") and " per " in got
+
+
+def _fake_cpu(root: Path, cpu: int, states: list[tuple[str, str]]) -> list[Path]:
+    flags = []
+    for index, (name, disabled) in enumerate(states):
+        state = root / f"cpu{cpu}" / "cpuidle" / f"state{index}"
+        state.mkdir(parents=True)
+        (state / "name").write_text(name + "\n")
+        (state / "disable").write_text(disabled + "\n")
+        flags.append(state / "disable")
+    return flags
+
+
+def test_poll_idle_disables_halting_states_and_puts_them_back(tmp_path: Path) -> None:
+    # A sysfs-shaped tree: POLL is left alone, an already-disabled state stays so.
+    cpu0 = _fake_cpu(tmp_path, 0, [("POLL", "0"), ("haltpoll idle", "0")])
+    cpu1 = _fake_cpu(tmp_path, 1, [("POLL", "0"), ("C1", "0"), ("C6", "1")])
+    with bench_router.poll_idle({0, 1}, root=tmp_path) as changed:
+        assert changed == {"disabled_idle_states": {"cpu0": ["haltpoll idle"], "cpu1": ["C1"]}}
+        assert [f.read_text().strip() for f in cpu0 + cpu1] == ["0", "1", "0", "1", "1"]
+    assert [f.read_text().strip() for f in cpu0 + cpu1] == ["0", "0", "0", "0", "1"]
+
+
+def test_poll_idle_restores_on_error_and_refuses_without_cpuidle(tmp_path: Path) -> None:
+    flags = _fake_cpu(tmp_path, 0, [("POLL", "0"), ("C1", "0")])
+    with pytest.raises(RuntimeError), bench_router.poll_idle({0}, root=tmp_path):
+        raise RuntimeError("the benchmark failed")
+    assert flags[1].read_text().strip() == "0"
+    # A CPU without cpuidle states: refused, and the CPU before it restored.
+    with (
+        pytest.raises(FileNotFoundError, match="cpu1"),
+        bench_router.poll_idle({0, 1}, root=tmp_path),
+    ):
+        pass
+    assert flags[1].read_text().strip() == "0"

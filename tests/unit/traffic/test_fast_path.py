@@ -170,6 +170,7 @@ def test_fast_and_full_paths_forward_the_same_request(
         (b"GET / HTTP/1.0\r\nHost: x\r\n\r\n", "forwarded as 1.1"),
         (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi", "a body"),
         (b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", "pipelined"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\r\n\r\n", "bytes after the head"),
     ],
 )
 def test_requests_that_need_rewriting_take_the_full_path(
@@ -344,3 +345,51 @@ def test_any_bodiless_request_is_forwarded_the_same_whole_or_in_pieces(
         assert fast.down.take() == slow.down.take()  # the same error answer, if any
     finally:
         loop.close()
+
+
+# Host lines as a keep-alive client may vary them: the fast path reuses the tail it
+# built for the previous request's Host line only when the line is byte for byte the
+# same (``ClientConnection.host_line``).
+_HOST_LINES = st.sampled_from(
+    [
+        "Host: a.example\r\n",
+        "Host: a.example \r\n",
+        "host: a.example\r\n",
+        "Host: A.example\r\n",
+        "Host: a.example:8080\r\n",
+        "Host: a.exampl\r\n",
+        "Host: b\r\n",
+        "Host: a.example\r\nHost: b\r\n",
+        "",
+    ]
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(hosts=st.lists(_HOST_LINES, min_size=1, max_size=6))
+def test_one_connection_forwards_each_host_the_same_whole_or_in_pieces(
+    hosts: list[str],
+) -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        fast, slow = Wire(loop), Wire(loop)
+        for host in hosts:
+            data = f"GET / HTTP/1.1\r\n{host}Accept: */*\r\n\r\n".encode()
+            assert fast.request(data) == slow.request(*pieces(data))
+            # Answered, so the connection takes its next request at once.
+            assert fast.respond(OK) == slow.respond(OK) == OK
+            fast.backend.idle.append(fast.upstream)
+            slow.backend.idle.append(slow.upstream)
+    finally:
+        loop.close()
+
+
+def test_a_repeated_host_line_takes_the_fast_path_every_time(
+    loop: asyncio.AbstractEventLoop, fast_calls: list[str]
+) -> None:
+    wire = Wire(loop)
+    for host in (b"a", b"a", b"b", b"a"):
+        sent = wire.request(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+        assert sent.endswith(b"x-forwarded-host: " + host + b"\r\n\r\n")
+        assert wire.respond(OK) == OK
+    assert fast_calls == ["request", "response"] * 4

@@ -31,9 +31,9 @@ import threading
 
 import psycopg
 
-from kiln.errors import ConfigError
+from kiln.adapters.store.pgerrors import translate
 
-_TERMS_TABLE = (
+TERMS_TABLE = (
     "CREATE TABLE IF NOT EXISTS kiln_leader_terms ("
     " namespace TEXT NOT NULL, environment TEXT NOT NULL, epoch BIGINT NOT NULL,"
     " PRIMARY KEY (namespace, environment))"
@@ -69,12 +69,12 @@ class PostgresLeaderLock:
                     conn.execute(
                         "SELECT pg_advisory_xact_lock(%s)", (lock_key("", "kiln_leader_terms"),)
                     )
-                    conn.execute(_TERMS_TABLE)
+                    conn.execute(TERMS_TABLE)
                 self._conn = conn
             except psycopg.OperationalError:
                 self._conn = None  # the database is down: lead nothing, try again later
             except psycopg.Error as exc:
-                raise ConfigError(f"cannot open the leadership session: {exc}") from None
+                raise translate(exc, self._dsn, doing="open the leadership session") from None
         return self._conn
 
     def _lost(self) -> None:

@@ -19,11 +19,12 @@ from kiln.adapters.store.migrations import (
     APPEND_ONLY_MESSAGE,
     POSTGRES,
 )
+from kiln.adapters.store.pgerrors import connect
 from kiln.adapters.store.sqlbase import Cursor, SqlLedger
 from kiln.errors import ConfigError, Refused, Temporary
 from kiln.ports.clock import Clock, SystemClock
 
-_MIGRATION_LOCK = 0x6B696C6E  # "kiln": the advisory lock id migrations take
+MIGRATION_LOCK = 0x6B696C6E  # "kiln": the advisory lock id migrations take
 
 
 def _translate(exc: psycopg.Error) -> Exception:
@@ -41,17 +42,14 @@ class PostgresLedger(SqlLedger):
     def __init__(self, dsn: str, *, clock: Clock | None = None) -> None:
         super().__init__(clock=clock or SystemClock())
         self._lock = threading.RLock()
-        try:
-            self._conn = psycopg.connect(dsn, autocommit=True)
-        except psycopg.Error as exc:
-            raise _translate(exc) from exc
+        self._conn = connect(dsn, application_name="kiln-ledger", doing="open the ledger")
         self._migrate()
 
     def _migrate(self) -> None:
         self._apply_migrations(POSTGRES)
 
     def _lock_migrations(self, cur: Cursor) -> None:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
 
     @contextmanager
     def _write(self) -> Iterator[Cursor]:

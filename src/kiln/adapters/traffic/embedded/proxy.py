@@ -39,8 +39,9 @@ from kiln.adapters.traffic.embedded.exchange import REASONS, Exchange
 from kiln.adapters.traffic.embedded.routing import (
     EMPTY_ROUTES,
     HOP_BY_HOP,
+    ONE_MESSAGE,
     BackendState,
-    Completed,
+    Marks,
     Routes,
     Target,
 )
@@ -255,12 +256,15 @@ _REQUEST_HEADERS = {
 }
 
 
-# Request headers the fast path leaves to the full parser: hop-by-hop and framing
-# headers, and X-Forwarded-* (appended to or replaced). One regex with a literal
-# first byte: much cheaper than one ``in`` per name.
+# What the fast path leaves to the full parser: hop-by-hop and framing headers,
+# X-Forwarded-* (appended to or replaced), and anything after the blank line that
+# ends the head (pipelined requests). One regex with a literal first byte: much
+# cheaper than one ``in`` or ``find`` per name (each such call costs about as
+# much as half the search, ``benchmarks/bench_router_cpu.py``).
 _REWRITTEN_REQUEST = re.compile(
     rb"\n(?:connection|content-length|keep-alive|proxy-|te:|trailer|transfer-encoding"
-    rb"|upgrade|x-forwarded-)"
+    rb"|upgrade|x-forwarded-|\r\n.)",
+    re.DOTALL,
 )
 
 
@@ -283,11 +287,14 @@ class ClientConnection(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         # The fast path (``_fast_request``) validates with a second parser that has
         # no per-header callbacks; ``mid`` is True while ``parser`` is inside a message.
-        self.seen = Completed()
-        self.checker = httptools.HttpRequestParser(self.seen)
+        self.checks = Marks()
+        self.checker = httptools.HttpRequestParser(self.checks)
         self.mid = False
-        self.last_host = b""
-        self.host_suffix = b"x-forwarded-proto: http\r\n\r\n"
+        # What the fast path appends to a head (X-Forwarded-*, the blank line), kept
+        # with the Host line it was built for (from its "\n" to its "\r"): a
+        # keep-alive client repeats its Host line, so most requests reuse the tail.
+        self.host_line = b""
+        self.host_tail = b""
         self.open = False
         self.http11 = True
         self.url = b""
@@ -400,40 +407,43 @@ class ClientConnection(asyncio.Protocol):
         with no per-header callback. Anything else (pipelined, bodies, hop-by-hop or
         X-Forwarded-* headers, HTTP/1.0) returns False and goes through the full
         parser, which sees the same bytes."""
-        if data.find(b"\r\n\r\n") != len(data) - 4:
-            return False  # pipelined requests
         lower = data.lower()
         if _REWRITTEN_REQUEST.search(lower) is not None:
             return False
-        seen = self.seen
         checker = self.checker
+        marks = self.checks.marks
         try:
             checker.feed_data(data)
+            # The head ends the data and announces no body, so a valid one completes.
+            whole = marks == ONE_MESSAGE
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
-            seen.done = -1
-        # The head ends the data and announces no body, so a valid one completes.
-        # HTTP/1.0 is forwarded as 1.1 by the full path; with no Connection header,
-        # keep-alive is exactly "HTTP/1.1".
-        if seen.done != 1 or not checker.should_keep_alive():
-            if seen.done != 1:
-                self.checker = httptools.HttpRequestParser(seen)
-            seen.done = 0
+            whole = False
+        marks.clear()
+        if not whole:
+            self.checker = httptools.HttpRequestParser(self.checks)  # starts afresh
             return False
-        seen.done = 0
+        if not checker.should_keep_alive():
+            # HTTP/1.0 is forwarded as 1.1 by the full path; with no Connection
+            # header, keep-alive is exactly "HTTP/1.1".
+            return False
         method: bytes = checker.get_method()
         at = lower.rfind(b"\nhost:")  # the last one, as the full path keeps
-        if at >= 0:
-            host = data[at + 6 : data.find(b"\r", at)].strip()
-            if host != self.last_host:
-                self.last_host = host
-                self.host_suffix = (
-                    b"x-forwarded-proto: http\r\nx-forwarded-host: " + host + b"\r\n\r\n"
-                )
-            suffix = self.host_suffix
+        if at < 0:
+            tail = self.forwarded_line + b"x-forwarded-proto: http\r\n\r\n"
         else:
-            suffix = b"x-forwarded-proto: http\r\n\r\n"
+            line = self.host_line
+            if not line or data[at : at + len(line)] != line:
+                # Not the Host line of this connection's previous fast request.
+                end = data.find(b"\r", at)  # the head ends with CRLF CRLF: found
+                host = data[at + 6 : end].strip(b" \t")
+                self.host_line = data[at : end + 1]
+                self.host_tail = b"%sx-forwarded-proto: http\r\nx-forwarded-host: %s\r\n\r\n" % (
+                    self.forwarded_line,
+                    host,
+                )
+            tail = self.host_tail
         self.http11 = True
-        ex = Exchange(self, data[:-2] + self.forwarded_line + suffix, routes)
+        ex = Exchange(self, data[:-2] + tail, routes)
         ex.is_head = is_head = method == b"HEAD"
         ex.method_idempotent = method in IDEMPOTENT
         ex.request_done = True
@@ -474,7 +484,8 @@ class ClientConnection(asyncio.Protocol):
         if kind == _KEEP:
             self.lines.append(name + b": " + value + b"\r\n")
             if lname == b"host":
-                self.host = value
+                # llhttp keeps trailing whitespace; a field value has none (RFC 9110 §5.5).
+                self.host = value.rstrip(b" \t")
             elif lname == b"cookie":
                 self.cookie = value if not self.cookie else self.cookie + b"; " + value
             else:  # content-length

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import httptools
 
-from kiln.adapters.traffic.embedded.routing import HOP_BY_HOP, BackendState, Seen
+from kiln.adapters.traffic.embedded.routing import HOP_BY_HOP, BackendState, Marks
 from kiln.adapters.traffic.embedded.stats import ReleaseStats
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     __slots__ = (
         "checker",
+        "checks",
         "dp",
         "drop",
         "exchange",
@@ -55,7 +56,6 @@ class UpstreamConnection(asyncio.Protocol):
         "open",
         "parser",
         "reused",
-        "seen",
         "state",
         "transport",
     )
@@ -75,8 +75,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.reused = False
         self.open = False
         self.mid = False  # the parser is inside a response
-        self.seen = Seen()  # the fast path's checking parser (``Exchange.relay_whole``)
-        self.checker = httptools.HttpResponseParser(self.seen)
+        self.checks = Marks()  # the fast path's checking parser (``Exchange.relay_whole``)
+        self.checker = httptools.HttpResponseParser(self.checks)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # a stream transport
