@@ -5,7 +5,8 @@ environment from the config kiln generates and drives it through its runtime API
 Under live traffic through HAProxy: deploy v1, canary v2 (its analysis judges
 HAProxy's `show stat` counters), kill -9 of the controller (HAProxy keeps
 serving), a weight changed behind kiln's back on the runtime socket (healed by
-the next controller's loop), then `kiln down` stops HAProxy by its PID.
+the next controller's loop), then `kiln down` stops HAProxy by its PID. With
+`router.sticky`, HAProxy names the release in a cookie and keeps its holder there.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import os
 import stat
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,7 +41,7 @@ SPEC = hello_spec(
     replicas=2,
     gates="this story is about the data plane; the gates have their own tests",
     rest="""\
-    router: {kind: haproxy}
+    router: {kind: haproxy, sticky: true}
     analysis:
       metrics:
         - {name: errors, metric: error-rate, judge: sequential, minSamples: 30}
@@ -80,6 +82,17 @@ def wait_healed(state_dir: Path) -> None:
         time.sleep(0.05)
 
 
+def sticky_cookie(port: int, cookie: str | None) -> str | None:
+    """The ``Set-Cookie`` of one request through HAProxy carrying ``cookie``."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/", headers={"cookie": cookie} if cookie else {}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+        response.read()
+        found: str | None = response.headers.get("set-cookie")
+        return found
+
+
 def test_a_haproxy_environment_deploys_canaries_survives_kill9_and_heals_weights(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -111,6 +124,9 @@ def test_a_haproxy_environment_deploys_canaries_survives_kill9_and_heals_weights
             m.release: m.requests for m in haproxy_router(state_dir, "prod").metrics().releases
         }
         assert counted[stable["id"]] > 0
+        # router.sticky: a new client is told its release; holding the cookie, it stays.
+        assert sticky_cookie(port, None).startswith(f"kiln_release={stable['id']}; ")
+        assert sticky_cookie(port, f"kiln_release={stable['id']}") is None
 
         # kill -9 of the controller: HAProxy serves on, with nobody driving it.
         kill_controller(state_dir)

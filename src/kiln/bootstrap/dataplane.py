@@ -38,7 +38,7 @@ from typing import TypeVar
 from kiln.adapters.traffic.embedded.client import EmbeddedRouterClient
 from kiln.adapters.traffic.haproxy import HAProxyRouter, PreviewRoute, RuntimeAPI, base_config
 from kiln.adapters.traffic.haproxy_metrics import LOG_FD, CountBook, LatencyLog
-from kiln.adapters.traffic.haproxy_rules import COOKIE_SLOTS
+from kiln.adapters.traffic.haproxy_rules import RuleMaps
 from kiln.adapters.traffic.haproxy_runtime import with_log_fifo
 from kiln.bootstrap.detach import spawn_detached
 from kiln.core.spec.models import BlueGreen, Environment, HAProxySettings, RouterKind
@@ -75,10 +75,10 @@ def haproxy_counts(state_dir: Path, environment: str) -> Path:
     return _run(state_dir).resolve() / f"haproxy-{environment}.counts.json"
 
 
-def haproxy_cookie_files(state_dir: Path, environment: str) -> tuple[Path, ...]:
-    """The runtime ACL files of the HAProxy's cookie-rule slots (``haproxy_rules``)."""
-    run = _run(state_dir).resolve()
-    return tuple(run / f"haproxy-{environment}.cookie{i}" for i in range(COOKIE_SLOTS))
+def haproxy_rule_maps(state_dir: Path, environment: str) -> RuleMaps:
+    """The runtime maps of the HAProxy's header/cookie rules and sticky cookie
+    (``haproxy_rules``): ``run/haproxy-<env>.{rules,sticky,servers}.map``."""
+    return RuleMaps.beside(_run(state_dir).resolve() / f"haproxy-{environment}")
 
 
 def listen_address(state_dir: Path, env: Environment) -> str:
@@ -241,7 +241,7 @@ def haproxy_router(
         preview=_preview_route(state_dir, environment, header, port),
         book=book or CountBook(haproxy_counts(state_dir, environment), writable=False),
         log=log,
-        cookie_files=haproxy_cookie_files(state_dir, environment),
+        rules=haproxy_rule_maps(state_dir, environment),
     )
 
 
@@ -283,14 +283,14 @@ def _start_haproxy(state_dir: Path, env: Environment) -> None:
             threads=settings.threads,
             preview=preview,
             log_fd=LOG_FD,
-            cookie_files=haproxy_cookie_files(state_dir, env.name),
+            rules=haproxy_rule_maps(state_dir, env.name),
         )
     except InvalidInput as exc:
         raise ConfigError(
             f"environment {env.name}: strategy.blueGreen.previewHeader: {exc.message}",
             hint="a header name is letters, digits and -, e.g. x-kiln-preview",
         ) from exc
-    for values in (preview.values, *haproxy_cookie_files(state_dir, env.name)):
+    for values in (preview.values, *haproxy_rule_maps(state_dir, env.name).files()):
         write_atomic(values, b"", mode=0o600)  # HAProxy reads them at start
     write_atomic(config, text.encode(), mode=0o600)
     check = subprocess.run(  # noqa: S603 - the configured haproxy, our own config

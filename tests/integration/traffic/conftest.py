@@ -219,6 +219,7 @@ def hey_args(
     workers: int = 8,
     qps_per_worker: float = 50,
     keepalive: bool = True,
+    headers: tuple[str, ...] = (),
 ) -> list[str]:
     hey = shutil.which("hey")
     if hey is None:
@@ -226,6 +227,8 @@ def hey_args(
     args = [hey, "-z", f"{seconds}s", "-c", str(workers), "-q", str(qps_per_worker), "-t", "10"]
     if not keepalive:
         args.append("-disable-keepalive")
+    for header in headers:
+        args += ["-H", header]
     return [*args, url]
 
 

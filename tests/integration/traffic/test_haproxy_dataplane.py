@@ -22,8 +22,8 @@ from kiln.bootstrap.dataplane import SupervisedHAProxy
 from kiln.bootstrap.down import peer_pid
 from kiln.core.spec.loader import load_spec
 from kiln.core.spec.models import Environment
-from kiln.core.traffic.table import Backend, HeaderMatch, Release, RouteTable
-from kiln.errors import ConfigError, InvalidInput, Temporary
+from kiln.core.traffic.table import Backend, HeaderMatch, Release, RouteTable, Sticky
+from kiln.errors import ConfigError, Temporary
 from tests.integration.traffic.conftest import Processes, free_port, start_backends
 
 pytestmark = pytest.mark.integration
@@ -126,20 +126,36 @@ def test_a_taken_port_is_a_clear_error(state_dir: Path) -> None:
     assert f"127.0.0.1:{port}" in caught.value.hint
 
 
-def get_with(port: int, headers: dict[str, str]) -> str:
+def fetch(port: int, headers: dict[str, str]) -> tuple[str, str | None]:
+    """(body, Set-Cookie) of one GET / carrying ``headers``."""
     request = urllib.request.Request(f"http://127.0.0.1:{port}/", headers=headers)
     with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
-        return bytes(response.read()).decode()
+        return bytes(response.read()).decode(), response.headers.get("set-cookie")
+
+
+def get_with(port: int, headers: dict[str, str]) -> str:
+    return fetch(port, headers)[0]
+
+
+def two_releases(
+    state_dir: Path, procs: Processes, router: str
+) -> tuple[SupervisedHAProxy, int, Backend, Backend]:
+    """The HAProxy of an environment with ``router``, its port, and two backends
+    answering ``a`` and ``b``."""
+    env = environment(router)
+    a, b = start_backends(procs, ["a", "b"])
+    port = int(dataplane.listen_address(state_dir, env).rsplit(":", 1)[1])
+    routed = dataplane.router_for(state_dir, env)
+    assert isinstance(routed, SupervisedHAProxy)
+    return routed, port, Backend("127.0.0.1", a.port), Backend("127.0.0.1", b.port)
 
 
 def test_a_blue_green_preview_header_routes_to_the_preview_release(
     state_dir: Path, procs: Processes
 ) -> None:
-    env = environment("{kind: haproxy}\n    strategy: {blueGreen: {previewHeader: x-peek}}")
-    blue, green = start_backends(procs, ["blue", "green"])
-    router = dataplane.router_for(state_dir, env)
-    port = int(dataplane.listen_address(state_dir, env).rsplit(":", 1)[1])
-    b, g = Backend("127.0.0.1", blue.port), Backend("127.0.0.1", green.port)
+    router, port, b, g = two_releases(
+        state_dir, procs, "{kind: haproxy}\n    strategy: {blueGreen: {previewHeader: x-peek}}"
+    )
     preview = RouteTable(
         1,
         "prod",
@@ -147,21 +163,23 @@ def test_a_blue_green_preview_header_routes_to_the_preview_release(
         (HeaderMatch("x-peek", "1", "green"),),
     )
     router.apply(preview)
-    assert {get(port) for _ in range(6)} == {"blue"}
-    assert {get_with(port, {"x-peek": "1"}) for _ in range(6)} == {"green"}
-    assert get_with(port, {"x-peek": "2"}) == "blue"  # only the rule's value
+    assert {get(port) for _ in range(6)} == {"a"}
+    assert {get_with(port, {"x-peek": "1"}) for _ in range(6)} == {"b"}
+    assert get_with(port, {"x-peek": "2"}) == "a"  # only the rule's value
     assert isinstance(router, SupervisedHAProxy) and router.differences() == []
     by_release = {m.release: m.requests for m in router.metrics().releases}
     assert by_release["green"] >= 6  # preview requests count for the preview release
 
-    # A header the HAProxy was not started with is refused, not half-applied.
+    # Another header than the one HAProxy was started with goes through the rules map:
+    # no restart, and the preview header no longer routes.
     other = RouteTable(2, "prod", preview.releases, (HeaderMatch("x-other", "1", "green"),))
-    with pytest.raises(InvalidInput, match="routes the preview header x-peek"):
-        router.apply(other)
+    router.apply(other)
+    assert {get_with(port, {"x-other": "1"}) for _ in range(4)} == {"b"}
+    assert get_with(port, {"x-peek": "1"}) == "a"
 
     # Promotion: all traffic to green, no rule; the preview value no longer routes.
     router.apply(RouteTable(3, "prod", (Release("green", 100, (g,)),)))
-    assert {get_with(port, {"x-peek": "1"}) for _ in range(4)} == {"green"}
+    assert {get_with(port, {"x-peek": "1"}) for _ in range(4)} == {"b"}
     assert router.router.settle(timeout=10)
     assert router.differences() == []
 
@@ -187,6 +205,27 @@ def test_a_restarted_haproxy_gets_its_preview_rule_back(state_dir: Path, procs: 
     dataplane.router_for(state_dir, env)
     assert get_with(port, {"x-kiln-preview": "1"}) == "green"
     assert get(port) == "blue"
+
+
+def test_a_sticky_environment_keeps_clients_on_their_release_across_a_restart(
+    state_dir: Path, procs: Processes
+) -> None:
+    router, port, a, b = two_releases(state_dir, procs, "{kind: haproxy, sticky: true}")
+    rels = (Release("v1", 50, (a,)), Release("v2", 50, (b,)))
+    router.apply(RouteTable(1, "prod", rels, sticky=Sticky()))
+    first = {fetch(port, {}) for _ in range(4)}
+    assert first == {
+        ("a", "kiln_release=v1; Path=/; Max-Age=3600; HttpOnly; SameSite=Lax"),
+        ("b", "kiln_release=v2; Path=/; Max-Age=3600; HttpOnly; SameSite=Lax"),
+    }
+    pid = peer_pid(dataplane.haproxy_socket(state_dir, "prod"))
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_gone(pid)
+    # A fresh HAProxy (empty maps at start) gets the maps back with the table.
+    assert router.differences() == []
+    assert {fetch(port, {"cookie": "kiln_release=v2"}) for _ in range(4)} == {("b", None)}
+    assert {fetch(port, {"cookie": "kiln_release=v1"}) for _ in range(4)} == {("a", None)}
 
 
 def test_a_killed_haproxy_is_started_again_by_the_next_call(

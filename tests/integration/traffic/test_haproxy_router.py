@@ -85,7 +85,7 @@ def test_older_generations_and_unmapped_features_are_refused(
     router.apply(RouteTable(5, "dev", (release,)))
     with pytest.raises(Refused):
         router.apply(RouteTable(4, "dev", (release,)))
-    with pytest.raises(InvalidInput, match="maps only one preview header rule"):
+    with pytest.raises(InvalidInput, match="without rule maps: it maps only the preview header"):
         router.apply(RouteTable(6, "dev", (release,), rules=(HeaderMatch("x-p", "1", "a"),)))
     with pytest.raises(InvalidInput, match="this HAProxy serves 'dev'"):
         router.apply(RouteTable(6, "prod", (release,)))

@@ -539,16 +539,6 @@ INVALID: list[Case] = [
         "`binary` is empty",
     ),
     Case(
-        "haproxy-with-sticky-cookies",
-        _doc(ENV + "    router: {kind: haproxy, sticky: true}\n"),
-        4,
-        37,
-        "environments[0].router.sticky",
-        "the HAProxy router does not map sticky cookies",
-        "use `kind: embedded` for stickiness",
-        schema=False,
-    ),
-    Case(
         "non-string-key",
         _doc("service: shop\n8080: web\n"),
         2,

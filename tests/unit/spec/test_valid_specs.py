@@ -231,3 +231,12 @@ def test_router_latency_metrics_are_accepted_under_haproxy() -> None:
     prod = spec.environment("prod")
     assert prod.router.kind is RouterKind.HAPROXY
     assert [m.name for m in prod.analysis.metrics] == ["p95"]
+
+
+def test_sticky_cookies_are_accepted_under_haproxy() -> None:
+    # Mapped on HAProxy's runtime maps and release backends (haproxy_rules).
+    spec = load_spec(
+        b"service: shop\nenvironments:\n  - name: prod\n    router: {kind: haproxy, sticky: true}\n"
+    )
+    prod = spec.environment("prod")
+    assert prod.router.kind is RouterKind.HAPROXY and prod.router.sticky

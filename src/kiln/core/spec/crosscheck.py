@@ -213,26 +213,17 @@ def router_findings(env: Mapping[str, object]) -> list[Finding]:
     kind = router.get("kind", "embedded")
     if not isinstance(kind, str):
         return []
-    if kind.lower() != "haproxy":
-        if router.get("haproxy") is not None:
-            return [
-                Finding(
-                    ("router", "haproxy"),
-                    f"`haproxy` settings apply to router kind haproxy, not {kind}",
-                    hint="set `kind: haproxy` or remove the `haproxy` block",
-                )
-            ]
-        return []
-    findings: list[Finding] = []
-    if router.get("sticky") is True:
-        findings.append(
+    # Everything the spec can ask of a router, HAProxy maps too (sticky cookies on
+    # runtime maps, kiln.adapters.traffic.haproxy_rules): only misplaced settings stay.
+    if kind.lower() != "haproxy" and router.get("haproxy") is not None:
+        return [
             Finding(
-                ("router", "sticky"),
-                "the HAProxy router does not map sticky cookies",
-                hint="remove `sticky`, or use `kind: embedded` for stickiness",
+                ("router", "haproxy"),
+                f"`haproxy` settings apply to router kind haproxy, not {kind}",
+                hint="set `kind: haproxy` or remove the `haproxy` block",
             )
-        )
-    return findings
+        ]
+    return []
 
 
 def _metric_references(env: Mapping[str, object]) -> Iterator[tuple[Loc, list[object]]]:
