@@ -271,7 +271,8 @@ def poll_idle(cpus: set[int], root: Path = CPU_SYSFS) -> Iterator[dict[str, Any]
     tuning for latency-sensitive proxies (limiting C-states); it costs host CPU,
     applies to every target alike, and is an option, never the default. Needs
     root (the ``disable`` files of ``cpuidle``); raises ``PermissionError``
-    otherwise, and ``FileNotFoundError`` where the kernel has no cpuidle states."""
+    otherwise, ``FileNotFoundError`` where the kernel has no cpuidle states, and
+    whatever ``OSError`` the kernel gives for a state it refuses to change."""
     changed: list[Path] = []
     disabled: dict[str, list[str]] = {}
     try:
@@ -549,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.poll_idle:
             try:
                 idle = stack.enter_context(poll_idle(os.sched_getaffinity(0)))
-            except (PermissionError, FileNotFoundError) as exc:
+            except OSError as exc:  # not root, no cpuidle, a state the kernel refuses
                 print(f"bench_router: --poll-idle: {exc}", file=sys.stderr)
                 return 2
         work = Path(stack.enter_context(tempfile.TemporaryDirectory()))

@@ -359,8 +359,10 @@ static void readable(struct conn *c) {
             c->head_len += take;
             char *end = memmem(c->head, c->head_len, "\r\n\r\n", 4);
             if (!end) {
-                if (c->head_len == sizeof c->head) broken(c); /* a head too large */
-                if (c->head_len == sizeof c->head) return;
+                if (c->head_len == sizeof c->head) { /* a head too large: refuse it */
+                    broken(c);
+                    return;
+                }
                 continue;
             }
             size_t head_end = (size_t)(end - c->head) + 4;

@@ -115,10 +115,18 @@ def run(urls: Sequence[str], *, prefix: Sequence[str] = (), **options: Any) -> d
     """Run the generator (under ``prefix``, e.g. taskset/chrt) and return its JSON."""
     argv = [*prefix, *command(urls, **options)]
     seconds = float(options.get("seconds", 5.0)) + float(options.get("warmup", 0.5))
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=False)
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=seconds + 30, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"pacer did not finish within {exc.timeout:.0f} s") from None
     if done.returncode != 0:
         raise RuntimeError(f"pacer exited {done.returncode}: {done.stderr.strip()}")
-    result: dict[str, Any] = json.loads(done.stdout)
+    try:
+        result: dict[str, Any] = json.loads(done.stdout)
+    except json.JSONDecodeError as exc:
+        raise RuntimeError(f"pacer printed no JSON ({exc}): {done.stdout[:200]!r}") from None
     return result
 
 

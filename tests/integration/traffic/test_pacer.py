@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import socket
 import subprocess
+import threading
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +81,42 @@ def test_chunked_and_large_answers_are_read_to_their_end(
         binary, [f"http://{backend.address}{path}"], rate=40, seconds=0.5, warmup=0, connections=2
     )
     assert (got["completed"], got["errors"]) == (20, 0)
+
+
+def test_an_answer_head_too_large_is_an_error_not_a_hang(binary: Path) -> None:
+    # A server whose answer head (20 KB) exceeds the generator's 16 KiB buffer:
+    # each request is counted as an error on a connection opened anew.
+    head = b"HTTP/1.1 200 OK\r\nx-big: " + b"a" * 20_000 + b"\r\ncontent-length: 0\r\n\r\n"
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        with conn, suppress(OSError):  # the generator resets what it refuses
+            while not stop.is_set() and conn.recv(4096):
+                conn.sendall(head)
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    try:
+        port = server.getsockname()[1]
+        (got,) = paced(
+            binary, [f"http://127.0.0.1:{port}/"], rate=20, seconds=0.5, warmup=0, connections=2
+        )
+    finally:
+        stop.set()
+        acceptor.join(5)
+        server.close()
+    assert got["completed"] == 0
+    assert got["errors"] == 10
 
 
 def test_two_targets_share_the_run_in_alternating_windows(procs: Processes, binary: Path) -> None:
