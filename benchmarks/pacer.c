@@ -17,8 +17,8 @@
  * are reported beside it. One request in flight per keep-alive connection;
  * a due request waits for a free connection in a FIFO backlog.
  *
- * A timer wake-up is not free (on this project's VMs one costs 20-30 us of CPU,
- * a hypervisor exit each way), so the generator wakes at most once per quantum
+ * A timer wake-up is not free (on this project's VM one cost 20-30 us of CPU in
+ * a one-off check), so the generator wakes at most once per quantum
  * (-q, default 100 us) and sends everything due by then: requests leave at most
  * a quantum late, ten times finer than the Python generator's batches.
  *
